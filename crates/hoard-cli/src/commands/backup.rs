@@ -1,0 +1,83 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use hoard_core::{BackupOptions, ParentSelection};
+
+use crate::args::{BackupArgs, GlobalArgs};
+use crate::output::{json_line, size, CliProgress};
+use crate::{repo, Incomplete};
+
+pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
+    let r = repo::open(g).await?;
+    let parent = match (&a.parent, a.force) {
+        (_, true) => ParentSelection::None,
+        (Some(p), _) => ParentSelection::Id(r.find_snapshot(p).await?.id),
+        (None, false) => ParentSelection::Latest,
+    };
+    let opts = BackupOptions {
+        paths: a.paths,
+        host: a.host,
+        tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+        excludes: a.excludes,
+        parent,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let progress = Arc::new(CliProgress::new(g.quiet, g.json));
+    let result = hoard_core::backup(&r, opts, progress.clone()).await;
+    progress.finish();
+    let done = result?;
+    let s = &done.summary;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        json_line(&serde_json::json!({
+            "message_type": "summary",
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "dirs_new": s.dirs_new,
+            "dirs_changed": s.dirs_changed,
+            "dirs_unmodified": s.dirs_unmodified,
+            "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs,
+            "data_added": s.data_added,
+            "data_added_packed": s.data_added_packed,
+            "total_files_processed": s.total_files_processed,
+            "total_bytes_processed": s.total_bytes_processed,
+            "total_duration": secs,
+            "snapshot_id": done.snapshot.id,
+            "errors": done.errors.len(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "Files:       {:>6} new, {:>6} changed, {:>6} unmodified",
+            s.files_new, s.files_changed, s.files_unmodified
+        );
+        println!(
+            "Dirs:        {:>6} new, {:>6} changed, {:>6} unmodified",
+            s.dirs_new, s.dirs_changed, s.dirs_unmodified
+        );
+        println!(
+            "Added to the repository: {} ({} stored)",
+            size(s.data_added),
+            size(s.data_added_packed)
+        );
+        println!(
+            "processed {} files, {} in {:.2}s",
+            s.total_files_processed,
+            size(s.total_bytes_processed),
+            secs
+        );
+        println!("snapshot {} saved", done.snapshot.id.short());
+    }
+    if !done.errors.is_empty() {
+        return Err(Incomplete(format!(
+            "snapshot {} saved, but {} files or directories could not be read (listed above)",
+            done.snapshot.id.short(),
+            done.errors.len()
+        ))
+        .into());
+    }
+    Ok(())
+}

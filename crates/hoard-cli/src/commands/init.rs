@@ -1,0 +1,42 @@
+use anyhow::Result;
+use hoard_core::{InitOptions, KdfParams, Repository};
+
+use crate::args::{GlobalArgs, InitArgs};
+use crate::output::json_line;
+use crate::repo;
+
+pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
+    let loc = repo::location(g)?;
+    let pw = repo::password(g)?;
+    let d = InitOptions::default();
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: a.kdf_memory.unwrap_or(d.kdf.memory_kib),
+            iterations: a.kdf_iterations.unwrap_or(d.kdf.iterations),
+            parallelism: a.kdf_parallelism.unwrap_or(d.kdf.parallelism),
+        },
+        pack_size: a.pack_size.map(|m| m * 1024 * 1024).unwrap_or(d.pack_size),
+        compression_level: a.compression.unwrap_or(d.compression_level),
+    };
+    let op = repo::operator(&loc, true)?;
+    let r = Repository::init(op, &pw.0, opts).await?;
+    if g.json {
+        json_line(&serde_json::json!({
+            "message_type": "initialized",
+            "id": r.config().id,
+            "repository": r.location(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "created hoard repository {} at {}",
+            r.config().id.short(),
+            r.location()
+        );
+        println!();
+        println!(
+            "Please note that knowledge of your password is required to access the repository."
+        );
+        println!("Losing your password means that your data is irrecoverably lost.");
+    }
+    Ok(())
+}

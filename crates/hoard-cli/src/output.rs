@@ -1,0 +1,130 @@
+//! Everything the CLI shows a person: logging setup, the one-line error, sizes, and the
+//! progress bar (only on a terminal; pipes and sidecar logs stay quiet).
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// The error and its causes on one line; a cause already quoted by its parent is not repeated.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}
+
+/// Progress on stderr when it is a terminal; counts only otherwise.
+pub struct CliProgress {
+    bar: Option<ProgressBar>,
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl CliProgress {
+    pub fn new(quiet: bool, json: bool) -> Self {
+        let bar = (!quiet && !json && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        CliProgress {
+            bar,
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn update(&self) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!(
+                "{} files, {}",
+                self.files.load(Ordering::Relaxed),
+                size(self.bytes.load(Ordering::Relaxed))
+            ));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl hoard_core::Progress for CliProgress {
+    fn bytes_read(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        self.update();
+    }
+
+    fn file_done(&self, _path: &Path, size: u64, read: bool) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        if !read {
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        self.update();
+    }
+
+    fn error(&self, path: &Path, message: &str) {
+        let line = format!("error: {}: {message}", path.display());
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// Prints a JSON value on one line.
+pub fn json_line<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Encoding of blobs and documents before sealing.
+//!
+//! A blob is stored as `seal(zstd(plaintext))`, or `seal(plaintext)` when compression does not
+//! pay; the pack header records which. Deciding that costs a full compression for most data,
+//! so large chunks first compress a small sample at the fastest level: already-compressed
+//! media is then stored raw for a fraction of the cost.
+//!
+//! Documents (config, index, snapshot, lock) are `seal(format ‖ payload)` where format
+//! [`DOC_JSON_ZSTD`] means the payload is zstd-compressed JSON.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+
+/// Format byte of a sealed document: zstd-compressed JSON.
+pub const DOC_JSON_ZSTD: u8 = 1;
+/// Format byte of a sealed document: plain JSON (small documents such as locks).
+pub const DOC_JSON: u8 = 0;
+
+/// Chunks at least this long are probed with a sample before full compression.
+const SAMPLE_THRESHOLD: usize = 128 * 1024;
+const SAMPLE_LEN: usize = 32 * 1024;
+
+/// A blob ready to go into a pack.
+pub struct EncodedBlob {
+    pub sealed: Vec<u8>,
+    pub compressed: bool,
+    pub raw_len: u32,
+}
+
+/// Compresses (when it shrinks the data) and seals one blob.
+pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob {
+    let raw_len = plaintext.len() as u32;
+    if let Some(c) = compress_if_smaller(plaintext, level) {
+        return EncodedBlob {
+            sealed: key.seal(&c),
+            compressed: true,
+            raw_len,
+        };
+    }
+    EncodedBlob {
+        sealed: key.seal(plaintext),
+        compressed: false,
+        raw_len,
+    }
+}
+
+fn compress_if_smaller(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    if data.len() < 64 {
+        return None;
+    }
+    if data.len() >= SAMPLE_THRESHOLD {
+        let mid = data.len() / 2;
+        let sample = &data[mid..mid + SAMPLE_LEN.min(data.len() - mid)];
+        let probe = zstd::bulk::compress(sample, 1).ok()?;
+        if probe.len() * 100 > sample.len() * 97 {
+            return None;
+        }
+    }
+    let c = zstd::bulk::compress(data, level).ok()?;
+    (c.len() < data.len()).then_some(c)
+}
+
+/// Opens a stored blob and undoes compression, checking the expected length.
+pub fn decode_blob(
+    key: &MasterKey,
+    sealed: &[u8],
+    compressed: bool,
+    raw_len: u32,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let opened = key.open(sealed, what)?;
+    let plain = if compressed {
+        zstd::bulk::decompress(&opened, raw_len as usize).map_err(|e| Error::corrupt(what, e))?
+    } else {
+        opened
+    };
+    if plain.len() != raw_len as usize {
+        return Err(Error::corrupt(
+            what,
+            format!("length {} where the index says {}", plain.len(), raw_len),
+        ));
+    }
+    Ok(plain)
+}
+
+/// Serialises, compresses and seals a document.
+pub fn seal_doc<T: Serialize>(key: &MasterKey, doc: &T) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(doc).map_err(|e| Error::invalid("document", e))?;
+    let mut plain = Vec::with_capacity(json.len() / 2 + 1);
+    plain.push(DOC_JSON_ZSTD);
+    zstd::stream::copy_encode(&json[..], &mut plain, 3)
+        .map_err(|e| Error::invalid("document", e))?;
+    Ok(key.seal(&plain))
+}
+
+/// Opens a sealed document; `what` names the file in errors.
+pub fn open_doc<T: DeserializeOwned>(key: &MasterKey, sealed: &[u8], what: &str) -> Result<T> {
+    let plain = key.open(sealed, what)?;
+    let json = decode_doc_payload(&plain, what)?;
+    serde_json::from_slice(&json).map_err(|e| Error::corrupt(what, e))
+}
+
+/// The JSON inside an opened document, for `cat`.
+pub fn decode_doc_payload(plain: &[u8], what: &str) -> Result<Vec<u8>> {
+    match plain.split_first() {
+        Some((&DOC_JSON_ZSTD, rest)) => {
+            let mut out = Vec::new();
+            zstd::stream::copy_decode(rest, &mut out).map_err(|e| Error::corrupt(what, e))?;
+            Ok(out)
+        }
+        Some((&DOC_JSON, rest)) => Ok(rest.to_vec()),
+        Some((b, _)) => Err(Error::corrupt(what, format!("unknown document format {b}"))),
+        None => Err(Error::corrupt(what, "empty document")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_data_is_compressed_and_random_is_not() {
+        let k = MasterKey::random();
+        let text = b"hello world ".repeat(20_000);
+        let b = encode_blob(&k, &text, 3);
+        assert!(b.compressed && b.sealed.len() < text.len() / 10);
+        assert_eq!(
+            decode_blob(&k, &b.sealed, true, b.raw_len, "t").unwrap(),
+            text
+        );
+
+        let mut random = vec![0u8; 300_000];
+        crate::crypto::fill_random(&mut random);
+        let b = encode_blob(&k, &random, 3);
+        assert!(!b.compressed);
+        assert_eq!(
+            decode_blob(&k, &b.sealed, false, b.raw_len, "t").unwrap(),
+            random
+        );
+        assert!(decode_blob(&k, &b.sealed, false, b.raw_len + 1, "t").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn blob_round_trip(data in proptest::collection::vec(0u8..4, 0..20_000)) {
+            let k = MasterKey::random();
+            let b = encode_blob(&k, &data, 3);
+            prop_assert_eq!(decode_blob(&k, &b.sealed, b.compressed, b.raw_len, "t").unwrap(), data);
+        }
+
+        #[test]
+        fn doc_round_trip(v in proptest::collection::btree_map(".*", any::<i64>(), 0..20)) {
+            let k = MasterKey::random();
+            let sealed = seal_doc(&k, &v).unwrap();
+            let back: std::collections::BTreeMap<String, i64> = open_doc(&k, &sealed, "t").unwrap();
+            prop_assert_eq!(back, v);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The repository's `config` file: parameters fixed at `init` that every writer must share.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+
+/// Current repository format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Content-defined chunking parameters. Restic's 512 KiB / 1 MiB / 8 MiB sizes keep the
+/// index small for large repositories while still deduplicating edits within large files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+    /// XOR'd into FastCDC's gear table so chunk boundaries (and thus chunk lengths) do not
+    /// reveal file contents to someone who knows the plaintext of other files.
+    pub gear_seed: u64,
+}
+
+impl ChunkerParams {
+    pub fn random() -> Self {
+        let mut seed = [0u8; 8];
+        crate::crypto::fill_random(&mut seed);
+        ChunkerParams {
+            min_size: 512 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 8 * 1024 * 1024,
+            gear_seed: u64::from_le_bytes(seed),
+        }
+    }
+
+    /// FastCDC's accepted ranges; a config outside them was not written by hoard.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = (64..=1_048_576).contains(&self.min_size)
+            && (256..=4_194_304).contains(&self.avg_size)
+            && (1024..=16_777_216).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("chunker sizes out of range: {self:?}"))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub version: u32,
+    /// Random; distinguishes repositories (e.g. in caches and locks).
+    pub id: Id,
+    pub chunker: ChunkerParams,
+    /// Packs are closed once they reach this many bytes.
+    pub pack_size: u32,
+    /// zstd level for blobs.
+    pub compression_level: i32,
+}
+
+impl Config {
+    pub fn new(pack_size: u32, compression_level: i32) -> Self {
+        Config {
+            version: FORMAT_VERSION,
+            id: Id::random(),
+            chunker: ChunkerParams::random(),
+            pack_size,
+            compression_level,
+        }
+    }
+}
+
+/// 16 MiB: few enough objects for S3 listing and request costs, small enough to buffer.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+/// zstd level 3: rustic's default; level 1 is faster but stores ~10% more.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;

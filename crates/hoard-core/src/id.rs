@@ -1,0 +1,88 @@
+//! 32-byte identifiers. Blob ids are keyed BLAKE3 of the plaintext (so only key holders can
+//! confirm that a known file is stored); every file in the repository is named by the plain
+//! BLAKE3 of its stored bytes (so `check --read-data` can verify names without the key).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 256-bit identifier, printed and serialised as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// Name of a stored file: plain BLAKE3 of its bytes.
+    pub fn of_file(bytes: &[u8]) -> Self {
+        Id(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, as restic prints snapshot ids.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    pub fn random() -> Self {
+        let mut b = [0u8; 32];
+        crate::crypto::fill_random(&mut b);
+        Id(b)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+/// Error for a string that is not 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("not a 64-digit hex id: {0:?}")]
+pub struct ParseIdError(pub String);
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).map_err(|_| ParseIdError(s.to_string()))?;
+        Ok(Id(b))
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects_bad_input() {
+        let id = Id::of_file(b"x");
+        assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
+        assert!("abc".parse::<Id>().is_err());
+        assert!("zz".repeat(32).parse::<Id>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<Id>(&json).unwrap(), id);
+    }
+}

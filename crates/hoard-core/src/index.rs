@@ -1,0 +1,214 @@
+//! The index: which pack holds each blob, and where.
+//!
+//! On storage an index file (`index/<id>`) is a sealed document listing packs and their
+//! blobs; `supersedes` names index files it replaces (prune writes the replacement before
+//! deleting anything). In memory all index files collapse into one sorted table of
+//! fixed-size entries (52 bytes per blob) searched by binary search, plus a small hash map of
+//! blobs added since the table was built.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+use crate::pack::{BlobType, PackedBlob};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IndexFile {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<Id>,
+    pub packs: Vec<IndexPack>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexPack {
+    pub id: Id,
+    pub blobs: Vec<PackedBlob>,
+}
+
+impl IndexFile {
+    pub fn blob_count(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+}
+
+/// Where a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: Id,
+    pub blob: PackedBlob,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    id: [u8; 32],
+    pack: u32,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    /// bit 0: tree, bit 1: compressed.
+    flags: u8,
+}
+
+impl Entry {
+    fn new(pack: u32, b: &PackedBlob) -> Self {
+        Entry {
+            id: b.id.0,
+            pack,
+            offset: b.offset,
+            length: b.length,
+            raw_length: b.raw_length,
+            flags: (b.blob_type == BlobType::Tree) as u8 | ((b.compressed as u8) << 1),
+        }
+    }
+}
+
+/// All blobs the repository knows, by id.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<Id>,
+    pack_numbers: HashMap<Id, u32>,
+    sorted: Vec<Entry>,
+    recent: HashMap<Id, Entry>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pack_number(&mut self, pack: Id) -> u32 {
+        if let Some(n) = self.pack_numbers.get(&pack) {
+            return *n;
+        }
+        let n = self.packs.len() as u32;
+        self.packs.push(pack);
+        self.pack_numbers.insert(pack, n);
+        n
+    }
+
+    /// Adds a whole index file to the sorted table (used when loading).
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for p in &file.packs {
+            let n = self.pack_number(p.id);
+            self.sorted.extend(p.blobs.iter().map(|b| Entry::new(n, b)));
+        }
+    }
+
+    /// Sorts after bulk loading; a blob stored twice keeps one location.
+    pub fn finish_loading(&mut self) {
+        self.sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.sorted.dedup_by(|a, b| a.id == b.id);
+        self.sorted.shrink_to_fit();
+    }
+
+    /// Adds the blobs of a freshly uploaded pack.
+    pub fn add_pack(&mut self, pack: Id, blobs: &[PackedBlob]) {
+        let n = self.pack_number(pack);
+        for b in blobs {
+            self.recent.insert(b.id, Entry::new(n, b));
+        }
+    }
+
+    fn entry(&self, id: &Id) -> Option<&Entry> {
+        self.sorted
+            .binary_search_by(|e| e.id.cmp(&id.0))
+            .ok()
+            .map(|i| &self.sorted[i])
+            .or_else(|| self.recent.get(id))
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.entry(id).is_some()
+    }
+
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.entry(id).map(|e| BlobLocation {
+            pack: self.packs[e.pack as usize],
+            blob: PackedBlob {
+                id: Id(e.id),
+                blob_type: if e.flags & 1 == 1 {
+                    BlobType::Tree
+                } else {
+                    BlobType::Data
+                },
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+                compressed: e.flags & 2 == 2,
+            },
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn pack_ids(&self) -> HashSet<Id> {
+        self.packs.iter().copied().collect()
+    }
+
+    /// Every blob with its location.
+    pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
+        self.sorted
+            .iter()
+            .chain(self.recent.values())
+            .filter_map(|e| self.get(&Id(e.id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn blob(id: Id, offset: u32, tree: bool) -> PackedBlob {
+        PackedBlob {
+            id,
+            blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+            offset,
+            length: 100 + offset,
+            raw_length: 7,
+            compressed: !tree,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn index_file_round_trip_and_lookup(packs in proptest::collection::vec(proptest::collection::vec((any::<[u8; 32]>(), any::<bool>()), 1..10), 1..10)) {
+            let mut file = IndexFile::default();
+            for (i, p) in packs.iter().enumerate() {
+                let blobs = p.iter().enumerate().map(|(j, (id, t))| blob(Id(*id), j as u32, *t)).collect();
+                file.packs.push(IndexPack { id: Id::of_file(&[i as u8]), blobs });
+            }
+            let json = serde_json::to_vec(&file).unwrap();
+            let back: IndexFile = serde_json::from_slice(&json).unwrap();
+            prop_assert_eq!(&back.packs, &file.packs);
+            let mut idx = Index::new();
+            idx.add_file(&back);
+            idx.finish_loading();
+            for p in &file.packs {
+                for b in &p.blobs {
+                    let loc = idx.get(&b.id).unwrap();
+                    // a random id may repeat; whichever copy won must be a real one
+                    prop_assert!(file.packs.iter().any(|q| q.id == loc.pack && q.blobs.contains(&loc.blob)));
+                }
+            }
+            prop_assert!(!idx.contains(&Id::of_file(b"absent")));
+        }
+    }
+
+    #[test]
+    fn recent_blobs_are_found() {
+        let mut idx = Index::new();
+        let id = Id::of_file(b"a");
+        idx.add_pack(Id::of_file(b"p"), &[blob(id, 0, true)]);
+        assert_eq!(idx.get(&id).unwrap().blob.blob_type, BlobType::Tree);
+        assert_eq!(idx.len(), 1);
+        assert_eq!(std::mem::size_of::<Entry>(), 52);
+    }
+}

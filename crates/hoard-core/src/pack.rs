@@ -1,0 +1,254 @@
+//! Packs: the files under `data/` that hold blobs.
+//!
+//! ```text
+//! pack   = blob* ‖ header ‖ header_len (u32 LE)
+//! blob   = sealed blob bytes (see `blob`)
+//! header = seal(entry*)
+//! entry  = type (u8) ‖ flags (u8, bit 0 = compressed) ‖ sealed_len (u32 LE)
+//!          ‖ raw_len (u32 LE) ‖ id (32)
+//! ```
+//! Blob offsets follow from the order of the entries. The pack's name is the plain BLAKE3 of
+//! all its bytes. Data and tree blobs go into separate packs so that tree packs stay small and
+//! cacheable. The header lets `check` and a lost index be rebuilt from the packs alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{MasterKey, SEAL_OVERHEAD};
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Length of one header entry.
+pub const ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobType {
+    Data,
+    Tree,
+}
+
+impl BlobType {
+    fn code(self) -> u8 {
+        match self {
+            BlobType::Data => 0,
+            BlobType::Tree => 1,
+        }
+    }
+}
+
+/// One blob in a pack, as the header and the index describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedBlob {
+    pub id: Id,
+    #[serde(rename = "type")]
+    pub blob_type: BlobType,
+    pub offset: u32,
+    /// Sealed length in the pack.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+/// Builds one pack in memory.
+pub struct PackWriter {
+    buf: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+/// A closed pack ready to upload.
+pub struct FinishedPack {
+    pub id: Id,
+    pub bytes: Vec<u8>,
+    pub blobs: Vec<PackedBlob>,
+}
+
+impl Default for PackWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackWriter {
+    pub fn new() -> Self {
+        PackWriter {
+            buf: Vec::new(),
+            blobs: Vec::new(),
+        }
+    }
+
+    pub fn add(
+        &mut self,
+        id: Id,
+        blob_type: BlobType,
+        sealed: &[u8],
+        compressed: bool,
+        raw_length: u32,
+    ) {
+        self.blobs.push(PackedBlob {
+            id,
+            blob_type,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length,
+            compressed,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn finish(self, key: &MasterKey) -> FinishedPack {
+        let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_LEN);
+        for b in &self.blobs {
+            header.push(b.blob_type.code());
+            header.push(b.compressed as u8);
+            header.extend_from_slice(&b.length.to_le_bytes());
+            header.extend_from_slice(&b.raw_length.to_le_bytes());
+            header.extend_from_slice(&b.id.0);
+        }
+        let sealed = key.seal(&header);
+        let mut bytes = self.buf;
+        bytes.extend_from_slice(&sealed);
+        bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        FinishedPack {
+            id: Id::of_file(&bytes),
+            bytes,
+            blobs: self.blobs,
+        }
+    }
+}
+
+/// Where the sealed header sits, given the pack's total size and its last four bytes.
+pub fn header_range(pack_size: u64, trailer: [u8; 4]) -> Result<std::ops::Range<u64>> {
+    let header_len = u32::from_le_bytes(trailer) as u64;
+    if header_len < SEAL_OVERHEAD as u64 || header_len + 4 > pack_size {
+        return Err(Error::corrupt(
+            "pack",
+            format!("header length {header_len} does not fit a pack of {pack_size} bytes"),
+        ));
+    }
+    Ok(pack_size - 4 - header_len..pack_size - 4)
+}
+
+/// Opens a sealed header and lists its blobs with their offsets.
+pub fn parse_header(
+    key: &MasterKey,
+    sealed_header: &[u8],
+    header_offset: u64,
+    what: &str,
+) -> Result<Vec<PackedBlob>> {
+    let plain = key.open(sealed_header, what)?;
+    if plain.len() % ENTRY_LEN != 0 {
+        return Err(Error::corrupt(
+            what,
+            "header length is not a whole number of entries",
+        ));
+    }
+    let mut offset: u64 = 0;
+    let mut blobs = Vec::with_capacity(plain.len() / ENTRY_LEN);
+    for e in plain.chunks_exact(ENTRY_LEN) {
+        let blob_type = match e[0] {
+            0 => BlobType::Data,
+            1 => BlobType::Tree,
+            t => return Err(Error::corrupt(what, format!("unknown blob type {t}"))),
+        };
+        let length = u32::from_le_bytes([e[2], e[3], e[4], e[5]]);
+        let raw_length = u32::from_le_bytes([e[6], e[7], e[8], e[9]]);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&e[10..42]);
+        blobs.push(PackedBlob {
+            id: Id(id),
+            blob_type,
+            offset: offset as u32,
+            length,
+            raw_length,
+            compressed: e[1] & 1 == 1,
+        });
+        offset += length as u64;
+    }
+    if offset != header_offset {
+        return Err(Error::corrupt(
+            what,
+            format!("blobs end at {offset} but the header starts at {header_offset}"),
+        ));
+    }
+    Ok(blobs)
+}
+
+/// Parses a whole pack held in memory.
+pub fn read_pack(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Vec<PackedBlob>> {
+    if bytes.len() < 4 {
+        return Err(Error::corrupt(what, "shorter than its trailer"));
+    }
+    let n = bytes.len();
+    let range = header_range(
+        n as u64,
+        [bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]],
+    )?;
+    parse_header(
+        key,
+        &bytes[range.start as usize..range.end as usize],
+        range.start,
+        what,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{decode_blob, encode_blob};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>()), 1..20)) {
+            let k = MasterKey::random();
+            let mut w = PackWriter::new();
+            for (data, tree) in &blobs {
+                let e = encode_blob(&k, data, 3);
+                let t = if *tree { BlobType::Tree } else { BlobType::Data };
+                w.add(k.blob_id(data), t, &e.sealed, e.compressed, e.raw_len);
+            }
+            let p = w.finish(&k);
+            prop_assert_eq!(p.id, Id::of_file(&p.bytes));
+            let parsed = read_pack(&k, &p.bytes, "p").unwrap();
+            prop_assert_eq!(&parsed, &p.blobs);
+            for (b, (data, _)) in parsed.iter().zip(&blobs) {
+                let s = &p.bytes[b.offset as usize..(b.offset + b.length) as usize];
+                prop_assert_eq!(&decode_blob(&k, s, b.compressed, b.raw_length, "b").unwrap(), data);
+                prop_assert_eq!(b.id, k.blob_id(data));
+            }
+        }
+    }
+
+    #[test]
+    fn tampered_or_truncated_pack_is_rejected() {
+        let k = MasterKey::random();
+        let mut w = PackWriter::new();
+        let e = encode_blob(&k, b"abc", 3);
+        w.add(
+            k.blob_id(b"abc"),
+            BlobType::Data,
+            &e.sealed,
+            e.compressed,
+            e.raw_len,
+        );
+        let p = w.finish(&k);
+        for i in 0..p.bytes.len() {
+            let mut b = p.bytes.clone();
+            b[i] ^= 0x40;
+            let header_ok = read_pack(&k, &b, "p").is_ok();
+            let blob_ok = decode_blob(&k, &b[..e.sealed.len()], false, 3, "b").is_ok();
+            assert!(!(header_ok && blob_ok), "flip at {i} went unnoticed");
+        }
+        assert!(read_pack(&k, &p.bytes[1..], "p").is_err());
+        assert!(read_pack(&k, &[1, 2], "p").is_err());
+    }
+}

@@ -1,0 +1,481 @@
+//! A repository on any OpenDAL [`Operator`].
+//!
+//! Layout under the operator's root:
+//! ```text
+//! config            sealed document: format version, chunker parameters, pack size
+//! keys/<id>         JSON key files (argon2id parameters, sealed master key)
+//! data/<xx>/<id>    packs, sharded by the first two hex digits of their id
+//! index/<id>        sealed index documents
+//! snapshots/<id>    sealed snapshot documents
+//! locks/<id>        sealed lock documents
+//! ```
+//! Every file is written once under the BLAKE3 of its bytes and never modified; only prune
+//! deletes. `config` is written last by `init`, so a repository exists exactly when its config
+//! does.
+
+use std::sync::{Arc, RwLock};
+
+use futures::{StreamExt, TryStreamExt};
+use opendal::{ErrorKind, Operator};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::blob::{decode_blob, open_doc, seal_doc};
+use crate::config::{Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use crate::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{BlobLocation, Index, IndexFile};
+use crate::pack::BlobType;
+use crate::snapshot::{Snapshot, SnapshotEntry};
+use crate::tree::Tree;
+
+/// The kinds of files in a repository; each knows its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Key => "keys/",
+            FileKind::Pack => "data/",
+            FileKind::Index => "index/",
+            FileKind::Snapshot => "snapshots/",
+            FileKind::Lock => "locks/",
+        }
+    }
+
+    pub fn path(self, id: &Id) -> String {
+        let hex = id.to_hex();
+        match self {
+            FileKind::Pack => format!("data/{}/{}", &hex[..2], hex),
+            _ => format!("{}{}", self.dir(), hex),
+        }
+    }
+}
+
+pub const CONFIG_PATH: &str = "config";
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub kdf: KdfParams,
+    pub pack_size: u32,
+    pub compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// An open repository: cheap to clone, shareable across tasks.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    op: Operator,
+    location: String,
+    key: MasterKey,
+    key_id: Id,
+    config: Config,
+    index: RwLock<Index>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.inner.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn location_of(op: &Operator) -> String {
+    let info = op.info();
+    let name = info.name();
+    if name.is_empty() {
+        format!("{}:{}", info.scheme(), info.root())
+    } else {
+        format!(
+            "{}:{}/{}",
+            info.scheme(),
+            name,
+            info.root().trim_start_matches('/')
+        )
+    }
+}
+
+async fn read_all(op: &Operator, path: &str) -> Result<Vec<u8>> {
+    op.read(path)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| Error::storage("read", path, e))
+}
+
+/// Lists the ids of one kind of file; files whose names are not ids are skipped.
+pub async fn list_ids(op: &Operator, kind: FileKind) -> Result<Vec<Id>> {
+    let entries = match op.list_with(kind.dir()).recursive(true).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::storage("list", kind.dir(), e)),
+    };
+    let mut ids: Vec<Id> = entries
+        .iter()
+        .filter(|e| !e.metadata().is_dir())
+        .filter_map(|e| e.name().parse().ok())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Whether a repository exists at `op` (its config file is present).
+pub async fn repository_exists(op: &Operator) -> Result<bool> {
+    match op.stat(CONFIG_PATH).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::storage("stat", CONFIG_PATH, e)),
+    }
+}
+
+impl Repository {
+    /// Creates a new repository protected by `password`.
+    pub async fn init(op: Operator, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        let location = location_of(&op);
+        if repository_exists(&op).await? {
+            return Err(Error::AlreadyInitialised(location));
+        }
+        let config = Config::new(opts.pack_size, opts.compression_level);
+        config
+            .chunker
+            .validate()
+            .map_err(|e| Error::invalid("chunker parameters", e))?;
+        let key = MasterKey::random();
+        let key_file = KeyFile::create(&key, password, opts.kdf)?;
+        let key_id = write_key_file(&op, &key_file).await?;
+        let sealed = seal_doc(&key, &config)?;
+        op.write(CONFIG_PATH, sealed)
+            .await
+            .map_err(|e| Error::storage("write", CONFIG_PATH, e))?;
+        tracing::info!(%location, "initialised repository {}", config.id.short());
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                op,
+                location,
+                key,
+                key_id,
+                config,
+                index: RwLock::new(Index::new()),
+            }),
+        })
+    }
+
+    /// Opens an existing repository and loads its index.
+    pub async fn open(op: Operator, password: &[u8]) -> Result<Repository> {
+        let location = location_of(&op);
+        if !repository_exists(&op).await? {
+            return Err(Error::RepositoryNotFound(location));
+        }
+        let (key, key_id) = find_key(&op, password).await?;
+        let config: Config = open_doc(&key, &read_all(&op, CONFIG_PATH).await?, "config")?;
+        if config.version != crate::config::FORMAT_VERSION {
+            return Err(Error::corrupt(
+                "config",
+                format!("unsupported format version {}", config.version),
+            ));
+        }
+        config
+            .chunker
+            .validate()
+            .map_err(|e| Error::corrupt("config", e))?;
+        let repo = Repository {
+            inner: Arc::new(Inner {
+                op,
+                location,
+                key,
+                key_id,
+                config,
+                index: RwLock::new(Index::new()),
+            }),
+        };
+        repo.reload_index().await?;
+        Ok(repo)
+    }
+
+    pub fn operator(&self) -> &Operator {
+        &self.inner.op
+    }
+
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.inner.key
+    }
+
+    /// The key file this session opened the repository with.
+    pub fn key_id(&self) -> Id {
+        self.inner.key_id
+    }
+
+    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.inner.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.inner.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn blob_location(&self, id: &Id) -> Option<BlobLocation> {
+        self.index().get(id)
+    }
+
+    /// Number of blobs in the index.
+    pub fn indexed_blobs(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Every indexed blob with its location.
+    pub fn indexed_blob_locations(&self) -> Vec<BlobLocation> {
+        self.index().iter().collect()
+    }
+
+    /// Re-reads every index file not superseded by another.
+    pub async fn reload_index(&self) -> Result<()> {
+        let files = self.load_index_files().await?;
+        let superseded: std::collections::HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::new();
+        for (id, f) in &files {
+            if !superseded.contains(id) {
+                index.add_file(f);
+            }
+        }
+        index.finish_loading();
+        tracing::debug!(blobs = index.len(), files = files.len(), "loaded index");
+        *self.index_mut() = index;
+        Ok(())
+    }
+
+    /// Every index file with its id.
+    pub async fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
+        let ids = self.list(FileKind::Index).await?;
+        futures::stream::iter(ids)
+            .map(|id| async move {
+                Ok::<_, Error>((id, self.load_doc::<IndexFile>(FileKind::Index, &id).await?))
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await
+    }
+
+    pub async fn list(&self, kind: FileKind) -> Result<Vec<Id>> {
+        list_ids(&self.inner.op, kind).await
+    }
+
+    /// Reads a whole file, checking that its name is the hash of its content.
+    pub async fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let path = kind.path(id);
+        let bytes = read_all(&self.inner.op, &path).await?;
+        if Id::of_file(&bytes) != *id {
+            return Err(Error::corrupt(path, "content does not match its name"));
+        }
+        Ok(bytes)
+    }
+
+    /// Stores bytes under their hash.
+    pub async fn write_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
+        let id = Id::of_file(&bytes);
+        let path = kind.path(&id);
+        self.inner
+            .op
+            .write(&path, bytes)
+            .await
+            .map_err(|e| Error::storage("write", path, e))?;
+        Ok(id)
+    }
+
+    pub async fn load_doc<T: DeserializeOwned>(&self, kind: FileKind, id: &Id) -> Result<T> {
+        let bytes = self.read_file(kind, id).await?;
+        open_doc(&self.inner.key, &bytes, &kind.path(id))
+    }
+
+    pub async fn save_doc<T: Serialize>(&self, kind: FileKind, doc: &T) -> Result<Id> {
+        let sealed = seal_doc(&self.inner.key, doc)?;
+        self.write_file(kind, sealed).await
+    }
+
+    /// Writes an index file and adds its blobs to the in-memory index.
+    pub async fn save_index(&self, file: &IndexFile) -> Result<Id> {
+        let id = self.save_doc(FileKind::Index, file).await?;
+        let mut index = self.index_mut();
+        for p in &file.packs {
+            index.add_pack(p.id, &p.blobs);
+        }
+        Ok(id)
+    }
+
+    /// Reads, opens and verifies one blob.
+    pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+        let path = FileKind::Pack.path(&loc.pack);
+        let start = loc.blob.offset as u64;
+        let sealed = self
+            .inner
+            .op
+            .read_with(&path)
+            .range(start..start + loc.blob.length as u64)
+            .await
+            .map_err(|e| Error::storage("read", path.as_str(), e))?
+            .to_vec();
+        self.decode_located_blob(&loc, &sealed)
+    }
+
+    /// Opens a blob's sealed bytes and checks them against its id.
+    pub fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        let what = format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
+        let plain = decode_blob(
+            &self.inner.key,
+            sealed,
+            loc.blob.compressed,
+            loc.blob.raw_length,
+            &what,
+        )?;
+        if self.inner.key.blob_id(&plain) != loc.blob.id {
+            return Err(Error::corrupt(what, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
+        match self.blob_location(id) {
+            Some(loc) if loc.blob.blob_type == BlobType::Tree => {}
+            Some(_) => {
+                return Err(Error::corrupt(
+                    format!("tree {}", id.short()),
+                    "indexed as a data blob",
+                ))
+            }
+            None => return Err(Error::BlobNotInIndex(*id)),
+        }
+        let bytes = self.read_blob(id).await?;
+        Tree::from_bytes(&bytes).map_err(|e| Error::corrupt(format!("tree {}", id.short()), e))
+    }
+
+    /// All snapshots, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let ids = self.list(FileKind::Snapshot).await?;
+        let mut out: Vec<SnapshotEntry> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let snapshot = self.load_doc::<Snapshot>(FileKind::Snapshot, &id).await?;
+                Ok::<_, Error>(SnapshotEntry { id, snapshot })
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest`, a full id or a unique id prefix.
+    pub async fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
+        if spec == "latest" {
+            return self
+                .snapshots()
+                .await?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let ids: Vec<Id> = self
+            .list(FileKind::Snapshot)
+            .await?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .collect();
+        match ids.as_slice() {
+            [] => Err(Error::SnapshotNotFound(spec.to_string())),
+            [id] => Ok(SnapshotEntry {
+                id: *id,
+                snapshot: self.load_doc(FileKind::Snapshot, id).await?,
+            }),
+            _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
+        }
+    }
+
+    /// Adds a key file that opens this repository with another password.
+    pub async fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let kf = KeyFile::create(&self.inner.key, password, kdf)?;
+        write_key_file(&self.inner.op, &kf).await
+    }
+}
+
+async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {
+    let bytes = serde_json::to_vec_pretty(kf).map_err(|e| Error::invalid("key file", e))?;
+    let id = Id::of_file(&bytes);
+    let path = FileKind::Key.path(&id);
+    op.write(&path, bytes)
+        .await
+        .map_err(|e| Error::storage("write", path, e))?;
+    Ok(id)
+}
+
+/// Tries every key file with the password.
+async fn find_key(op: &Operator, password: &[u8]) -> Result<(MasterKey, Id)> {
+    let ids = list_ids(op, FileKind::Key).await?;
+    for id in ids {
+        let path = FileKind::Key.path(&id);
+        let bytes = read_all(op, &path).await?;
+        let kf: KeyFile = match serde_json::from_slice(&bytes) {
+            Ok(kf) => kf,
+            Err(e) => {
+                tracing::warn!("skipping unreadable key file {path}: {e}");
+                continue;
+            }
+        };
+        let pw = zeroize::Zeroizing::new(password.to_vec());
+        let opened = tokio::task::spawn_blocking(move || kf.open(&pw)).await??;
+        if let Some(key) = opened {
+            return Ok((key, id));
+        }
+    }
+    Err(Error::WrongPassword)
+}
+
+/// An operator for a repository in a local directory. Files are written to `<root>/.tmp`,
+/// synced, and renamed into place, so a crash never leaves a half-written file under its final
+/// name. With `create` false a missing directory is [`Error::RepositoryNotFound`] (OpenDAL
+/// would otherwise create it).
+pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> {
+    let shown = path.display().to_string();
+    if !create && !path.join(CONFIG_PATH).exists() {
+        return Err(Error::RepositoryNotFound(shown));
+    }
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let root = abs.to_string_lossy();
+    let tmp = abs.join(".tmp");
+    let builder = opendal::services::Fs::default()
+        .root(&root)
+        .atomic_write_dir(&tmp.to_string_lossy());
+    Operator::new(builder).map_err(|e| Error::storage("open", shown, e))
+}

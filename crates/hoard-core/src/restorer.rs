@@ -1,0 +1,558 @@
+//! Restore: writes a snapshot's tree below a target directory.
+//!
+//! 1. Walk the snapshot's trees and plan: which directories, files, links and special files
+//!    to create, filtered by the include patterns. Names are checked so that a damaged or
+//!    hostile tree cannot write outside the target.
+//! 2. Create directories and files; a file already on disk with the same size is hashed
+//!    chunk by chunk and left alone when every blob id matches.
+//! 3. Read by pack: every needed blob of a pack is fetched once (neighbouring blobs in one
+//!    ranged read), verified against its id, and written at each offset that uses it.
+//! 4. Set metadata: files and links first, then directories from the deepest up, so that
+//!    writing into a directory does not disturb its restored mtime.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::archiver::FileError;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::PackedBlob;
+use crate::progress::Progress;
+use crate::repository::{FileKind, Repository};
+use crate::snapshot::SnapshotEntry;
+use crate::tree::{Node, NodeType};
+
+/// Ranged reads merge neighbouring blobs up to this size.
+const MAX_READ: u64 = 8 * 1024 * 1024;
+/// Packs read at once.
+const PACK_CONCURRENCY: usize = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Glob patterns over snapshot paths (`/home/u/*.txt`); a match restores that entry and
+    /// everything below it. Empty means everything.
+    pub include: Vec<String>,
+    /// Set owners (uid/gid). Defaults to whether the process runs as root.
+    pub owners: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    pub files_restored: u64,
+    /// Files already identical on disk.
+    pub files_skipped: u64,
+    pub dirs: u64,
+    pub links: u64,
+    pub specials: u64,
+    pub bytes_written: u64,
+    pub errors: Vec<FileError>,
+}
+
+struct PlannedFile {
+    dest: PathBuf,
+    node: Node,
+    /// Blob locations in file order with their offsets.
+    blobs: Vec<(Id, u64)>,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<PlannedFile>,
+    /// (link path, target path) for hard links to a file restored earlier.
+    hardlinks: Vec<(PathBuf, PathBuf, Node)>,
+    others: Vec<(PathBuf, Node)>,
+}
+
+fn compile_includes(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let full = if p.starts_with('/') {
+            p.clone()
+        } else {
+            format!("**/{p}")
+        };
+        let g = GlobBuilder::new(&full)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::invalid("include pattern", format!("{p:?}: {e}")))?;
+        b.add(g);
+    }
+    Ok(Some(
+        b.build()
+            .map_err(|e| Error::invalid("include patterns", e))?,
+    ))
+}
+
+fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
+    let b = &n.name.0;
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(Error::corrupt(
+            "tree",
+            format!("unsafe file name {:?}", n.name),
+        ));
+    }
+    Ok(std::ffi::OsStr::from_bytes(b))
+}
+
+/// Restores `snapshot` below `opts.target`.
+pub async fn restore(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    let include = compile_includes(&opts.include)?;
+    let mut plan = Plan::default();
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    plan_tree(
+        repo,
+        snapshot.snapshot.tree,
+        &opts.target,
+        Path::new("/"),
+        include.as_ref(),
+        include.is_none(),
+        &mut plan,
+        &mut links,
+    )
+    .await?;
+    let owners = opts
+        .owners
+        .unwrap_or_else(|| nix::unistd::geteuid().is_root());
+
+    let summary = Arc::new(Mutex::new(RestoreSummary::default()));
+    let soft = |s: &Mutex<RestoreSummary>, path: &Path, e: &dyn std::fmt::Display| {
+        tracing::debug!("{}: {e}", path.display());
+        progress.error(path, &e.to_string());
+        s.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .errors
+            .push(FileError {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+    };
+
+    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    for (dir, _) in &plan.dirs {
+        match std::fs::symlink_metadata(dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                let _ = std::fs::remove_file(dir);
+                if let Err(e) = std::fs::create_dir(dir) {
+                    soft(&summary, dir, &e);
+                }
+            }
+            Err(_) => {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    soft(&summary, dir, &e);
+                }
+            }
+        }
+    }
+
+    // Prepare files: skip identical ones, create the others at their final size.
+    let files = std::mem::take(&mut plan.files);
+    let prepared: Vec<(PlannedFile, bool)> = futures::stream::iter(files)
+        .map(|f| {
+            let key = repo.key().clone();
+            tokio::task::spawn_blocking(move || {
+                let blob_lens: Vec<u64> = f
+                    .blobs
+                    .windows(2)
+                    .map(|w| w[1].1 - w[0].1)
+                    .chain(f.blobs.last().map(|l| f.node.size - l.1))
+                    .collect();
+                if is_identical(&f.dest, &f.node, &f.blobs, &blob_lens, &key) {
+                    return (f, Ok(false));
+                }
+                let r = create_file(&f.dest, f.node.size);
+                (f, r.map(|_| true))
+            })
+        })
+        .buffered(PACK_CONCURRENCY)
+        .map(|r| r.map_err(Error::from))
+        .try_filter_map(|(f, r)| {
+            let keep = match r {
+                Ok(write) => Some((f, write)),
+                Err(e) => {
+                    soft(&summary, &f.dest, &e);
+                    None
+                }
+            };
+            futures::future::ready(Ok(keep))
+        })
+        .try_collect()
+        .await?;
+
+    // Plan reads by pack.
+    let mut by_pack: HashMap<Id, Vec<(PackedBlob, usize, u64)>> = HashMap::new();
+    let mut file_paths = Vec::with_capacity(prepared.len());
+    for (i, (f, write)) in prepared.iter().enumerate() {
+        file_paths.push(f.dest.clone());
+        let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+        if !write {
+            s.files_skipped += 1;
+            continue;
+        }
+        s.files_restored += 1;
+        drop(s);
+        for (id, offset) in &f.blobs {
+            match repo.blob_location(id) {
+                Some(loc) => by_pack
+                    .entry(loc.pack)
+                    .or_default()
+                    .push((loc.blob, i, *offset)),
+                None => soft(&summary, &f.dest, &Error::BlobNotInIndex(*id)),
+            }
+        }
+    }
+    let file_paths = Arc::new(file_paths);
+    let failed_files: Arc<Mutex<std::collections::HashSet<usize>>> = Default::default();
+    futures::stream::iter(by_pack)
+        .map(|(pack, uses)| {
+            let repo = repo.clone();
+            let file_paths = file_paths.clone();
+            let progress = progress.clone();
+            let summary = summary.clone();
+            let failed = failed_files.clone();
+            async move {
+                restore_pack(
+                    &repo,
+                    pack,
+                    uses,
+                    &file_paths,
+                    &*progress,
+                    &summary,
+                    &failed,
+                )
+                .await
+            }
+        })
+        .buffer_unordered(PACK_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    // Metadata, files first, then directories deepest first.
+    for (path, target, node) in &plan.hardlinks {
+        let _ = std::fs::remove_file(path);
+        match std::fs::hard_link(target, path) {
+            Ok(()) => {
+                summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .files_restored += 1
+            }
+            Err(e) => soft(&summary, path, &e),
+        }
+        let _ = node;
+    }
+    for (path, node) in &plan.others {
+        match create_special(path, node) {
+            Ok(true) => {
+                summary.lock().unwrap_or_else(|e| e.into_inner()).specials += 1;
+                if let Err(e) = set_metadata(path, node, owners) {
+                    soft(&summary, path, &e);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => soft(&summary, path, &e),
+        }
+    }
+    for (f, _) in &prepared {
+        if let Err(e) = set_metadata(&f.dest, &f.node, owners) {
+            soft(&summary, &f.dest, &e);
+        }
+    }
+    plan.dirs
+        .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, node) in &plan.dirs {
+        if let Err(e) = set_metadata(path, node, owners) {
+            soft(&summary, path, &e);
+        }
+        summary.lock().unwrap_or_else(|e| e.into_inner()).dirs += 1;
+    }
+    let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(s)
+}
+
+/// Walks one tree; returns whether anything below was selected.
+#[allow(clippy::too_many_arguments)]
+fn plan_tree<'a>(
+    repo: &'a Repository,
+    tree: Id,
+    dest: &'a Path,
+    snap_path: &'a Path,
+    include: Option<&'a GlobSet>,
+    selected: bool,
+    plan: &'a mut Plan,
+    links: &'a mut HashMap<(u64, u64), PathBuf>,
+) -> futures::future::BoxFuture<'a, Result<bool>> {
+    Box::pin(async move {
+        let tree = repo.load_tree(&tree).await?;
+        let mut any = false;
+        for node in tree.nodes {
+            let name = safe_name(&node)?;
+            let d = dest.join(name);
+            let sp = snap_path.join(name);
+            let sel = selected || include.is_some_and(|g| g.is_match(&sp));
+            match node.node_type {
+                NodeType::Dir => {
+                    let Some(sub) = node.subtree else {
+                        return Err(Error::corrupt(
+                            "tree",
+                            format!("directory {} has no subtree", sp.display()),
+                        ));
+                    };
+                    let pos = plan.dirs.len();
+                    plan.dirs.push((d.clone(), node));
+                    let below = plan_tree(repo, sub, &d, &sp, include, sel, plan, links).await?;
+                    if sel || below {
+                        any = true;
+                    } else {
+                        plan.dirs.remove(pos);
+                    }
+                }
+                _ if !sel => {}
+                NodeType::File => {
+                    any = true;
+                    if node.links > 1 {
+                        if let Some(first) = links.get(&(node.device, node.inode)) {
+                            plan.hardlinks.push((d, first.clone(), node));
+                            continue;
+                        }
+                        links.insert((node.device, node.inode), d.clone());
+                    }
+                    let mut blobs = Vec::new();
+                    let mut offset = 0u64;
+                    for id in node.content.iter().flatten() {
+                        blobs.push((*id, offset));
+                        let loc = repo.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+                        offset += loc.blob.raw_length as u64;
+                    }
+                    if offset != node.size {
+                        return Err(Error::corrupt(
+                            "tree",
+                            format!(
+                                "{}: content adds up to {offset} bytes, size says {}",
+                                sp.display(),
+                                node.size
+                            ),
+                        ));
+                    }
+                    plan.files.push(PlannedFile {
+                        dest: d,
+                        node,
+                        blobs,
+                    });
+                }
+                _ => {
+                    any = true;
+                    plan.others.push((d, node));
+                }
+            }
+        }
+        Ok(any)
+    })
+}
+
+/// Whether `dest` already holds exactly this content.
+fn is_identical(
+    dest: &Path,
+    node: &Node,
+    blobs: &[(Id, u64)],
+    lens: &[u64],
+    key: &crate::crypto::MasterKey,
+) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(dest) else {
+        return false;
+    };
+    if !md.is_file() || md.len() != node.size {
+        return false;
+    }
+    let Ok(mut f) = File::open(dest) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    for ((id, _), len) in blobs.iter().zip(lens) {
+        buf.resize(*len as usize, 0);
+        if f.read_exact(&mut buf).is_err() || key.blob_id(&buf) != *id {
+            return false;
+        }
+    }
+    true
+}
+
+fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
+    if let Ok(md) = std::fs::symlink_metadata(dest) {
+        if md.is_dir() {
+            return Err(std::io::Error::other("a directory is in the way"));
+        }
+        std::fs::remove_file(dest)?;
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dest)?;
+    f.set_len(size)
+}
+
+async fn restore_pack(
+    repo: &Repository,
+    pack: Id,
+    mut uses: Vec<(PackedBlob, usize, u64)>,
+    files: &[PathBuf],
+    progress: &dyn Progress,
+    summary: &Mutex<RestoreSummary>,
+    failed: &Mutex<std::collections::HashSet<usize>>,
+) -> Result<()> {
+    uses.sort_by_key(|u| (u.0.offset, u.1, u.2));
+    let path = FileKind::Pack.path(&pack);
+    let mut i = 0;
+    while i < uses.len() {
+        let start = uses[i].0.offset as u64;
+        let mut end = start + uses[i].0.length as u64;
+        let mut j = i + 1;
+        while j < uses.len() {
+            let b = &uses[j].0;
+            let b_end = b.offset as u64 + b.length as u64;
+            if (b.offset as u64) > end + 256 * 1024 || b_end - start > MAX_READ {
+                break;
+            }
+            end = end.max(b_end);
+            j += 1;
+        }
+        let group = &uses[i..j];
+        let fail_group = |e: &Error| {
+            for (_, file, _) in group {
+                if failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(*file)
+                {
+                    let message = e.to_string();
+                    progress.error(&files[*file], &message);
+                    summary
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .errors
+                        .push(FileError {
+                            path: files[*file].clone(),
+                            message,
+                        });
+                }
+            }
+        };
+        match repo.operator().read_with(&path).range(start..end).await {
+            Ok(buf) => {
+                let bytes = buf.to_bytes();
+                let mut last: Option<(Id, Vec<u8>)> = None;
+                for (blob, file, offset) in group {
+                    let from = (blob.offset as u64 - start) as usize;
+                    let to = from + blob.length as usize;
+                    if last.as_ref().map(|l| l.0) != Some(blob.id) {
+                        let loc = crate::index::BlobLocation { pack, blob: *blob };
+                        match bytes
+                            .get(from..to)
+                            .ok_or_else(|| {
+                                Error::corrupt(path.as_str(), "shorter than the index says")
+                            })
+                            .and_then(|s| repo.decode_located_blob(&loc, s))
+                        {
+                            Ok(plain) => last = Some((blob.id, plain)),
+                            Err(e) => {
+                                fail_group(&e);
+                                last = None;
+                                continue;
+                            }
+                        }
+                    }
+                    let Some((_, plain)) = &last else { continue };
+                    let dest = &files[*file];
+                    let written = OpenOptions::new()
+                        .write(true)
+                        .custom_flags(nix::libc::O_NOFOLLOW)
+                        .open(dest)
+                        .and_then(|f| f.write_all_at(plain, *offset));
+                    match written {
+                        Ok(()) => {
+                            progress.bytes_read(plain.len() as u64);
+                            summary
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .bytes_written += plain.len() as u64;
+                        }
+                        Err(e) => fail_group(&Error::io(dest, e)),
+                    }
+                }
+            }
+            Err(e) => fail_group(&Error::storage("read", path.as_str(), e)),
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Creates a symlink, fifo or device; false for sockets, which cannot be restored.
+fn create_special(path: &Path, node: &Node) -> std::io::Result<bool> {
+    use nix::sys::stat::{Mode, SFlag};
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if md.is_dir() {
+            return Err(std::io::Error::other("a directory is in the way"));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let mode = Mode::from_bits_truncate(node.mode as nix::libc::mode_t);
+    match node.node_type {
+        NodeType::Symlink => {
+            let target = node.link_target.clone().unwrap_or_default();
+            std::os::unix::fs::symlink(target.as_os_str(), path)?;
+        }
+        NodeType::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from)?,
+        NodeType::Dev | NodeType::Chardev => {
+            let kind = if node.node_type == NodeType::Dev {
+                SFlag::S_IFBLK
+            } else {
+                SFlag::S_IFCHR
+            };
+            nix::sys::stat::mknod(path, kind, mode, node.rdev.unwrap_or(0) as nix::libc::dev_t)
+                .map_err(std::io::Error::from)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    if owners {
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+    }
+    if node.node_type != NodeType::Symlink {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
+    }
+    let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &ts(node.atime),
+        &ts(node.mtime),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(std::io::Error::from)
+}

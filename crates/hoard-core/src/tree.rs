@@ -1,0 +1,287 @@
+//! Trees: one blob per directory, holding its entries sorted by raw name bytes.
+//!
+//! Names and link targets are raw bytes, since Unix file names need not be UTF-8. In JSON a
+//! name that is valid UTF-8 is a string; any other name is an array of byte values, so no
+//! escaping scheme can make two names collide.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::id::Id;
+
+/// A file name or link target as raw bytes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RawName(pub Vec<u8>);
+
+impl RawName {
+    pub fn as_os_str(&self) -> &OsStr {
+        OsStr::from_bytes(&self.0)
+    }
+
+    pub fn from_os_str(s: &OsStr) -> Self {
+        RawName(s.as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for RawName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+    }
+}
+
+impl fmt::Display for RawName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl Serialize for RawName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.collect_seq(self.0.iter()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawName, E> {
+                Ok(RawName(v.as_bytes().to_vec()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawName, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(RawName(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    File,
+    Dir,
+    Symlink,
+    /// Block device.
+    Dev,
+    /// Character device.
+    Chardev,
+    Fifo,
+    Socket,
+}
+
+/// One directory entry with its metadata. Hard links are files whose `links` is above one;
+/// entries sharing `device` and `inode` within a snapshot are restored as one inode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: RawName,
+    #[serde(rename = "type")]
+    pub node_type: NodeType,
+    /// Permission bits including setuid, setgid and sticky (st_mode & 0o7777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime: i64,
+    pub atime: i64,
+    pub ctime: i64,
+    pub inode: u64,
+    pub device: u64,
+    pub links: u64,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<RawName>,
+    /// Device number of a block or character device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Vec<Id>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Id>,
+}
+
+fn ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+impl Node {
+    /// A node from `lstat` metadata; content, subtree and link target are filled in later.
+    pub fn from_metadata(
+        name: RawName,
+        md: &std::fs::Metadata,
+        names: &crate::ids::NameCache,
+    ) -> Self {
+        let ft = md.file_type();
+        let node_type = if ft.is_dir() {
+            NodeType::Dir
+        } else if ft.is_symlink() {
+            NodeType::Symlink
+        } else if ft.is_block_device() {
+            NodeType::Dev
+        } else if ft.is_char_device() {
+            NodeType::Chardev
+        } else if ft.is_fifo() {
+            NodeType::Fifo
+        } else if ft.is_socket() {
+            NodeType::Socket
+        } else {
+            NodeType::File
+        };
+        let is_dev = matches!(node_type, NodeType::Dev | NodeType::Chardev);
+        Node {
+            name,
+            node_type,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            user: names.user(md.uid()),
+            group: names.group(md.gid()),
+            mtime: ns(md.mtime(), md.mtime_nsec()),
+            // A directory's atime changes whenever it is listed, by this backup too; keeping
+            // it would make every unchanged tree new. Restore gives directories atime = mtime.
+            atime: if node_type == NodeType::Dir {
+                ns(md.mtime(), md.mtime_nsec())
+            } else {
+                ns(md.atime(), md.atime_nsec())
+            },
+            ctime: ns(md.ctime(), md.ctime_nsec()),
+            inode: md.ino(),
+            device: md.dev(),
+            links: md.nlink(),
+            size: if node_type == NodeType::File {
+                md.size()
+            } else {
+                0
+            },
+            link_target: None,
+            rdev: is_dev.then(|| md.rdev()),
+            content: None,
+            subtree: None,
+        }
+    }
+
+    /// Whether a file is unchanged since `old` was recorded, judged from metadata alone.
+    pub fn same_file_metadata(&self, old: &Node) -> bool {
+        old.node_type == NodeType::File
+            && self.node_type == NodeType::File
+            && self.size == old.size
+            && self.mtime == old.mtime
+            && self.ctime == old.ctime
+            && self.inode == old.inode
+            && old.content.is_some()
+    }
+}
+
+/// The entries of one directory, sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    pub fn sort(&mut self) {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.0.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node_strategy() -> impl Strategy<Value = Node> {
+        (
+            proptest::collection::vec(any::<u8>(), 1..40),
+            prop_oneof![
+                Just(NodeType::File),
+                Just(NodeType::Dir),
+                Just(NodeType::Symlink),
+                Just(NodeType::Fifo)
+            ],
+            any::<(u32, u32, i64, i64, u64, u64)>(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            proptest::option::of(proptest::collection::vec(any::<[u8; 32]>(), 0..4)),
+        )
+            .prop_map(
+                |(name, t, (mode, uid, mtime, ctime, inode, size), target, content)| Node {
+                    name: RawName(name),
+                    node_type: t,
+                    mode: mode & 0o7777,
+                    uid,
+                    gid: uid / 2,
+                    user: "u".into(),
+                    group: String::new(),
+                    mtime,
+                    atime: mtime / 3,
+                    ctime,
+                    inode,
+                    device: 3,
+                    links: 1,
+                    size,
+                    link_target: target.map(RawName),
+                    rdev: None,
+                    content: content.map(|c| c.into_iter().map(Id).collect()),
+                    subtree: None,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn tree_round_trip(nodes in proptest::collection::vec(node_strategy(), 0..20)) {
+            let mut t = Tree { nodes };
+            t.sort();
+            let back = Tree::from_bytes(&t.to_bytes()).unwrap();
+            prop_assert_eq!(&back, &t);
+            for n in &t.nodes {
+                prop_assert!(back.find(&n.name.0).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn non_utf8_name_is_a_byte_array() {
+        let n = RawName(vec![0x66, 0xff, 0x6f]);
+        assert_eq!(serde_json::to_string(&n).unwrap(), "[102,255,111]");
+        assert_eq!(
+            serde_json::to_string(&RawName(b"ok".to_vec())).unwrap(),
+            "\"ok\""
+        );
+    }
+}

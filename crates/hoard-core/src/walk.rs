@@ -1,0 +1,85 @@
+//! Reading snapshots back: a depth-first walk over a snapshot's trees (for `ls`) and the
+//! statistics `stats` reports.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::tree::{Node, NodeType};
+
+/// Calls `visit` for every node below `tree`, parents before children, with its snapshot path.
+pub async fn walk_tree<F>(repo: &Repository, tree: Id, mut visit: F) -> Result<()>
+where
+    F: FnMut(&Path, &Node) -> Result<()>,
+{
+    let mut stack: Vec<(PathBuf, Id)> = vec![(PathBuf::from("/"), tree)];
+    while let Some((dir, id)) = stack.pop() {
+        let t = repo.load_tree(&id).await?;
+        let mut subdirs = Vec::new();
+        for node in &t.nodes {
+            let path = dir.join(node.name.as_os_str());
+            visit(&path, node)?;
+            if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
+                subdirs.push((path, sub));
+            }
+        }
+        // Reverse so that the walk visits directories in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepoStats {
+    pub snapshots: u64,
+    /// Sum of file sizes over the snapshots, as a restore would write them.
+    pub total_restore_size: u64,
+    pub total_file_count: u64,
+    /// Plaintext of the distinct blobs the snapshots use.
+    pub total_uncompressed_size: u64,
+    /// Bytes those blobs take in packs.
+    pub total_size: u64,
+    pub total_blob_count: u64,
+    /// Restore size divided by the distinct plaintext.
+    pub dedup_ratio: f64,
+    /// Distinct plaintext divided by stored bytes.
+    pub compression_ratio: f64,
+}
+
+/// Statistics over the given snapshots.
+pub async fn stats(repo: &Repository, trees: &[Id]) -> Result<RepoStats> {
+    let mut s = RepoStats {
+        snapshots: trees.len() as u64,
+        ..Default::default()
+    };
+    let mut seen: HashSet<Id> = HashSet::new();
+    for tree in trees {
+        let mut blobs: Vec<Id> = vec![*tree];
+        walk_tree(repo, *tree, |_, n| {
+            if n.node_type == NodeType::File {
+                s.total_file_count += 1;
+                s.total_restore_size += n.size;
+            }
+            blobs.extend(n.content.iter().flatten().copied());
+            blobs.extend(n.subtree);
+            Ok(())
+        })
+        .await?;
+        for id in blobs {
+            if seen.insert(id) {
+                let loc = repo.blob_location(&id).ok_or(Error::BlobNotInIndex(id))?;
+                s.total_blob_count += 1;
+                s.total_uncompressed_size += loc.blob.raw_length as u64;
+                s.total_size += loc.blob.length as u64;
+            }
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    s.dedup_ratio = ratio(s.total_restore_size, s.total_uncompressed_size);
+    s.compression_ratio = ratio(s.total_uncompressed_size, s.total_size);
+    Ok(s)
+}

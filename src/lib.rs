@@ -1,0 +1,8 @@
+//! hoard: encrypted, deduplicated, compressed backups into restic-style repositories on any
+//! [OpenDAL](opendal) storage.
+//!
+//! This crate is the facade: it re-exports the engine from `hoard-core`. See
+//! [`Repository`], [`backup`] and [`restore`], and `examples/local.rs` for a runnable tour.
+
+pub use hoard_core::*;
+pub use opendal;
