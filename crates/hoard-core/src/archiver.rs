@@ -104,7 +104,7 @@ struct Archiver {
 
 /// A child of a directory: known now, or being read.
 enum Pending {
-    Ready(Node),
+    Ready(Box<Node>),
     /// Left out after a soft error.
     Skipped,
     Task(JoinHandle<Result<Option<Node>>>),
@@ -365,7 +365,7 @@ impl Archiver {
                                 .save_virtual(full, sub, old.and_then(|o| o.subtree))
                                 .await?,
                         );
-                        children.push(Pending::Ready(node));
+                        children.push(Pending::Ready(Box::new(node)));
                     }
                 }
             }
@@ -396,7 +396,7 @@ impl Archiver {
                         self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
                         self.progress.file_done(&path, node.size, false);
                         node.content = Some(content);
-                        return Ok(Pending::Ready(node));
+                        return Ok(Pending::Ready(Box::new(node)));
                     }
                 }
                 let counter = match &old {
@@ -430,14 +430,14 @@ impl Archiver {
             NodeType::Symlink => match std::fs::read_link(&path) {
                 Ok(target) => {
                     node.link_target = Some(RawName::from_os_str(target.as_os_str()));
-                    Ok(Pending::Ready(node))
+                    Ok(Pending::Ready(Box::new(node)))
                 }
                 Err(e) => {
                     self.soft_error(&path, e);
                     Ok(Pending::Skipped)
                 }
             },
-            _ => Ok(Pending::Ready(node)),
+            _ => Ok(Pending::Ready(Box::new(node))),
         }
     }
 
@@ -508,7 +508,7 @@ async fn collect(children: Vec<Pending>) -> Result<Vec<Node>> {
     let mut nodes = Vec::with_capacity(children.len());
     for c in children {
         match c {
-            Pending::Ready(n) => nodes.push(n),
+            Pending::Ready(n) => nodes.push(*n),
             Pending::Skipped => {}
             Pending::Task(h) => {
                 if let Some(n) = h.await?? {
@@ -554,14 +554,7 @@ fn read_file(
             store(data)?;
         }
     } else {
-        let chunker = fastcdc::v2020::StreamCDC::with_level_and_seed(
-            file,
-            params.min_size as usize,
-            params.avg_size as usize,
-            params.max_size as usize,
-            fastcdc::v2020::Normalization::Level1,
-            params.gear_seed,
-        );
+        let chunker = crate::chunker::stream(&params, file);
         for chunk in chunker {
             let chunk = chunk.map_err(|e| match e {
                 fastcdc::v2020::Error::IoError(io) => ReadError::Soft(io),

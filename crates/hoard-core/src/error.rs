@@ -21,7 +21,7 @@ pub enum Error {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("{what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
@@ -65,7 +65,7 @@ impl Error {
         Error::Storage {
             op,
             path: path.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -80,6 +80,16 @@ impl Error {
         Error::Invalid {
             what,
             detail: detail.to_string(),
+        }
+    }
+}
+
+impl Error {
+    /// The storage error behind this one, if any (for callers that classify failures).
+    pub fn storage_error(&self) -> Option<&opendal::Error> {
+        match self {
+            Error::Storage { source, .. } => Some(source),
+            _ => None,
         }
     }
 }

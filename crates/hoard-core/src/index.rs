@@ -97,7 +97,7 @@ impl Index {
 
     /// Sorts after bulk loading; a blob stored twice keeps one location.
     pub fn finish_loading(&mut self) {
-        self.sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.sorted.sort_unstable_by_key(|e| e.id);
         self.sorted.dedup_by(|a, b| a.id == b.id);
         self.sorted.shrink_to_fit();
     }

@@ -21,6 +21,7 @@
 
 pub mod archiver;
 pub mod blob;
+pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod error;

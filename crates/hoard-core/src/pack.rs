@@ -145,6 +145,11 @@ pub fn parse_header(
     what: &str,
 ) -> Result<Vec<PackedBlob>> {
     let plain = key.open(sealed_header, what)?;
+    parse_entries(&plain, header_offset, what)
+}
+
+/// Decodes the opened header entries of a pack whose header starts at `header_offset`.
+pub fn parse_entries(plain: &[u8], header_offset: u64, what: &str) -> Result<Vec<PackedBlob>> {
     if plain.len() % ENTRY_LEN != 0 {
         return Err(Error::corrupt(
             what,

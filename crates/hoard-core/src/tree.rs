@@ -157,13 +157,10 @@ impl Node {
             user: names.user(md.uid()),
             group: names.group(md.gid()),
             mtime: ns(md.mtime(), md.mtime_nsec()),
-            // A directory's atime changes whenever it is listed, by this backup too; keeping
-            // it would make every unchanged tree new. Restore gives directories atime = mtime.
-            atime: if node_type == NodeType::Dir {
-                ns(md.mtime(), md.mtime_nsec())
-            } else {
-                ns(md.atime(), md.atime_nsec())
-            },
+            // Reading a file or listing a directory (as backup does) moves its atime, so a
+            // recorded atime would make every tree new on the next run. Like borg, record none:
+            // atime is stored as mtime, and restore sets it so.
+            atime: ns(md.mtime(), md.mtime_nsec()),
             ctime: ns(md.ctime(), md.ctime_nsec()),
             inode: md.ino(),
             device: md.dev(),

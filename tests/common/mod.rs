@@ -1,0 +1,245 @@
+//! Helpers shared by the end-to-end tests: a scratch repository, the `hoard` binary, and
+//! trees with every kind of node.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: String,
+}
+
+impl Env {
+    /// A scratch directory with an initialised local repository (cheap KDF).
+    pub fn new() -> Env {
+        let env = Env::empty();
+        let out = env.hoard(&[
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ]);
+        assert_ok(&out);
+        env
+    }
+
+    pub fn empty() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo").to_string_lossy().into_owned();
+        Env { dir, repo }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn cmd(&self) -> Command {
+        self.cmd_for(&self.repo)
+    }
+
+    /// The binary with the test password, pointed at another repository.
+    pub fn cmd_for(&self, repo: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
+        for k in ["RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "HOARD_LOG"] {
+            c.env_remove(k);
+        }
+        c.env("RESTIC_PASSWORD", PASSWORD).arg("-r").arg(repo);
+        c
+    }
+
+    pub fn hoard(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs hoard and returns the last line of stdout parsed as JSON.
+    pub fn hoard_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.hoard(&a);
+        assert_ok(&out);
+        let text = String::from_utf8(out.stdout).unwrap();
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    }
+
+    /// Total bytes of every file in the repository.
+    pub fn repo_size(&self) -> u64 {
+        files_below(Path::new(&self.repo))
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum()
+    }
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "hoard failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+pub const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
+
+/// A tree with random, text, empty, symlinked (also dangling), hard-linked, non-UTF-8-named,
+/// executable files, a fifo and nested directories.
+pub fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("docs/deep/deeper")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::write(
+        root.join("random.bin"),
+        random_bytes(3 * 1024 * 1024 + 17, 1),
+    )
+    .unwrap();
+    let text: String = (0..40_000)
+        .map(|i| format!("{MARKER} line {i}\n"))
+        .collect();
+    fs::write(root.join("docs/text.txt"), &text).unwrap();
+    fs::write(
+        root.join("docs/deep/deeper/small.txt"),
+        format!("{MARKER} small"),
+    )
+    .unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("private"), b"secret-ish").unwrap();
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("docs/text.txt", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).unwrap();
+    fs::hard_link(root.join("docs/text.txt"), root.join("hardlink.txt")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"name-\xff\xfe-not-utf8");
+    fs::write(root.join(odd), b"odd name").unwrap();
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    // A fixed mtime in the past, to see it restored exactly.
+    let old = nix::sys::time::TimeSpec::new(1_500_000_000, 123_456_789);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &root.join("docs/deep/deeper/small.txt"),
+        &old,
+        &old,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
+#[derive(Debug, PartialEq)]
+struct Entry {
+    kind: &'static str,
+    mode: u32,
+    mtime: (i64, i64),
+    size: u64,
+    content: Option<Vec<u8>>,
+    target: Option<PathBuf>,
+}
+
+fn describe(root: &Path) -> (HashMap<PathBuf, Entry>, Vec<Vec<PathBuf>>) {
+    let mut out = HashMap::new();
+    let mut inodes: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let ft = md.file_type();
+            let kind = if ft.is_dir() {
+                stack.push(p.clone());
+                "dir"
+            } else if ft.is_symlink() {
+                "symlink"
+            } else if ft.is_file() {
+                "file"
+            } else {
+                "other"
+            };
+            if ft.is_file() && md.nlink() > 1 {
+                inodes.entry(md.ino()).or_default().push(rel.clone());
+            }
+            out.insert(
+                rel,
+                Entry {
+                    kind,
+                    mode: md.mode(),
+                    mtime: if ft.is_dir() {
+                        (0, 0)
+                    } else {
+                        (md.mtime(), md.mtime_nsec())
+                    },
+                    size: if ft.is_file() { md.len() } else { 0 },
+                    content: ft.is_file().then(|| fs::read(&p).unwrap()),
+                    target: ft.is_symlink().then(|| fs::read_link(&p).unwrap()),
+                },
+            );
+        }
+    }
+    let mut groups: Vec<Vec<PathBuf>> = inodes
+        .into_values()
+        .map(|mut v| {
+            v.sort();
+            v
+        })
+        .collect();
+    groups.sort();
+    (out, groups)
+}
+
+/// Asserts that two trees have the same entries, contents, modes, mtimes, link targets and
+/// hard-link groups. Directory mtimes are compared separately by the caller where relevant.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let (ea, ga) = describe(a);
+    let (eb, gb) = describe(b);
+    let mut names: Vec<_> = ea.keys().chain(eb.keys()).collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        assert_eq!(ea.get(n), eb.get(n), "entry {n:?} differs");
+    }
+    assert_eq!(ga, gb, "hard-link groups differ");
+}
