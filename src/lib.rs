@@ -6,3 +6,7 @@
 
 pub use hoard_core::*;
 pub use opendal;
+
+/// S3 repositories: URLs, secrets, CA_CERT_DATA, bucket creation (feature `s3`).
+#[cfg(feature = "s3")]
+pub use hoard_s3 as s3;

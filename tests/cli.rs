@@ -1,5 +1,6 @@
 //! The CLI end to end, as a user runs it: init, backup, restore, and the promises about
-//! deduplication, encryption and exit codes.
+//! deduplication, encryption and exit codes. Each scenario runs on a local repository and on
+//! the S3 test server over TLS (CA_CERT_DATA).
 
 mod common;
 
@@ -8,9 +9,29 @@ use std::os::unix::fs::MetadataExt;
 
 use common::*;
 
-#[test]
-fn backup_and_restore_every_node_type() {
-    let env = Env::new();
+/// One `#[test]` per backend for each scenario function.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name(super::Env::new()) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() { super::$name(super::Env::s3()) } )*
+        }
+    };
+}
+
+on_every_backend!(
+    backup_and_restore_every_node_type,
+    unchanged_rebackup_reads_nothing_and_adds_under_one_percent,
+    inserting_at_the_start_of_a_large_file_stores_few_chunks,
+    repository_holds_no_plaintext,
+    exit_codes_for_wrong_password_missing_repository_and_double_init,
+    excludes_tags_include_ls_cat_and_stats,
+    corrupt_pack_is_detected_on_restore,
+);
+
+fn backup_and_restore_every_node_type(env: Env) {
     let src = env.path("src");
     make_tree(&src);
     let summary = env.hoard_json(&["backup", src.to_str().unwrap(), "--tag", "first"]);
@@ -60,9 +81,7 @@ impl FifoLike for fs::FileType {
     }
 }
 
-#[test]
-fn unchanged_rebackup_reads_nothing_and_adds_under_one_percent() {
-    let env = Env::new();
+fn unchanged_rebackup_reads_nothing_and_adds_under_one_percent(env: Env) {
     let src = env.path("src");
     make_tree(&src);
     fs::write(src.join("more.bin"), random_bytes(8 * 1024 * 1024, 9)).unwrap();
@@ -77,6 +96,8 @@ fn unchanged_rebackup_reads_nothing_and_adds_under_one_percent() {
         .arg(env!("CARGO_BIN_EXE_hoard"))
         .args(["-r", &env.repo, "--json", "backup", src.to_str().unwrap()])
         .env("RESTIC_PASSWORD", PASSWORD)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.vars.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert_ok(&out);
@@ -108,9 +129,7 @@ fn unchanged_rebackup_reads_nothing_and_adds_under_one_percent() {
     );
 }
 
-#[test]
-fn inserting_at_the_start_of_a_large_file_stores_few_chunks() {
-    let env = Env::new();
+fn inserting_at_the_start_of_a_large_file_stores_few_chunks(env: Env) {
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     let data = random_bytes(24 * 1024 * 1024, 5);
@@ -139,9 +158,7 @@ fn inserting_at_the_start_of_a_large_file_stores_few_chunks() {
     );
 }
 
-#[test]
-fn repository_holds_no_plaintext() {
-    let env = Env::new();
+fn repository_holds_no_plaintext(env: Env) {
     let src = env.path("src");
     make_tree(&src);
     assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
@@ -154,7 +171,8 @@ fn repository_holds_no_plaintext() {
         b"name-",
     ];
     let random_sample = &random_bytes(3 * 1024 * 1024 + 17, 1)[1000..1064];
-    for f in files_below(std::path::Path::new(&env.repo)) {
+    assert!(!env.repo_files().is_empty());
+    for f in env.repo_files() {
         let bytes = fs::read(&f).unwrap();
         for n in needles.iter().chain([&random_sample]) {
             assert!(
@@ -167,9 +185,7 @@ fn repository_holds_no_plaintext() {
     }
 }
 
-#[test]
-fn exit_codes_for_wrong_password_missing_repository_and_double_init() {
-    let env = Env::new();
+fn exit_codes_for_wrong_password_missing_repository_and_double_init(env: Env) {
     let out = env
         .cmd()
         .env("RESTIC_PASSWORD", "not the password")
@@ -271,9 +287,7 @@ fn unreadable_file_is_skipped_with_exit_code_3() {
     );
 }
 
-#[test]
-fn excludes_tags_include_ls_cat_and_stats() {
-    let env = Env::new();
+fn excludes_tags_include_ls_cat_and_stats(env: Env) {
     let src = env.path("src");
     make_tree(&src);
     fs::write(src.join("scratch.tmp"), b"temporary").unwrap();
@@ -322,11 +336,11 @@ fn excludes_tags_include_ls_cat_and_stats() {
     assert!(config["chunker"]["gear_seed"].is_u64());
     let snap = env.hoard_json(&["cat", "snapshot", &id[..10]]);
     assert_eq!(snap["id"].as_str(), Some(id.as_str()));
-    let packs = common::files_below(&std::path::Path::new(&env.repo).join("data"));
+    let packs = common::files_below(&env.storage.join("data"));
     let pack_id = packs[0].file_name().unwrap().to_str().unwrap().to_string();
     let pack = env.hoard_json(&["cat", "pack", &pack_id]);
     assert!(!pack["blobs"].as_array().unwrap().is_empty());
-    let index_files = common::files_below(&std::path::Path::new(&env.repo).join("index"));
+    let index_files = common::files_below(&env.storage.join("index"));
     let index_id = index_files[0]
         .file_name()
         .unwrap()
@@ -346,14 +360,12 @@ fn excludes_tags_include_ls_cat_and_stats() {
     assert!(stats["dedup_ratio"].as_f64().unwrap() > 1.0, "{stats}");
 }
 
-#[test]
-fn corrupt_pack_is_detected_on_restore() {
-    let env = Env::new();
+fn corrupt_pack_is_detected_on_restore(env: Env) {
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("f"), random_bytes(100_000, 3)).unwrap();
     assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
-    for p in files_below(&std::path::Path::new(&env.repo).join("data")) {
+    for p in files_below(&env.storage.join("data")) {
         let mut b = fs::read(&p).unwrap();
         b[100] ^= 1;
         let mut perm = fs::metadata(&p).unwrap().permissions();

@@ -73,3 +73,47 @@ async fn memory_repository_round_trip_and_typed_errors() {
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// An embedding program reaches an S3 repository through `hoard::s3::connect`.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_repository_through_the_library() {
+    use hoard::s3::{connect, BucketMode, Credentials, S3Config, S3Location};
+    let server = hoard_testkit::S3Server::https().unwrap();
+    let location =
+        S3Location::parse(&format!("{}/lib-bucket/some/prefix", server.endpoint)).unwrap();
+    let creds = Credentials::Static {
+        access_key_id: hoard_testkit::ACCESS_KEY.into(),
+        secret_access_key: hoard_testkit::SECRET_KEY.to_string().into(),
+        session_token: None,
+    };
+    let mut cfg = S3Config::new(location, creds);
+    cfg.ca_pem = server.ca_pem.clone();
+    assert!(matches!(
+        connect(&cfg, BucketMode::MustExist).await,
+        Err(hoard::s3::S3Error::NoSuchBucket { .. })
+    ));
+    let op = connect(&cfg, BucketMode::Create).await.unwrap();
+    let repo = Repository::init(op, b"pw", cheap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"through the library").unwrap();
+    let opts = BackupOptions {
+        paths: vec![dir.path().to_path_buf()],
+        ..Default::default()
+    };
+    let done = backup(&repo, opts, Arc::new(NoProgress)).await.unwrap();
+    let op = connect(&cfg, BucketMode::MustExist).await.unwrap();
+    let reopened = Repository::open(op, b"pw").await.unwrap();
+    assert_eq!(reopened.snapshots().await.unwrap()[0].id, done.snapshot.id);
+    assert!(server
+        .object_keys("lib-bucket")
+        .iter()
+        .all(|k| k.starts_with("some/prefix/")));
+
+    // Without the CA, the error says what to set.
+    cfg.ca_pem = None;
+    let err = connect(&cfg, BucketMode::MustExist)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CA_CERT_DATA"), "{err}");
+}

@@ -11,32 +11,80 @@ use std::process::{Command, Output};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+pub const CHEAP_KDF: [&str; 6] = [
+    "--kdf-memory",
+    "64",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
+pub const BUCKET: &str = "hoard-test";
+
+/// A scratch directory and a repository, local or on the S3 test server.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub repo: String,
+    /// Extra environment for every hoard run (S3 keys, CA).
+    pub vars: Vec<(String, String)>,
+    pub server: Option<hoard_testkit::S3Server>,
+    /// Where the repository's files are on disk (for the S3 server: its object files).
+    pub storage: PathBuf,
 }
 
 impl Env {
     /// A scratch directory with an initialised local repository (cheap KDF).
     pub fn new() -> Env {
-        let env = Env::empty();
-        let out = env.hoard(&[
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ]);
-        assert_ok(&out);
-        env
+        Env::empty().initialised()
+    }
+
+    /// An initialised repository on an S3 test server over TLS, trusted through CA_CERT_DATA.
+    pub fn s3() -> Env {
+        Env::s3_empty(hoard_testkit::S3Server::https().unwrap(), "team/repo").initialised()
+    }
+
+    pub fn initialised(self) -> Env {
+        let mut args = vec!["init"];
+        args.extend_from_slice(&CHEAP_KDF);
+        assert_ok(&self.hoard(&args));
+        self
     }
 
     pub fn empty() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo").to_string_lossy().into_owned();
-        Env { dir, repo }
+        let storage = dir.path().join("repo");
+        Env {
+            repo: storage.to_string_lossy().into_owned(),
+            dir,
+            vars: Vec::new(),
+            server: None,
+            storage,
+        }
+    }
+
+    /// A repository URL on `server` under `prefix`, not initialised.
+    pub fn s3_empty(server: hoard_testkit::S3Server, prefix: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = vec![
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                hoard_testkit::ACCESS_KEY.to_string(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                hoard_testkit::SECRET_KEY.to_string(),
+            ),
+        ];
+        if let Some(pem) = &server.ca_pem {
+            vars.push(("CA_CERT_DATA".to_string(), pem.clone()));
+        }
+        Env {
+            repo: format!("s3:{}/{BUCKET}/{prefix}", server.endpoint),
+            storage: server.root.join(BUCKET).join(prefix),
+            dir,
+            vars,
+            server: Some(server),
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -47,12 +95,22 @@ impl Env {
         self.cmd_for(&self.repo)
     }
 
-    /// The binary with the test password, pointed at another repository.
+    /// The binary with the test password and this env's variables, pointed at `repo`.
     pub fn cmd_for(&self, repo: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
-        for k in ["RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "HOARD_LOG"] {
-            c.env_remove(k);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_")
+                || k.starts_with("RESTIC_")
+                || k.starts_with("MINIO_")
+                || k == "CA_CERT_DATA"
+                || k == "HOARD_LOG"
+            {
+                c.env_remove(k);
+            }
         }
+        // Nothing may leave 127.0.0.1: no instance-metadata look-ups.
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         c.env("RESTIC_PASSWORD", PASSWORD).arg("-r").arg(repo);
         c
     }
@@ -71,9 +129,14 @@ impl Env {
         serde_json::from_str(text.lines().last().unwrap()).unwrap()
     }
 
+    /// Every file the repository consists of.
+    pub fn repo_files(&self) -> Vec<PathBuf> {
+        files_below(&self.storage)
+    }
+
     /// Total bytes of every file in the repository.
     pub fn repo_size(&self) -> u64 {
-        files_below(Path::new(&self.repo))
+        self.repo_files()
             .iter()
             .map(|p| fs::metadata(p).unwrap().len())
             .sum()

@@ -20,9 +20,20 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository: a directory path, or local:/path.
+    /// Repository: a directory, local:/path, or s3:[https://]host[:port]/bucket[/prefix].
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true)]
     pub repo: Option<String>,
+    /// Secrets from a mounted Secret directory, a Secret manifest (YAML/JSON) or a COSI
+    /// BucketInfo; they take precedence over environment variables.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub secret: Option<PathBuf>,
+    /// Extra CA certificate(s) to trust, PEM (in addition to CA_CERT_DATA).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cacert: Vec<PathBuf>,
+    /// Backend options: s3.bucket-lookup=auto|dns|path, s3.region=R, s3.connections=N,
+    /// s3.timeout=SECONDS, s3.retries=N.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", global = true)]
+    pub options: Vec<String>,
     /// File holding the repository password (else RESTIC_PASSWORD).
     #[arg(long, env = "RESTIC_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,

@@ -72,6 +72,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return exit::OK; // `hoard ls | head` is not an error
         }
     }
+    if let Some(hoard_s3::S3Error::NoSuchBucket { .. }) = e.downcast_ref::<hoard_s3::S3Error>() {
+        return exit::NO_REPOSITORY;
+    }
     match e.downcast_ref::<hoard_core::Error>() {
         Some(hoard_core::Error::RepositoryNotFound(_)) => exit::NO_REPOSITORY,
         Some(hoard_core::Error::WrongPassword) => exit::WRONG_PASSWORD,

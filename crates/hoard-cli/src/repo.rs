@@ -1,10 +1,13 @@
-//! From flags and environment to an opened repository: the one place where missing or
+//! From flags, environment and secrets to an opened repository: the one place where missing or
 //! conflicting settings become a clear message.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hoard_core::Repository;
+use hoard_s3::secrets::{CA_CERT_DATA, RESTIC_PASSWORD};
+use hoard_s3::{BucketMode, S3Config, S3Location, Secrets};
 use secret::Password;
 
 use crate::args::GlobalArgs;
@@ -13,15 +16,28 @@ use crate::args::GlobalArgs;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
+    S3(S3Location),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3(l) => write!(f, "{l}"),
+        }
+    }
 }
 
 pub fn parse_location(s: &str) -> Result<Location> {
     if let Some(rest) = s.strip_prefix("local:") {
         return Ok(Location::Local(PathBuf::from(rest)));
     }
+    if let Some(rest) = s.strip_prefix("s3:") {
+        return Ok(Location::S3(S3Location::parse(rest)?));
+    }
     if let Some((scheme, _)) = s.split_once(':') {
         if !scheme.contains('/') && scheme.len() > 1 {
-            bail!("repository {s:?}: the {scheme:?} backend is not supported by this build (use a local path or local:/path)");
+            bail!("repository {s:?}: the {scheme:?} backend is not supported (use a local path, local:/path or s3:host/bucket/prefix)");
         }
     }
     if s.is_empty() {
@@ -30,17 +46,50 @@ pub fn parse_location(s: &str) -> Result<Location> {
     Ok(Location::Local(PathBuf::from(s)))
 }
 
-pub fn location(g: &GlobalArgs) -> Result<Location> {
-    let s = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set RESTIC_REPOSITORY"))?;
-    parse_location(s)
+/// Validated settings: location, secrets and backend options.
+pub struct Settings {
+    pub location: Location,
+    pub secrets: Secrets,
+    options: Vec<(String, String)>,
+    cacert: Vec<PathBuf>,
 }
 
-/// The password from `--password-file`/`RESTIC_PASSWORD_FILE` or `RESTIC_PASSWORD`. Never
-/// prompts: a sidecar must not hang waiting for input.
-pub fn password(g: &GlobalArgs) -> Result<Password> {
+/// Environment first, then `--secret` on top.
+pub fn secrets(g: &GlobalArgs) -> Result<Secrets> {
+    let mut s = Secrets::from_env();
+    if let Some(p) = &g.secret {
+        s.overlay(Secrets::from_path(p)?);
+    }
+    Ok(s)
+}
+
+pub fn settings(g: &GlobalArgs) -> Result<Settings> {
+    let secrets = secrets(g)?;
+    let location = match (&g.repo, &secrets.bucket_info) {
+        (Some(r), _) => parse_location(r)?,
+        (None, Some(info)) => {
+            Location::S3(S3Location::from_parts(&info.endpoint, &info.bucket, "")?)
+        }
+        (None, None) => bail!("no repository given: use -r/--repo or set RESTIC_REPOSITORY"),
+    };
+    let mut options = Vec::new();
+    for o in &g.options {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("option {o:?} is not KEY=VALUE"))?;
+        options.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(Settings {
+        location,
+        secrets,
+        options,
+        cacert: g.cacert.clone(),
+    })
+}
+
+/// The password from `--password-file`/`RESTIC_PASSWORD_FILE`, else RESTIC_PASSWORD from the
+/// secret or the environment. Never prompts: a sidecar must not hang waiting for input.
+pub fn password(g: &GlobalArgs, secrets: &Secrets) -> Result<Password> {
     if let Some(f) = &g.password_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the password file {}", f.display()))?;
@@ -53,27 +102,101 @@ pub fn password(g: &GlobalArgs) -> Result<Password> {
         }
         return Ok(Password::new(pw.as_bytes().to_vec()));
     }
-    match std::env::var_os("RESTIC_PASSWORD") {
-        Some(p) if !p.is_empty() => Ok(Password::new(
-            std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
-        )),
-        _ => {
-            bail!("no password given: set RESTIC_PASSWORD, RESTIC_PASSWORD_FILE or --password-file")
+    match secrets.get(RESTIC_PASSWORD) {
+        Some(p) => Ok(Password::new(p.as_bytes().to_vec())),
+        None => bail!("no password given: set RESTIC_PASSWORD (in the environment or the secret), RESTIC_PASSWORD_FILE or --password-file"),
+    }
+}
+
+impl Settings {
+    fn s3_config(&self, loc: &S3Location) -> Result<S3Config> {
+        let mut cfg = S3Config::from_secrets(loc.clone(), &self.secrets)?;
+        let mut pem = cfg.ca_pem.take().unwrap_or_default();
+        for f in &self.cacert {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --cacert {}", f.display()))?;
+            pem.push('\n');
+            pem.push_str(&text);
+        }
+        if !pem.trim().is_empty() {
+            cfg.ca_pem = Some(pem);
+        } else if self.secrets.get(CA_CERT_DATA).is_some() || !self.cacert.is_empty() {
+            bail!("CA_CERT_DATA is empty");
+        }
+        if cfg.region.is_none() {
+            cfg.region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        }
+        for (k, v) in &self.options {
+            let bad = |e: &dyn std::fmt::Display| anyhow!("option {k}={v}: {e}");
+            match k.as_str() {
+                "s3.bucket-lookup" => cfg.bucket_lookup = v.parse()?,
+                "s3.region" => cfg.region = Some(v.clone()),
+                "s3.connections" => cfg.max_connections = v.parse::<usize>().map_err(|e| bad(&e))?.max(1),
+                "s3.timeout" => cfg.request_timeout = Duration::from_secs_f64(v.parse::<f64>().map_err(|e| bad(&e))?.max(0.1)),
+                "s3.connect-timeout" => cfg.connect_timeout = Duration::from_secs_f64(v.parse::<f64>().map_err(|e| bad(&e))?.max(0.1)),
+                "s3.retries" => cfg.retries = v.parse().map_err(|e| bad(&e))?,
+                other => bail!("unknown option {other:?} (known: s3.bucket-lookup, s3.region, s3.connections, s3.timeout, s3.connect-timeout, s3.retries)"),
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The storage for this location; `create` makes the directory or bucket (init).
+    pub async fn operator(&self, create: bool) -> Result<opendal::Operator> {
+        match &self.location {
+            Location::Local(p) => {
+                if let Some((k, _)) = self.options.first() {
+                    bail!("option {k} does not apply to a local repository");
+                }
+                Ok(hoard_core::repository::local_operator(p, create)?)
+            }
+            Location::S3(loc) => {
+                let cfg = self.s3_config(loc)?;
+                let mode = if create {
+                    BucketMode::Create
+                } else {
+                    BucketMode::MustExist
+                };
+                match hoard_s3::connect(&cfg, mode).await {
+                    Err(hoard_s3::S3Error::NoSuchBucket { .. }) => {
+                        Err(hoard_core::Error::RepositoryNotFound(loc.to_string()).into())
+                    }
+                    other => Ok(other?),
+                }
+            }
+        }
+    }
+
+    /// Names the access key when the server refuses it; the secret key is never shown.
+    pub fn explain(&self, e: hoard_core::Error) -> anyhow::Error {
+        if let hoard_core::Error::RepositoryNotFound(_) = e {
+            return hoard_core::Error::RepositoryNotFound(self.location.to_string()).into();
+        }
+        let denied = e
+            .storage_error()
+            .is_some_and(|s| s.kind() == opendal::ErrorKind::PermissionDenied);
+        match (&self.location, &e) {
+            (Location::S3(loc), hoard_core::Error::Storage { op, path, .. }) if denied => {
+                let key = S3Config::from_secrets(loc.clone(), &self.secrets)
+                    .map(|c| c.credentials.access_key_id().to_string())
+                    .unwrap_or_default();
+                // OpenDAL's message carries the whole response; the operation is enough here.
+                anyhow!(
+                    "the S3 server refused access key id {key:?} for {loc} ({op} of {path:?} got HTTP 403): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                )
+            }
+            _ => e.into(),
         }
     }
 }
 
-pub fn operator(loc: &Location, create: bool) -> Result<opendal::Operator> {
-    match loc {
-        Location::Local(p) => Ok(hoard_core::repository::local_operator(p, create)?),
-    }
-}
-
 pub async fn open(g: &GlobalArgs) -> Result<Repository> {
-    let loc = location(g)?;
-    let op = operator(&loc, false)?;
-    let pw = password(g)?;
-    Ok(Repository::open(op, &pw.0).await?)
+    let s = settings(g)?;
+    let pw = password(g, &s.secrets)?;
+    let op = s.operator(false).await?;
+    Repository::open(op, &pw.0).await.map_err(|e| s.explain(e))
 }
 
 /// A password that is wiped from memory when dropped and never printed.
@@ -111,6 +234,11 @@ mod tests {
             parse_location("rel/dir").unwrap(),
             Location::Local("rel/dir".into())
         );
+        assert!(matches!(
+            parse_location("s3:http://127.0.0.1:9000/bkt/p").unwrap(),
+            Location::S3(_)
+        ));
         assert!(parse_location("sftp:host:/x").is_err());
+        assert!(parse_location("s3:host").is_err());
     }
 }

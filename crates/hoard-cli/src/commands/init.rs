@@ -6,8 +6,8 @@ use crate::output::json_line;
 use crate::repo;
 
 pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
-    let loc = repo::location(g)?;
-    let pw = repo::password(g)?;
+    let settings = repo::settings(g)?;
+    let pw = repo::password(g, &settings.secrets)?;
     let d = InitOptions::default();
     let opts = InitOptions {
         kdf: KdfParams {
@@ -18,8 +18,10 @@ pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
         pack_size: a.pack_size.map(|m| m * 1024 * 1024).unwrap_or(d.pack_size),
         compression_level: a.compression.unwrap_or(d.compression_level),
     };
-    let op = repo::operator(&loc, true)?;
-    let r = Repository::init(op, &pw.0, opts).await?;
+    let op = settings.operator(true).await?;
+    let r = Repository::init(op, &pw.0, opts)
+        .await
+        .map_err(|e| settings.explain(e))?;
     if g.json {
         json_line(&serde_json::json!({
             "message_type": "initialized",

@@ -1,0 +1,275 @@
+//! Bucket existence, creation and region, with SigV4-signed requests of our own: OpenDAL has
+//! no CreateBucket. These requests go through the same client (and CA) as OpenDAL's, and
+//! without retries, so a certificate or address problem fails at once with a clear error
+//! instead of after a retry loop.
+
+use bytes::Bytes;
+use reqsign_aws_v4::{
+    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
+};
+use reqsign_core::{Context, OsEnv, Signer};
+
+use crate::error::S3Error;
+use crate::tls::classify_transport_error;
+
+/// Lets reqsign's credential providers (IMDS, ECS, STS) use our client.
+#[derive(Debug, Clone)]
+struct ReqwestSend(reqwest::Client);
+
+impl reqsign_core::HttpSend for ReqwestSend {
+    async fn http_send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> reqsign_core::Result<http::Response<Bytes>> {
+        let req = reqwest::Request::try_from(req)
+            .map_err(|e| reqsign_core::Error::unexpected("building request").with_source(e))?;
+        let resp = self
+            .0
+            .execute(req)
+            .await
+            .map_err(|e| reqsign_core::Error::unexpected("sending request").with_source(e))?;
+        let mut b = http::Response::builder().status(resp.status());
+        for (k, v) in resp.headers() {
+            b = b.header(k, v);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| reqsign_core::Error::unexpected("reading response").with_source(e))?;
+        b.body(body)
+            .map_err(|e| reqsign_core::Error::unexpected("building response").with_source(e))
+    }
+}
+
+/// Static keys, or the AWS default chain (env, profile, web identity, ECS, IMDS).
+#[derive(Clone)]
+pub enum Credentials {
+    Static {
+        access_key_id: String,
+        secret_access_key: zeroize::Zeroizing<String>,
+        session_token: Option<zeroize::Zeroizing<String>>,
+    },
+    DefaultChain,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Static { access_key_id, .. } => write!(f, "Static({access_key_id})"),
+            Credentials::DefaultChain => f.write_str("DefaultChain"),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn access_key_id(&self) -> &str {
+        match self {
+            Credentials::Static { access_key_id, .. } => access_key_id,
+            Credentials::DefaultChain => "(from the AWS default credential chain)",
+        }
+    }
+}
+
+pub(crate) struct BucketClient {
+    client: reqwest::Client,
+    signer: Signer<Credential>,
+    endpoint: String,
+    bucket: String,
+    url: String,
+    key_id: String,
+}
+
+pub(crate) enum Presence {
+    Exists,
+    Missing,
+    /// HEAD was refused: a least-privilege key may still read and write objects.
+    Forbidden,
+    /// AWS says the bucket lives in another region.
+    WrongRegion(String),
+}
+
+impl BucketClient {
+    pub fn new(
+        client: reqwest::Client,
+        creds: &Credentials,
+        endpoint: &str,
+        bucket: &str,
+        region: &str,
+        virtual_host: bool,
+    ) -> BucketClient {
+        let ctx = Context::new()
+            .with_file_read(reqsign_file_read_tokio::TokioFileRead)
+            .with_http_send(ReqwestSend(client.clone()))
+            .with_env(OsEnv);
+        let signer = match creds {
+            Credentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let mut p = StaticCredentialProvider::new(access_key_id, secret_access_key);
+                if let Some(t) = session_token {
+                    p = p.with_session_token(t);
+                }
+                Signer::new(ctx, p, RequestSigner::new("s3", region))
+            }
+            Credentials::DefaultChain => Signer::new(
+                ctx,
+                DefaultCredentialProvider::new(),
+                RequestSigner::new("s3", region),
+            ),
+        };
+        let url = if virtual_host {
+            match endpoint.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{bucket}.{host}/"),
+                None => format!("https://{bucket}.{endpoint}/"),
+            }
+        } else {
+            format!("{endpoint}/{bucket}")
+        };
+        BucketClient {
+            client,
+            signer,
+            endpoint: endpoint.to_string(),
+            bucket: bucket.to_string(),
+            url,
+            key_id: creds.access_key_id().to_string(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S3Error> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(&self.url)
+            .header(
+                "x-amz-content-sha256",
+                reqsign_core::hash::hex_sha256(&body),
+            )
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .map_err(|e| S3Error::Config(format!("invalid S3 endpoint {}: {e}", self.endpoint)))?;
+        let (mut parts, body) = req.into_parts();
+        self.signer.sign(&mut parts, None).await.map_err(|e| {
+            S3Error::Config(format!(
+                "cannot sign S3 requests: {}",
+                crate::tls::error_chain(&e)
+            ))
+        })?;
+        let req = reqwest::Request::try_from(http::Request::from_parts(parts, body))
+            .map_err(|e| S3Error::Setup(e.to_string()))?;
+        let resp = self
+            .client
+            .execute(req)
+            .await
+            .map_err(|e| classify_transport_error(&self.endpoint, &e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| classify_transport_error(&self.endpoint, &e))?;
+        Ok((status, headers, body))
+    }
+
+    pub async fn presence(&self) -> Result<Presence, S3Error> {
+        let (status, headers, _) = self.send(http::Method::HEAD, Bytes::new()).await?;
+        let region = headers
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(match status.as_u16() {
+            200..=299 => Presence::Exists,
+            404 => Presence::Missing,
+            301 | 400 if region.is_some() => Presence::WrongRegion(region.unwrap_or_default()),
+            401 | 403 => Presence::Forbidden,
+            s => {
+                return Err(S3Error::Http {
+                    endpoint: self.endpoint.clone(),
+                    status: s,
+                    detail: format!("on HEAD of bucket {:?}", self.bucket),
+                })
+            }
+        })
+    }
+
+    /// CreateBucket: no LocationConstraint in us-east-1, one for any other region. An existing
+    /// bucket we own, or one created by a concurrent run, is success.
+    pub async fn create(&self, region: &str) -> Result<(), S3Error> {
+        let body = if region == "us-east-1" {
+            Bytes::new()
+        } else {
+            Bytes::from(format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            ))
+        };
+        let (status, _, body) = self.send(http::Method::PUT, body).await?;
+        if status.is_success() {
+            tracing::info!(bucket = %self.bucket, %region, "created bucket");
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&body);
+        let code = xml_field(&text, "Code").unwrap_or_default();
+        match code.as_str() {
+            "BucketAlreadyOwnedByYou" => Ok(()),
+            // s3s-fs (and a lost creation race on some servers) says this for our own bucket:
+            // it is ours if we can see it now.
+            "BucketAlreadyExists" => match self.presence().await? {
+                Presence::Exists | Presence::Forbidden => Ok(()),
+                _ => Err(self.create_error(status.as_u16(), code, &text)),
+            },
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied" => {
+                Err(S3Error::AccessDenied {
+                    key_id: self.key_id.clone(),
+                    bucket: self.bucket.clone(),
+                    code,
+                })
+            }
+            _ => Err(self.create_error(status.as_u16(), code, &text)),
+        }
+    }
+
+    fn create_error(&self, status: u16, code: String, text: &str) -> S3Error {
+        S3Error::CreateBucket {
+            bucket: self.bucket.clone(),
+            status,
+            code,
+            message: xml_field(text, "Message").unwrap_or_default(),
+        }
+    }
+}
+
+/// The region AWS reports for a bucket, from an unsigned HEAD (works for any bucket).
+pub(crate) async fn aws_bucket_region(client: &reqwest::Client, bucket: &str) -> Option<String> {
+    let resp = client
+        .head(format!("https://{bucket}.s3.amazonaws.com/"))
+        .send()
+        .await
+        .ok()?;
+    resp.headers()
+        .get("x-amz-bucket-region")?
+        .to_str()
+        .ok()
+        .map(str::to_string)
+}
+
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xml_fields() {
+        let x = "<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>";
+        assert_eq!(super::xml_field(x, "Code").as_deref(), Some("NoSuchBucket"));
+        assert_eq!(super::xml_field(x, "Message").as_deref(), Some("gone"));
+        assert_eq!(super::xml_field(x, "Nope"), None);
+    }
+}

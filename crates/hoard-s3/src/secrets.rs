@@ -1,0 +1,342 @@
+//! Where credentials come from, the way Kubernetes hands them to a pod.
+//!
+//! Keys: `RESTIC_PASSWORD`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `CA_CERT_DATA`. Sources:
+//! - environment variables;
+//! - a directory with one file per key (a mounted Secret);
+//! - a Secret manifest, YAML or JSON, with base64 `data` and/or plain `stringData` (also inside
+//!   a `kind: List` or a multi-document file);
+//! - a COSI `BucketInfo` document (`spec.bucketName`, `spec.secretS3.{endpoint, region,
+//!   accessKeyID, accessSecretKey}`), on its own or base64-encoded under a Secret's
+//!   `BucketInfo` key.
+//!
+//! Values never appear in Debug output or errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::error::S3Error;
+
+pub const RESTIC_PASSWORD: &str = "RESTIC_PASSWORD";
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub const CA_CERT_DATA: &str = "CA_CERT_DATA";
+
+/// Keys read from the environment and from secret sources.
+pub const KEYS: [&str; 5] = [
+    RESTIC_PASSWORD,
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+    CA_CERT_DATA,
+];
+
+/// Bucket facts a COSI BucketInfo carries besides credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub bucket: String,
+    pub endpoint: String,
+    pub region: Option<String>,
+}
+
+/// A set of secret values by key.
+#[derive(Default, Clone)]
+pub struct Secrets {
+    values: BTreeMap<String, Zeroizing<String>>,
+    /// Set when the secret was a COSI BucketInfo.
+    pub bucket_info: Option<BucketInfo>,
+    /// Keys like MINIO_ACCESS_KEY that were seen but are not used, for a helpful error.
+    pub foreign_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .field("bucket_info", &self.bucket_info)
+            .finish()
+    }
+}
+
+const FOREIGN: [&str; 2] = ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"];
+
+impl Secrets {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn set(&mut self, key: &str, value: String) {
+        self.values.insert(key.to_string(), Zeroizing::new(value));
+    }
+
+    /// Values from `other` replace ours.
+    pub fn overlay(&mut self, other: Secrets) {
+        self.values.extend(other.values);
+        if other.bucket_info.is_some() {
+            self.bucket_info = other.bucket_info;
+        }
+        self.foreign_keys.extend(other.foreign_keys);
+    }
+
+    pub fn from_env() -> Secrets {
+        let mut s = Secrets::default();
+        for k in KEYS {
+            if let Ok(v) = std::env::var(k) {
+                s.set(k, v);
+            }
+        }
+        s.foreign_keys = FOREIGN
+            .iter()
+            .filter(|k| std::env::var_os(k).is_some())
+            .map(|k| k.to_string())
+            .collect();
+        s
+    }
+
+    /// Reads a mounted secret directory or a manifest file.
+    pub fn from_path(path: &Path) -> Result<Secrets, S3Error> {
+        let md = std::fs::metadata(path)
+            .map_err(|e| S3Error::Config(format!("cannot read secret {}: {e}", path.display())))?;
+        if md.is_dir() {
+            Self::from_dir(path)
+        } else {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                S3Error::Config(format!("cannot read secret {}: {e}", path.display()))
+            })?;
+            Self::from_manifest(&text)
+                .map_err(|e| S3Error::Config(format!("secret {}: {e}", path.display())))
+        }
+    }
+
+    fn from_dir(dir: &Path) -> Result<Secrets, S3Error> {
+        let mut s = Secrets::default();
+        let read = |name: &str| -> Result<Option<String>, S3Error> {
+            match std::fs::read(dir.join(name)) {
+                Ok(b) => String::from_utf8(b).map(Some).map_err(|_| {
+                    S3Error::Config(format!(
+                        "secret file {}/{name} is not UTF-8 text",
+                        dir.display()
+                    ))
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(S3Error::Config(format!(
+                    "cannot read secret file {}/{name}: {e}",
+                    dir.display()
+                ))),
+            }
+        };
+        for k in KEYS {
+            if let Some(v) = read(k)? {
+                s.set(k, trim_value(k, v));
+            }
+        }
+        if let Some(info) = read("BucketInfo")? {
+            s.overlay(Self::from_bucket_info_text(&info)?);
+        }
+        s.foreign_keys = FOREIGN
+            .iter()
+            .filter(|k| dir.join(k).exists())
+            .map(|k| k.to_string())
+            .collect();
+        Ok(s)
+    }
+
+    /// Parses YAML or JSON: a Secret, a BucketInfo, a `kind: List`, or several documents.
+    pub fn from_manifest(text: &str) -> Result<Secrets, S3Error> {
+        let mut out = Secrets::default();
+        let mut found = false;
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            let value = serde_yaml_ng::Value::deserialize(doc)
+                .map_err(|e| S3Error::Config(format!("not valid YAML or JSON: {e}")))?;
+            found |= collect(&value, &mut out)?;
+        }
+        if !found {
+            return Err(S3Error::Config(
+                "no kind: Secret or kind: BucketInfo document found".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn from_bucket_info_text(text: &str) -> Result<Secrets, S3Error> {
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| S3Error::Config(format!("BucketInfo is not valid JSON or YAML: {e}")))?;
+        let mut s = Secrets::default();
+        if !collect(&value, &mut s)? {
+            return Err(S3Error::Config(
+                "the BucketInfo key does not hold a kind: BucketInfo document".into(),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// A password or key file may end in a newline from `echo`; PEM keeps its text.
+fn trim_value(key: &str, v: String) -> String {
+    if key == CA_CERT_DATA {
+        v
+    } else {
+        v.trim_end_matches(['\n', '\r']).to_string()
+    }
+}
+
+/// Adds what one document holds; returns whether it was a Secret, BucketInfo or List of them.
+fn collect(v: &serde_yaml_ng::Value, out: &mut Secrets) -> Result<bool, S3Error> {
+    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+    match kind {
+        "List" => {
+            let mut any = false;
+            if let Some(items) = v.get("items").and_then(|i| i.as_sequence()) {
+                for item in items {
+                    any |= collect(item, out)?;
+                }
+            }
+            Ok(any)
+        }
+        "Secret" => {
+            let name = v
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("<unnamed>");
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut s = Secrets::default();
+            if let Some(data) = v.get("data").and_then(|d| d.as_mapping()) {
+                for (k, val) in data {
+                    let (Some(k), Some(val)) = (k.as_str(), val.as_str()) else {
+                        continue;
+                    };
+                    let clean: String = val.chars().filter(|c| !c.is_whitespace()).collect();
+                    let bytes = b64.decode(clean).map_err(|_| {
+                        S3Error::Config(format!("Secret {name}: data.{k} is not valid base64"))
+                    })?;
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        S3Error::Config(format!("Secret {name}: data.{k} is not UTF-8 text"))
+                    })?;
+                    put(&mut s, k, text)?;
+                }
+            }
+            if let Some(data) = v.get("stringData").and_then(|d| d.as_mapping()) {
+                for (k, val) in data {
+                    if let (Some(k), Some(val)) = (k.as_str(), val.as_str()) {
+                        put(&mut s, k, val.to_string())?;
+                    }
+                }
+            }
+            out.overlay(s);
+            Ok(true)
+        }
+        "BucketInfo" => {
+            let spec = v
+                .get("spec")
+                .ok_or_else(|| S3Error::Config("BucketInfo has no spec".into()))?;
+            let s3 = spec.get("secretS3").ok_or_else(|| {
+                S3Error::Config(
+                    "BucketInfo has no spec.secretS3 (only S3 buckets are supported)".into(),
+                )
+            })?;
+            let field = |m: &serde_yaml_ng::Value, k: &str| {
+                m.get(k).and_then(|x| x.as_str()).map(str::to_string)
+            };
+            let bucket = field(spec, "bucketName")
+                .ok_or_else(|| S3Error::Config("BucketInfo has no spec.bucketName".into()))?;
+            let endpoint = field(s3, "endpoint").ok_or_else(|| {
+                S3Error::Config("BucketInfo has no spec.secretS3.endpoint".into())
+            })?;
+            if let Some(ak) = field(s3, "accessKeyID") {
+                out.set(AWS_ACCESS_KEY_ID, ak);
+            }
+            if let Some(sk) = field(s3, "accessSecretKey") {
+                out.set(AWS_SECRET_ACCESS_KEY, sk);
+            }
+            out.bucket_info = Some(BucketInfo {
+                bucket,
+                endpoint,
+                region: field(s3, "region").filter(|r| !r.is_empty()),
+            });
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn put(s: &mut Secrets, key: &str, value: String) -> Result<(), S3Error> {
+    if key == "BucketInfo" {
+        s.overlay(Secrets::from_bucket_info_text(&value)?);
+    } else if FOREIGN.contains(&key) {
+        s.foreign_keys.push(key.to_string());
+    } else {
+        s.set(key, trim_value(key, value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_manifest_with_data_and_string_data() {
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\ndata:\n  AWS_ACCESS_KEY_ID: QUtJQQ==\n  RESTIC_PASSWORD: cHcK\nstringData:\n  AWS_SECRET_ACCESS_KEY: sk\n  CA_CERT_DATA: |\n    -----BEGIN CERTIFICATE-----\n    abc\n    -----END CERTIFICATE-----\n";
+        let s = Secrets::from_manifest(yaml).unwrap();
+        assert_eq!(s.get(AWS_ACCESS_KEY_ID), Some("AKIA"));
+        assert_eq!(s.get(RESTIC_PASSWORD), Some("pw"));
+        assert_eq!(s.get(AWS_SECRET_ACCESS_KEY), Some("sk"));
+        assert!(s
+            .get(CA_CERT_DATA)
+            .unwrap()
+            .ends_with("-----END CERTIFICATE-----\n"));
+        let dbg = format!("{s:?}");
+        assert!(
+            !dbg.contains("AKIA") && !dbg.contains("sk\"") && dbg.contains("AWS_ACCESS_KEY_ID")
+        );
+    }
+
+    #[test]
+    fn json_list_and_bucket_info_inside_a_secret() {
+        let info = r#"{"apiVersion":"objectstorage.k8s.io/v1alpha1","kind":"BucketInfo","spec":{"bucketName":"bkt-1","secretS3":{"endpoint":"https://minio:9000","region":"eu-1","accessKeyID":"AK","accessSecretKey":"SK"}}}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(info);
+        let json = format!(
+            r#"{{"kind":"List","items":[{{"kind":"Secret","metadata":{{"name":"cosi"}},"data":{{"BucketInfo":"{b64}"}}}}]}}"#
+        );
+        let s = Secrets::from_manifest(&json).unwrap();
+        assert_eq!(s.get(AWS_ACCESS_KEY_ID), Some("AK"));
+        assert_eq!(s.get(AWS_SECRET_ACCESS_KEY), Some("SK"));
+        let bi = s.bucket_info.unwrap();
+        assert_eq!(
+            (
+                bi.bucket.as_str(),
+                bi.endpoint.as_str(),
+                bi.region.as_deref()
+            ),
+            ("bkt-1", "https://minio:9000", Some("eu-1"))
+        );
+        let direct = Secrets::from_manifest(info).unwrap();
+        assert_eq!(direct.bucket_info.unwrap().bucket, "bkt-1");
+    }
+
+    #[test]
+    fn directory_of_files_and_errors() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(RESTIC_PASSWORD), "pw\n").unwrap();
+        std::fs::write(d.path().join(AWS_ACCESS_KEY_ID), "AK").unwrap();
+        std::fs::write(d.path().join("MINIO_ACCESS_KEY"), "x").unwrap();
+        let s = Secrets::from_path(d.path()).unwrap();
+        assert_eq!(s.get(RESTIC_PASSWORD), Some("pw"));
+        assert_eq!(s.foreign_keys, vec!["MINIO_ACCESS_KEY".to_string()]);
+        assert!(Secrets::from_manifest("kind: ConfigMap\n").is_err());
+        assert!(Secrets::from_manifest("kind: Secret\ndata:\n  K: '%%%'\n")
+            .unwrap_err()
+            .to_string()
+            .contains("base64"));
+        assert!(Secrets::from_manifest("{{{").is_err());
+    }
+}

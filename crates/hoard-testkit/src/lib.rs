@@ -1,0 +1,202 @@
+//! A real S3 server for tests and examples: s3s with its filesystem backend, verifying SigV4
+//! signatures, listening on 127.0.0.1 over plain HTTP or over TLS with a CA generated here.
+//!
+//! The server runs on its own thread and runtime, so synchronous tests, async tests and CLI
+//! processes spawned by tests can all use it. It stops when the [`S3Server`] is dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::sync::oneshot;
+
+/// Access key the server accepts.
+pub const ACCESS_KEY: &str = "HOARDTESTACCESSKEY";
+/// Secret key the server accepts.
+pub const SECRET_KEY: &str = "hoard-test-secret-key-0123456789abcdef";
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
+pub struct TestCa {
+    pub ca_pem: String,
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl TestCa {
+    pub fn generate() -> Result<TestCa, BoxError> {
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "hoard test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, ca_key);
+
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "hoard test server");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate()?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+        Ok(TestCa {
+            ca_pem: ca_cert.pem(),
+            cert: leaf_cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+        })
+    }
+
+    fn server_config(&self) -> Result<rustls::ServerConfig, BoxError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
+/// A running server; dropping it stops the server and removes its data.
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub addr: SocketAddr,
+    /// PEM of the CA that signed the server's certificate (TLS servers only).
+    pub ca_pem: Option<String>,
+    /// Where buckets live: one directory per bucket, objects as files.
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Plain HTTP.
+    pub fn http() -> Result<S3Server, BoxError> {
+        Self::start(None)
+    }
+
+    /// TLS with a freshly generated CA (see [`S3Server::ca_pem`]).
+    pub fn https() -> Result<S3Server, BoxError> {
+        Self::start(Some(TestCa::generate()?))
+    }
+
+    pub fn start(tls: Option<TestCa>) -> Result<S3Server, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().to_path_buf();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let fs = s3s_fs::FileSystem::new(&root).map_err(|e| format!("s3s-fs: {e:?}"))?;
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let acceptor = match &tls {
+            Some(ca) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+                ca.server_config()?,
+            ))),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("s3-test-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                loop {
+                    let socket = tokio::select! {
+                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        _ = &mut stop_rx => break,
+                    };
+                    let service = service.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let http = ConnBuilder::new(TokioExecutor::new());
+                        match acceptor {
+                            Some(a) => {
+                                if let Ok(tls) = a.accept(socket).await {
+                                    let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                                }
+                            }
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(socket), service).await;
+                            }
+                        }
+                    });
+                }
+            });
+                runtime.shutdown_background();
+            })?;
+        Ok(S3Server {
+            endpoint: format!("{scheme}://{addr}"),
+            addr,
+            ca_pem: tls.map(|t| t.ca_pem),
+            root,
+            _dir: dir,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Every object key in a bucket, relative to the bucket.
+    pub fn object_keys(&self, bucket: &str) -> Vec<String> {
+        let base = self.root.join(bucket);
+        let mut out = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&base) {
+                    let name = rel.to_string_lossy().into_owned();
+                    // s3s-fs keeps metadata and upload state in hidden side files.
+                    if !name.split('/').any(|c| c.starts_with('.')) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! S3 specifics, end to end against the in-process S3 server (SigV4-verifying, TLS with a CA
+//! made by the test): bucket creation, prefixes, every secret source, and the failure cases
+//! that must answer with one clear line.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use hoard_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The binary with a clean environment: no password, no keys, no repository.
+fn bare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", "/nonexistent");
+    c
+}
+
+fn small_tree(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("a.txt"), b"hello s3").unwrap();
+    fs::write(src.join("d/b.bin"), random_bytes(200_000, 11)).unwrap();
+    src
+}
+
+#[test]
+fn init_creates_the_bucket_and_every_object_lands_under_the_prefix() {
+    let env = Env::s3_empty(S3Server::https().unwrap(), "deep/prefix");
+    let server = env.server.as_ref().unwrap();
+    assert!(!server.root.join(BUCKET).exists());
+    let env = env.initialised();
+    let server = env.server.as_ref().unwrap();
+    assert!(server.root.join(BUCKET).is_dir(), "init created the bucket");
+    let src = small_tree(&env);
+    assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
+    let keys = server.object_keys(BUCKET);
+    assert!(keys.iter().any(|k| k.starts_with("deep/prefix/data/")));
+    assert!(
+        keys.iter().all(|k| k.starts_with("deep/prefix/")),
+        "{keys:?}"
+    );
+    let target = env.path("out");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    // A second init on the same prefix is refused; the bucket is reused for another prefix.
+    assert_eq!(env.hoard(&["init"]).status.code(), Some(1));
+    let mut other = env.cmd_for(&format!("s3:{}/{BUCKET}/other", server.endpoint));
+    assert_ok(&other.arg("init").args(CHEAP_KDF).output().unwrap());
+}
+
+#[test]
+fn plain_http_endpoint_works() {
+    let env = Env::s3_empty(S3Server::http().unwrap(), "p").initialised();
+    let src = small_tree(&env);
+    assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
+    let target = env.path("out");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn two_prefixes_in_one_bucket_are_isolated() {
+    let env = Env::s3_empty(S3Server::https().unwrap(), "one").initialised();
+    let server = env.server.as_ref().unwrap();
+    let two = format!("s3:{}/{BUCKET}/two", server.endpoint);
+    assert_ok(
+        &env.cmd_for(&two)
+            .arg("init")
+            .args(CHEAP_KDF)
+            .output()
+            .unwrap(),
+    );
+    let src = small_tree(&env);
+    assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
+    let one_snaps = env.hoard_json(&["snapshots"]);
+    let out = env
+        .cmd_for(&two)
+        .args(["--json", "snapshots"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let two_snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(one_snaps.as_array().unwrap().len(), 1);
+    assert_eq!(two_snaps.as_array().unwrap().len(), 0);
+    let keys = server.object_keys(BUCKET);
+    assert!(keys
+        .iter()
+        .filter(|k| k.starts_with("two/"))
+        .all(|k| k.starts_with("two/keys/") || *k == "two/config"));
+}
+
+#[test]
+fn secrets_from_a_directory_a_manifest_and_cosi_bucket_info() {
+    let env = Env::s3();
+    let server = env.server.as_ref().unwrap();
+    let ca = server.ca_pem.clone().unwrap();
+    let src = small_tree(&env);
+    assert_ok(&env.hoard(&["backup", src.to_str().unwrap()]));
+
+    // A mounted Secret: one file per key.
+    let dir = env.path("secret-dir");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("RESTIC_PASSWORD"), format!("{PASSWORD}\n")).unwrap();
+    fs::write(dir.join("AWS_ACCESS_KEY_ID"), ACCESS_KEY).unwrap();
+    fs::write(dir.join("AWS_SECRET_ACCESS_KEY"), SECRET_KEY).unwrap();
+    fs::write(dir.join("CA_CERT_DATA"), &ca).unwrap();
+    let out = bare()
+        .args([
+            "-r",
+            &env.repo,
+            "--secret",
+            dir.to_str().unwrap(),
+            "snapshots",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+
+    // A Secret manifest: data (base64) and stringData.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3-creds\ntype: Opaque\ndata:\n  RESTIC_PASSWORD: {}\n  AWS_ACCESS_KEY_ID: {}\n  AWS_SECRET_ACCESS_KEY: {}\nstringData:\n  CA_CERT_DATA: |\n{indented}",
+        b64(PASSWORD),
+        b64(ACCESS_KEY),
+        b64(SECRET_KEY)
+    );
+    let mpath = env.path("secret.yaml");
+    fs::write(&mpath, manifest).unwrap();
+    let out = bare()
+        .args([
+            "-r",
+            &env.repo,
+            "--secret",
+            mpath.to_str().unwrap(),
+            "--json",
+            "snapshots",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // COSI BucketInfo names endpoint and bucket: no -r needed; the CA comes from --cacert.
+    let info = serde_json::json!({
+        "apiVersion": "objectstorage.k8s.io/v1alpha1",
+        "kind": "BucketInfo",
+        "metadata": {"name": "bc-1"},
+        "spec": {"bucketName": "cosi-bucket", "authenticationType": "Key", "protocols": ["s3"],
+                 "secretS3": {"endpoint": server.endpoint, "region": "us-east-1", "accessKeyID": ACCESS_KEY, "accessSecretKey": SECRET_KEY}}
+    })
+    .to_string();
+    let ipath = env.path("bucketinfo.json");
+    fs::write(&ipath, &info).unwrap();
+    let capath = env.path("ca.pem");
+    fs::write(&capath, &ca).unwrap();
+    let cosi = |args: &[&str], secret: &std::path::Path| {
+        bare()
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .args([
+                "--secret",
+                secret.to_str().unwrap(),
+                "--cacert",
+                capath.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    assert_ok(&cosi(&init, &ipath));
+    assert!(server.root.join("cosi-bucket/config").is_file());
+    assert_ok(&cosi(&["backup", src.to_str().unwrap()], &ipath));
+
+    // The same BucketInfo, base64-encoded under a Secret's BucketInfo key.
+    let wrapped = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cosi"}, "data": {"BucketInfo": b64(&info)}});
+    let wpath = env.path("cosi-secret.json");
+    fs::write(&wpath, wrapped.to_string()).unwrap();
+    let out = cosi(&["--json", "snapshots"], &wpath);
+    assert_ok(&out);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn tls_and_credential_failures_are_one_clear_line() {
+    let env = Env::s3();
+    let one_line = |out: &std::process::Output| {
+        let e = stderr(out);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        e
+    };
+
+    let start = Instant::now();
+    let out = env
+        .cmd()
+        .env_remove("CA_CERT_DATA")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_line(&out);
+    assert!(
+        e.contains("CA_CERT_DATA") && e.contains("not trusted"),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "an untrusted certificate must not be retried"
+    );
+
+    for bad in [
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        let out = env
+            .cmd()
+            .env("CA_CERT_DATA", bad)
+            .arg("snapshots")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(one_line(&out).contains("CA_CERT_DATA is not usable"));
+    }
+
+    let wrong_secret = "definitely-not-the-secret-key";
+    let out = env
+        .cmd()
+        .env("AWS_SECRET_ACCESS_KEY", wrong_secret)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_line(&out);
+    assert!(
+        e.contains(ACCESS_KEY) && e.contains("AWS_SECRET_ACCESS_KEY") && !e.contains(wrong_secret),
+        "{e}"
+    );
+    // The server really checks signatures: init with the wrong key cannot create a bucket.
+    let fresh = format!(
+        "s3:{}/other-bucket/x",
+        env.server.as_ref().unwrap().endpoint
+    );
+    let out = env
+        .cmd_for(&fresh)
+        .env("AWS_SECRET_ACCESS_KEY", wrong_secret)
+        .arg("init")
+        .args(CHEAP_KDF)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_line(&out);
+    assert!(e.contains(ACCESS_KEY) && !e.contains(wrong_secret), "{e}");
+
+    let out = env
+        .cmd()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("MINIO_ACCESS_KEY", ACCESS_KEY)
+        .env("MINIO_SECRET_KEY", SECRET_KEY)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("AWS_ACCESS_KEY_ID"));
+
+    let out = env
+        .cmd()
+        .env("RESTIC_PASSWORD", "wrong")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12));
+}
+
+#[test]
+fn unreachable_endpoints_fail_fast() {
+    let env = Env::empty();
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = Instant::now();
+    let mut c = env.cmd_for(&format!("s3:http://127.0.0.1:{port}/bkt/p"));
+    let out = c
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot reach the S3 endpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // A server that accepts connections and never answers: the request timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let start = Instant::now();
+    let mut c = env.cmd_for(&format!("s3:http://{addr}/bkt/p"));
+    let out = c
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .args([
+            "-o",
+            "s3.timeout=1",
+            "-o",
+            "s3.connect-timeout=1",
+            "snapshots",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    drop(silent);
+}
