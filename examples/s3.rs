@@ -10,7 +10,7 @@ use hoard::s3::{connect, BucketMode, Credentials, S3Config, S3Location};
 use hoard::{backup, restore, BackupOptions, InitOptions, NoProgress, Repository, RestoreOptions};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let server = hoard_testkit::S3Server::https()?;
     let location = S3Location::parse(&format!("{}/backups/example", server.endpoint))?;
     let mut cfg = S3Config::new(
