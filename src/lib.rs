@@ -10,3 +10,7 @@ pub use opendal;
 /// S3 repositories: URLs, secrets, CA_CERT_DATA, bucket creation (feature `s3`).
 #[cfg(feature = "s3")]
 pub use hoard_s3 as s3;
+
+/// Repository manifests (Stash `Repository` + Secret) to an opened repository (feature `s3`).
+#[cfg(feature = "s3")]
+pub mod crd;

@@ -27,6 +27,13 @@ pub struct GlobalArgs {
     /// BucketInfo; they take precedence over environment variables.
     #[arg(long, value_name = "PATH", global = true)]
     pub secret: Option<PathBuf>,
+    /// A Stash-style Repository manifest (YAML/JSON; may also hold its Secret). The first
+    /// backup initialises the repository (and bucket) when there is none.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub crd: Option<PathBuf>,
+    /// Write Prometheus text-format metrics of the run here (atomically).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub metrics_file: Option<PathBuf>,
     /// Extra CA certificate(s) to trust, PEM (in addition to CA_CERT_DATA).
     #[arg(long, value_name = "FILE", global = true)]
     pub cacert: Vec<PathBuf>,

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod metrics;
 mod output;
 mod repo;
 
@@ -36,6 +37,7 @@ impl std::error::Error for Incomplete {}
 
 /// Runs the CLI with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    limit_allocator_growth();
     let cli = Cli::parse();
     output::init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -63,6 +65,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// glibc raises its mmap threshold each time a large block is freed, after which multi-MiB
+/// chunk and pack buffers come from per-thread arenas that fragment and never shrink: the
+/// backup of a large tree then holds hundreds of MiB. A fixed threshold keeps such buffers
+/// mmapped, so freeing them returns the memory.
+fn limit_allocator_growth() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<Incomplete>().is_some() {
         return exit::INCOMPLETE;
@@ -78,6 +93,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<hoard_core::Error>() {
         Some(hoard_core::Error::RepositoryNotFound(_)) => exit::NO_REPOSITORY,
         Some(hoard_core::Error::WrongPassword) => exit::WRONG_PASSWORD,
+        Some(hoard_core::Error::Interrupted) => exit::INTERRUPTED,
         _ => exit::FATAL,
     }
 }

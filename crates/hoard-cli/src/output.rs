@@ -60,6 +60,8 @@ pub struct CliProgress {
     bar: Option<ProgressBar>,
     files: AtomicU64,
     bytes: AtomicU64,
+    /// In --json mode: restic-style status lines on stdout, at most one a second.
+    json_status: Option<std::sync::Mutex<(std::time::Instant, std::time::Instant)>>,
 }
 
 impl CliProgress {
@@ -73,14 +75,28 @@ impl CliProgress {
             b.enable_steady_tick(std::time::Duration::from_millis(200));
             b
         });
+        let now = std::time::Instant::now();
         CliProgress {
             bar,
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            json_status: (json && !quiet).then(|| std::sync::Mutex::new((now, now))),
         }
     }
 
     fn update(&self) {
+        if let Some(status) = &self.json_status {
+            let mut t = status.lock().unwrap_or_else(|e| e.into_inner());
+            if t.1.elapsed() >= std::time::Duration::from_secs(1) {
+                t.1 = std::time::Instant::now();
+                let _ = json_line(&serde_json::json!({
+                    "message_type": "status",
+                    "seconds_elapsed": t.0.elapsed().as_secs(),
+                    "files_done": self.files.load(Ordering::Relaxed),
+                    "bytes_done": self.bytes.load(Ordering::Relaxed),
+                }));
+            }
+        }
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "{} files, {}",

@@ -50,6 +50,10 @@ pub fn parse_location(s: &str) -> Result<Location> {
 pub struct Settings {
     pub location: Location,
     pub secrets: Secrets,
+    /// Region from a Repository manifest.
+    region: Option<String>,
+    /// The location came from a Repository manifest (`--crd`).
+    pub from_crd: bool,
     options: Vec<(String, String)>,
     cacert: Vec<PathBuf>,
 }
@@ -63,14 +67,49 @@ pub fn secrets(g: &GlobalArgs) -> Result<Secrets> {
     Ok(s)
 }
 
-pub fn settings(g: &GlobalArgs) -> Result<Settings> {
-    let secrets = secrets(g)?;
-    let location = match (&g.repo, &secrets.bucket_info) {
-        (Some(r), _) => parse_location(r)?,
-        (None, Some(info)) => {
-            Location::S3(S3Location::from_parts(&info.endpoint, &info.bucket, "")?)
+/// Location, region and secrets from a Repository manifest and the Secret it names.
+fn crd_settings(
+    g: &GlobalArgs,
+    path: &std::path::Path,
+) -> Result<(Location, Option<String>, Secrets)> {
+    use hoard_s3::crd::{parse_crd, select_secret, Target};
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --crd {}", path.display()))?;
+    let crd = parse_crd(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut secrets = Secrets::from_env();
+    let mut named = crd.secrets.clone();
+    if let Some(p) = &g.secret {
+        let s = Secrets::from_path(p)?;
+        match s.name.clone() {
+            Some(n) => named.push((n, s)),
+            None => secrets.overlay(s), // a mounted directory carries no name to check
         }
-        (None, None) => bail!("no repository given: use -r/--repo or set RESTIC_REPOSITORY"),
+    }
+    if let Some(selected) = select_secret(&crd.repository, &named)? {
+        secrets.overlay(selected);
+    }
+    Ok(match crd.repository.target()? {
+        Target::S3 { location, region } => (Location::S3(location), Some(region), secrets),
+        Target::Local(p) => (Location::Local(p), None, secrets),
+    })
+}
+
+pub fn settings(g: &GlobalArgs) -> Result<Settings> {
+    let (location, region, secrets) = match &g.crd {
+        Some(path) => crd_settings(g, path)?,
+        None => {
+            let secrets = secrets(g)?;
+            let location = match (&g.repo, &secrets.bucket_info) {
+                (Some(r), _) => parse_location(r)?,
+                (None, Some(info)) => {
+                    Location::S3(S3Location::from_parts(&info.endpoint, &info.bucket, "")?)
+                }
+                (None, None) => bail!(
+                    "no repository given: use -r/--repo, set RESTIC_REPOSITORY, or give --crd"
+                ),
+            };
+            (location, None, secrets)
+        }
     };
     let mut options = Vec::new();
     for o in &g.options {
@@ -82,6 +121,8 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
     Ok(Settings {
         location,
         secrets,
+        region,
+        from_crd: g.crd.is_some(),
         options,
         cacert: g.cacert.clone(),
     })
@@ -122,6 +163,9 @@ impl Settings {
             cfg.ca_pem = Some(pem);
         } else if self.secrets.get(CA_CERT_DATA).is_some() || !self.cacert.is_empty() {
             bail!("CA_CERT_DATA is empty");
+        }
+        if cfg.region.is_none() {
+            cfg.region = self.region.clone();
         }
         if cfg.region.is_none() {
             cfg.region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -197,6 +241,28 @@ pub async fn open(g: &GlobalArgs) -> Result<Repository> {
     let pw = password(g, &s.secrets)?;
     let op = s.operator(false).await?;
     Repository::open(op, &pw.0).await.map_err(|e| s.explain(e))
+}
+
+/// Opens the repository; with `--crd`, creates bucket and repository first when absent, as
+/// Stash does on the first backup (never re-initialising an existing one).
+pub async fn open_for_backup(g: &GlobalArgs) -> Result<Repository> {
+    let s = settings(g)?;
+    if !s.from_crd {
+        return open(g).await;
+    }
+    let pw = password(g, &s.secrets)?;
+    let op = s.operator(true).await?;
+    let (repo, created) = Repository::open_or_init(op, &pw.0, hoard_core::InitOptions::default())
+        .await
+        .map_err(|e| s.explain(e))?;
+    if created {
+        tracing::info!(
+            "initialised repository {} at {}",
+            repo.config().id.short(),
+            s.location
+        );
+    }
+    Ok(repo)
 }
 
 /// A password that is wiped from memory when dropped and never printed.

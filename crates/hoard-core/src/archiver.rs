@@ -64,6 +64,27 @@ pub struct BackupOptions {
     pub time: Option<DateTime<Utc>>,
     /// Files read at once; defaults to the number of cores.
     pub read_concurrency: Option<usize>,
+    /// Stops the backup early: what was uploaded is indexed, no snapshot is written, and
+    /// [`Error::Interrupted`] is returned.
+    pub cancel: Option<CancelToken>,
+}
+
+/// A flag that asks a running backup to stop.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// A file or directory that could not be read and was left out.
@@ -100,6 +121,7 @@ struct Archiver {
     counters: Counters,
     errors: Mutex<Vec<FileError>>,
     progress: Arc<dyn Progress>,
+    cancel: CancelToken,
 }
 
 /// A child of a directory: known now, or being read.
@@ -242,6 +264,7 @@ pub async fn backup(
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
         progress,
+        cancel: opts.cancel.clone().unwrap_or_default(),
     });
     let layout = build_virtual(&paths);
     let walked = archiver
@@ -252,9 +275,22 @@ pub async fn backup(
             parent.as_ref().map(|p| p.snapshot.tree),
         )
         .await;
-    // The archiver holds a saver handle; it must be gone before the saver can finish.
-    let archiver =
-        Arc::try_unwrap(archiver).map_err(|_| Error::Task("archiver still in use".into()))?;
+    // The archiver holds a saver handle; it must be gone before the saver can finish. After a
+    // failed or interrupted walk, file and directory tasks may still hold it: stop them and
+    // wait until they let go.
+    if walked.is_err() {
+        archiver.cancel.cancel();
+    }
+    let mut archiver = archiver;
+    let archiver = loop {
+        match Arc::try_unwrap(archiver) {
+            Ok(a) => break a,
+            Err(still_shared) => {
+                archiver = still_shared;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
     let Archiver {
         saver: handle,
         counters,
@@ -262,7 +298,9 @@ pub async fn backup(
         ..
     } = archiver;
     drop(handle);
-    // A failed upload also makes the walk fail with a generic error; report the cause.
+    // Packs and index are written even when the walk failed or was interrupted, so uploaded
+    // data is reusable. A failed upload also fails the walk with a generic error: report the
+    // upload's error, the cause.
     let totals = saver.finish().await?;
     let root = walked?;
 
@@ -413,7 +451,14 @@ impl Archiver {
                 let me = self.clone();
                 Ok(Pending::Task(tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    match read_file(&me.saver, &me.repo, &path, &mut node, &*me.progress) {
+                    match read_file(
+                        &me.saver,
+                        &me.repo,
+                        &path,
+                        &mut node,
+                        &*me.progress,
+                        &me.cancel,
+                    ) {
                         Ok(()) => {
                             me.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
                             me.progress.file_done(&path, node.size, true);
@@ -534,12 +579,16 @@ fn read_file(
     path: &Path,
     node: &mut Node,
     progress: &dyn Progress,
+    cancel: &CancelToken,
 ) -> Result<(), ReadError> {
     let params = repo.config().chunker;
     let mut file = File::open(path).map_err(ReadError::Soft)?;
     let mut content = Vec::new();
     let mut size = 0u64;
     let mut store = |data: Vec<u8>| -> Result<(), ReadError> {
+        if cancel.is_cancelled() {
+            return Err(ReadError::Fatal(Error::Interrupted));
+        }
         size += data.len() as u64;
         progress.bytes_read(data.len() as u64);
         let (id, _) = saver.save_data_blocking(data).map_err(ReadError::Fatal)?;

@@ -47,6 +47,8 @@ pub enum Error {
     Invalid { what: &'static str, detail: String },
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("interrupted: uploaded data was indexed, no snapshot was written")]
+    Interrupted,
 }
 
 impl Error {

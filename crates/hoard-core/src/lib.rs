@@ -37,7 +37,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod walk;
 
-pub use archiver::{backup, BackupOptions, BackupResult, FileError, ParentSelection};
+pub use archiver::{backup, BackupOptions, BackupResult, CancelToken, FileError, ParentSelection};
 pub use config::Config;
 pub use crypto::KdfParams;
 pub use error::{Error, Result};

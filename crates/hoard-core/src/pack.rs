@@ -77,6 +77,15 @@ impl PackWriter {
         }
     }
 
+    /// A writer whose buffer never reallocates for packs up to `bytes`: growth by doubling
+    /// would leave a 16 MiB pack in a 32 MiB allocation, and several packs are alive at once.
+    pub fn with_capacity(bytes: usize) -> Self {
+        PackWriter {
+            buf: Vec::with_capacity(bytes),
+            blobs: Vec::new(),
+        }
+    }
+
     pub fn add(
         &mut self,
         id: Id,

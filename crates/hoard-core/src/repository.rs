@@ -93,7 +93,13 @@ struct Inner {
     key_id: Id,
     config: Config,
     index: RwLock<Index>,
+    /// Whole tree packs recently read: walking a snapshot reads many small tree blobs that
+    /// sit together in few packs.
+    tree_packs: std::sync::Mutex<Vec<(Id, Arc<bytes::Bytes>)>>,
 }
+
+/// Tree packs kept in memory (each at most a pack size).
+const TREE_PACK_CACHE: usize = 4;
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,8 +185,28 @@ impl Repository {
                 key_id,
                 config,
                 index: RwLock::new(Index::new()),
+                tree_packs: Default::default(),
             }),
         })
+    }
+
+    /// Opens the repository, or creates it when there is none (as backup operators do on the
+    /// first run). Never re-initialises: a wrong password on an existing repository is
+    /// [`Error::WrongPassword`]. Returns whether it was created.
+    pub async fn open_or_init(
+        op: Operator,
+        password: &[u8],
+        opts: InitOptions,
+    ) -> Result<(Repository, bool)> {
+        if repository_exists(&op).await? {
+            return Ok((Self::open(op, password).await?, false));
+        }
+        match Self::init(op.clone(), password, opts).await {
+            Ok(r) => Ok((r, true)),
+            // Another writer won the race.
+            Err(Error::AlreadyInitialised(_)) => Ok((Self::open(op, password).await?, false)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens an existing repository and loads its index.
@@ -209,6 +235,7 @@ impl Repository {
                 key_id,
                 config,
                 index: RwLock::new(Index::new()),
+                tree_packs: Default::default(),
             }),
         };
         repo.reload_index().await?;
@@ -378,8 +405,56 @@ impl Repository {
             }
             None => return Err(Error::BlobNotInIndex(*id)),
         }
-        let bytes = self.read_blob(id).await?;
+        let bytes = self.read_tree_blob(id).await?;
         Tree::from_bytes(&bytes).map_err(|e| Error::corrupt(format!("tree {}", id.short()), e))
+    }
+
+    /// Reads a tree blob through the tree-pack cache.
+    async fn read_tree_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+        let cached = {
+            let cache = self
+                .inner
+                .tree_packs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            cache
+                .iter()
+                .find(|(p, _)| *p == loc.pack)
+                .map(|(_, b)| b.clone())
+        };
+        let pack = match cached {
+            Some(b) => b,
+            None => {
+                let path = FileKind::Pack.path(&loc.pack);
+                let b = Arc::new(
+                    self.inner
+                        .op
+                        .read(&path)
+                        .await
+                        .map_err(|e| Error::storage("read", path.as_str(), e))?
+                        .to_bytes(),
+                );
+                let mut cache = self
+                    .inner
+                    .tree_packs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= TREE_PACK_CACHE {
+                    cache.remove(0);
+                }
+                cache.push((loc.pack, b.clone()));
+                b
+            }
+        };
+        let range = loc.blob.offset as usize..loc.blob.offset as usize + loc.blob.length as usize;
+        let sealed = pack.get(range).ok_or_else(|| {
+            Error::corrupt(
+                FileKind::Pack.path(&loc.pack),
+                "shorter than the index says",
+            )
+        })?;
+        self.decode_located_blob(&loc, sealed)
     }
 
     /// All snapshots, oldest first.

@@ -34,6 +34,8 @@ use crate::tree::{Node, NodeType};
 const MAX_READ: u64 = 8 * 1024 * 1024;
 /// Packs read at once.
 const PACK_CONCURRENCY: usize = 4;
+/// Files prepared per blocking task.
+const PREPARE_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -115,6 +117,7 @@ pub async fn restore(
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreSummary> {
     let include = compile_includes(&opts.include)?;
+    let started = std::time::Instant::now();
     let mut plan = Plan::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     plan_tree(
@@ -131,6 +134,7 @@ pub async fn restore(
     let owners = opts
         .owners
         .unwrap_or_else(|| nix::unistd::geteuid().is_root());
+    tracing::debug!(files = plan.files.len(), dirs = plan.dirs.len(), elapsed = ?started.elapsed(), "restore planned");
 
     let summary = Arc::new(Mutex::new(RestoreSummary::default()));
     let soft = |s: &Mutex<RestoreSummary>, path: &Path, e: &dyn std::fmt::Display| {
@@ -165,38 +169,38 @@ pub async fn restore(
 
     // Prepare files: skip identical ones, create the others at their final size.
     let files = std::mem::take(&mut plan.files);
-    let prepared: Vec<(PlannedFile, bool)> = futures::stream::iter(files)
-        .map(|f| {
-            let key = repo.key().clone();
-            tokio::task::spawn_blocking(move || {
-                let blob_lens: Vec<u64> = f
-                    .blobs
-                    .windows(2)
-                    .map(|w| w[1].1 - w[0].1)
-                    .chain(f.blobs.last().map(|l| f.node.size - l.1))
-                    .collect();
-                if is_identical(&f.dest, &f.node, &f.blobs, &blob_lens, &key) {
-                    return (f, Ok(false));
-                }
-                let r = create_file(&f.dest, f.node.size);
-                (f, r.map(|_| true))
+    // In batches: one blocking task per file would cost more than the file itself.
+    let mut batches: Vec<Vec<PlannedFile>> = Vec::new();
+    let mut files = files.into_iter().peekable();
+    while files.peek().is_some() {
+        batches.push(files.by_ref().take(PREPARE_BATCH).collect());
+    }
+    let prepared_batches: Vec<Vec<(PlannedFile, std::io::Result<bool>)>> =
+        futures::stream::iter(batches)
+            .map(|batch| {
+                let key = repo.key().clone();
+                tokio::task::spawn_blocking(move || {
+                    batch
+                        .into_iter()
+                        .map(|f| {
+                            let r = prepare_file(&f, &key);
+                            (f, r)
+                        })
+                        .collect()
+                })
             })
-        })
-        .buffered(PACK_CONCURRENCY)
-        .map(|r| r.map_err(Error::from))
-        .try_filter_map(|(f, r)| {
-            let keep = match r {
-                Ok(write) => Some((f, write)),
-                Err(e) => {
-                    soft(&summary, &f.dest, &e);
-                    None
-                }
-            };
-            futures::future::ready(Ok(keep))
-        })
-        .try_collect()
-        .await?;
+            .buffered(PACK_CONCURRENCY)
+            .try_collect()
+            .await?;
+    let mut prepared: Vec<(PlannedFile, bool)> = Vec::new();
+    for (f, r) in prepared_batches.into_iter().flatten() {
+        match r {
+            Ok(write) => prepared.push((f, write)),
+            Err(e) => soft(&summary, &f.dest, &e),
+        }
+    }
 
+    tracing::debug!(elapsed = ?started.elapsed(), "files prepared");
     // Plan reads by pack.
     let mut by_pack: HashMap<Id, Vec<(PackedBlob, usize, u64)>> = HashMap::new();
     let mut file_paths = Vec::with_capacity(prepared.len());
@@ -219,32 +223,19 @@ pub async fn restore(
             }
         }
     }
-    let file_paths = Arc::new(file_paths);
-    let failed_files: Arc<Mutex<std::collections::HashSet<usize>>> = Default::default();
+    let ctx = Arc::new(PackContext {
+        repo: repo.clone(),
+        files: file_paths,
+        progress: progress.clone(),
+        summary: summary.clone(),
+        failed: Mutex::default(),
+    });
     futures::stream::iter(by_pack)
-        .map(|(pack, uses)| {
-            let repo = repo.clone();
-            let file_paths = file_paths.clone();
-            let progress = progress.clone();
-            let summary = summary.clone();
-            let failed = failed_files.clone();
-            async move {
-                restore_pack(
-                    &repo,
-                    pack,
-                    uses,
-                    &file_paths,
-                    &*progress,
-                    &summary,
-                    &failed,
-                )
-                .await
-            }
-        })
+        .map(|(pack, uses)| restore_pack(ctx.clone(), pack, uses))
         .buffer_unordered(PACK_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-
+    tracing::debug!(elapsed = ?started.elapsed(), "contents written");
     // Metadata, files first, then directories deepest first.
     for (path, target, node) in &plan.hardlinks {
         let _ = std::fs::remove_file(path);
@@ -284,6 +275,7 @@ pub async fn restore(
         }
         summary.lock().unwrap_or_else(|e| e.into_inner()).dirs += 1;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "metadata set");
     let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(s)
 }
@@ -368,6 +360,20 @@ fn plan_tree<'a>(
     })
 }
 
+/// Leaves an identical file alone (false) or creates it at its final size (true).
+fn prepare_file(f: &PlannedFile, key: &crate::crypto::MasterKey) -> std::io::Result<bool> {
+    let lens: Vec<u64> = f
+        .blobs
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .chain(f.blobs.last().map(|l| f.node.size - l.1))
+        .collect();
+    if is_identical(&f.dest, &f.node, &f.blobs, &lens, key) {
+        return Ok(false);
+    }
+    create_file(&f.dest, f.node.size).map(|_| true)
+}
+
 /// Whether `dest` already holds exactly this content.
 fn is_identical(
     dest: &Path,
@@ -411,100 +417,128 @@ fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
     f.set_len(size)
 }
 
+/// What the per-pack workers share.
+struct PackContext {
+    repo: Repository,
+    files: Vec<PathBuf>,
+    progress: Arc<dyn Progress>,
+    summary: Arc<Mutex<RestoreSummary>>,
+    /// Files already reported as failed, so each is reported once.
+    failed: Mutex<std::collections::HashSet<usize>>,
+}
+
+impl PackContext {
+    fn fail(&self, files: impl Iterator<Item = usize>, e: &Error) {
+        for file in files {
+            if self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(file)
+            {
+                let message = e.to_string();
+                self.progress.error(&self.files[file], &message);
+                self.summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .errors
+                    .push(FileError {
+                        path: self.files[file].clone(),
+                        message,
+                    });
+            }
+        }
+    }
+}
+
+/// Reads the needed blobs of one pack in few ranged reads and writes them where they belong.
 async fn restore_pack(
-    repo: &Repository,
+    ctx: Arc<PackContext>,
     pack: Id,
     mut uses: Vec<(PackedBlob, usize, u64)>,
-    files: &[PathBuf],
-    progress: &dyn Progress,
-    summary: &Mutex<RestoreSummary>,
-    failed: &Mutex<std::collections::HashSet<usize>>,
 ) -> Result<()> {
     uses.sort_by_key(|u| (u.0.offset, u.1, u.2));
     let path = FileKind::Pack.path(&pack);
-    let mut i = 0;
-    while i < uses.len() {
-        let start = uses[i].0.offset as u64;
-        let mut end = start + uses[i].0.length as u64;
-        let mut j = i + 1;
-        while j < uses.len() {
-            let b = &uses[j].0;
+    let mut rest = uses.as_slice();
+    while !rest.is_empty() {
+        let start = rest[0].0.offset as u64;
+        let mut end = start + rest[0].0.length as u64;
+        let mut n = 1;
+        while let Some((b, _, _)) = rest.get(n) {
             let b_end = b.offset as u64 + b.length as u64;
             if (b.offset as u64) > end + 256 * 1024 || b_end - start > MAX_READ {
                 break;
             }
             end = end.max(b_end);
-            j += 1;
+            n += 1;
         }
-        let group = &uses[i..j];
-        let fail_group = |e: &Error| {
-            for (_, file, _) in group {
-                if failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(*file)
-                {
-                    let message = e.to_string();
-                    progress.error(&files[*file], &message);
-                    summary
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .errors
-                        .push(FileError {
-                            path: files[*file].clone(),
-                            message,
-                        });
-                }
-            }
-        };
-        match repo.operator().read_with(&path).range(start..end).await {
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        let group = group.to_vec();
+        match ctx.repo.operator().read_with(&path).range(start..end).await {
             Ok(buf) => {
-                let bytes = buf.to_bytes();
-                let mut last: Option<(Id, Vec<u8>)> = None;
-                for (blob, file, offset) in group {
-                    let from = (blob.offset as u64 - start) as usize;
-                    let to = from + blob.length as usize;
-                    if last.as_ref().map(|l| l.0) != Some(blob.id) {
-                        let loc = crate::index::BlobLocation { pack, blob: *blob };
-                        match bytes
-                            .get(from..to)
-                            .ok_or_else(|| {
-                                Error::corrupt(path.as_str(), "shorter than the index says")
-                            })
-                            .and_then(|s| repo.decode_located_blob(&loc, s))
-                        {
-                            Ok(plain) => last = Some((blob.id, plain)),
-                            Err(e) => {
-                                fail_group(&e);
-                                last = None;
-                                continue;
-                            }
-                        }
-                    }
-                    let Some((_, plain)) = &last else { continue };
-                    let dest = &files[*file];
-                    let written = OpenOptions::new()
-                        .write(true)
-                        .custom_flags(nix::libc::O_NOFOLLOW)
-                        .open(dest)
-                        .and_then(|f| f.write_all_at(plain, *offset));
-                    match written {
-                        Ok(()) => {
-                            progress.bytes_read(plain.len() as u64);
-                            summary
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .bytes_written += plain.len() as u64;
-                        }
-                        Err(e) => fail_group(&Error::io(dest, e)),
-                    }
-                }
+                let ctx = ctx.clone();
+                let path = path.clone();
+                // Decryption, decompression, hashing and file writes are blocking work.
+                tokio::task::spawn_blocking(move || {
+                    write_group(&ctx, pack, &path, start, &buf.to_bytes(), &group)
+                })
+                .await?;
             }
-            Err(e) => fail_group(&Error::storage("read", path.as_str(), e)),
+            Err(e) => ctx.fail(
+                group.iter().map(|u| u.1),
+                &Error::storage("read", path.as_str(), e),
+            ),
         }
-        i = j;
     }
     Ok(())
+}
+
+fn write_group(
+    ctx: &PackContext,
+    pack: Id,
+    path: &str,
+    start: u64,
+    bytes: &[u8],
+    group: &[(PackedBlob, usize, u64)],
+) {
+    let mut last: Option<(Id, Vec<u8>)> = None;
+    for (blob, file, offset) in group {
+        if last.as_ref().map(|l| l.0) != Some(blob.id) {
+            let from = (blob.offset as u64 - start) as usize;
+            let loc = crate::index::BlobLocation { pack, blob: *blob };
+            let decoded = bytes
+                .get(from..from + blob.length as usize)
+                .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))
+                .and_then(|sealed| ctx.repo.decode_located_blob(&loc, sealed));
+            match decoded {
+                Ok(plain) => last = Some((blob.id, plain)),
+                Err(e) => {
+                    // Every use of this blob fails; the files are reported once each.
+                    ctx.fail(group.iter().filter(|u| u.0.id == blob.id).map(|u| u.1), &e);
+                    last = None;
+                    continue;
+                }
+            }
+        }
+        let Some((_, plain)) = &last else { continue };
+        let dest = &ctx.files[*file];
+        let written = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(dest)
+            .and_then(|f| f.write_all_at(plain, *offset));
+        match written {
+            Ok(()) => {
+                ctx.progress.bytes_read(plain.len() as u64);
+                ctx.summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .bytes_written += plain.len() as u64;
+            }
+            Err(e) => ctx.fail(std::iter::once(*file), &Error::io(dest, e)),
+        }
+    }
 }
 
 /// Creates a symlink, fifo or device; false for sockets, which cannot be restored.

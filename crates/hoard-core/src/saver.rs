@@ -58,6 +58,7 @@ struct Shared {
     repo: Repository,
     level: i32,
     pack_size: usize,
+    max_blob: usize,
     in_flight: Mutex<HashSet<Id>>,
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
@@ -97,9 +98,14 @@ impl Shared {
         let full = {
             let mut p = self.packer(t).lock().unwrap_or_else(|e| e.into_inner());
             p.add(id, t, &e.sealed, e.compressed, e.raw_len);
-            (p.len() >= self.pack_size).then(|| std::mem::take(&mut *p))
+            (p.len() >= self.pack_size).then(|| std::mem::replace(&mut *p, self.new_packer()))
         };
         full.map(|p| p.finish(self.repo.key()))
+    }
+
+    /// Room for a full pack plus one maximal blob; untouched capacity costs no memory.
+    fn new_packer(&self) -> PackWriter {
+        PackWriter::with_capacity(self.pack_size + self.max_blob)
     }
 
     fn take_partial(&self, t: BlobType) -> Option<FinishedPack> {
@@ -131,12 +137,16 @@ fn stopped() -> Error {
 
 impl BlobSaver {
     pub fn new(repo: &Repository, workers: usize, upload_concurrency: usize) -> Self {
+        let pack_size = repo.config().pack_size as usize;
+        let max_blob =
+            repo.config().chunker.max_size as usize + crate::crypto::SEAL_OVERHEAD + 1024;
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             level: repo.config().compression_level,
-            pack_size: repo.config().pack_size as usize,
+            pack_size,
+            max_blob,
             in_flight: Mutex::new(HashSet::new()),
-            data_packer: Mutex::new(PackWriter::new()),
+            data_packer: Mutex::new(PackWriter::with_capacity(pack_size + max_blob)),
             tree_packer: Mutex::new(PackWriter::new()),
             stats: SaverStats::default(),
         });

@@ -7,6 +7,7 @@
 //! and concurrency layers. Everything the repository writes lives under the prefix.
 
 pub mod bucket;
+pub mod crd;
 pub mod error;
 pub mod location;
 pub mod secrets;

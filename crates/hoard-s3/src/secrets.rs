@@ -52,6 +52,8 @@ pub struct Secrets {
     pub bucket_info: Option<BucketInfo>,
     /// Keys like MINIO_ACCESS_KEY that were seen but are not used, for a helpful error.
     pub foreign_keys: Vec<String>,
+    /// `metadata.name` when the values came from a Secret manifest.
+    pub name: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -82,6 +84,9 @@ impl Secrets {
         self.values.extend(other.values);
         if other.bucket_info.is_some() {
             self.bucket_info = other.bucket_info;
+        }
+        if other.name.is_some() {
+            self.name = other.name;
         }
         self.foreign_keys.extend(other.foreign_keys);
     }
@@ -208,7 +213,10 @@ fn collect(v: &serde_yaml_ng::Value, out: &mut Secrets) -> Result<bool, S3Error>
                 .and_then(|n| n.as_str())
                 .unwrap_or("<unnamed>");
             let b64 = base64::engine::general_purpose::STANDARD;
-            let mut s = Secrets::default();
+            let mut s = Secrets {
+                name: Some(name.to_string()),
+                ..Default::default()
+            };
             if let Some(data) = v.get("data").and_then(|d| d.as_mapping()) {
                 for (k, val) in data {
                     let (Some(k), Some(val)) = (k.as_str(), val.as_str()) else {

@@ -2,14 +2,85 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use hoard_core::{BackupOptions, ParentSelection};
+use hoard_core::{BackupOptions, CancelToken, ParentSelection};
 
 use crate::args::{BackupArgs, GlobalArgs};
 use crate::output::{json_line, size, CliProgress};
 use crate::{repo, Incomplete};
 
 pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
-    let r = repo::open(g).await?;
+    let started = Instant::now();
+    let result = run_backup(g, a).await;
+    if let Some(path) = &g.metrics_file {
+        let (repo, outcome) = match &result {
+            Ok((r, done)) => (Some(r), Ok(done)),
+            Err(e) => (None, Err(e)),
+        };
+        let snapshots = match repo {
+            Some(r) => r
+                .list(hoard_core::FileKind::Snapshot)
+                .await
+                .ok()
+                .map(|s| s.len()),
+            None => None,
+        };
+        if let Err(e) = crate::metrics::write(
+            path,
+            &location_label(g),
+            outcome,
+            started.elapsed(),
+            snapshots,
+        ) {
+            eprintln!("hoard: cannot write metrics to {}: {e}", path.display());
+        }
+    }
+    let (_, done) = result?;
+    print_summary(g, &done, started.elapsed().as_secs_f64())?;
+    if !done.errors.is_empty() {
+        return Err(Incomplete(format!(
+            "snapshot {} saved, but {} files or directories could not be read (listed above)",
+            done.snapshot.id.short(),
+            done.errors.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn location_label(g: &GlobalArgs) -> String {
+    repo::settings(g)
+        .map(|s| s.location.to_string())
+        .unwrap_or_default()
+}
+
+/// Stops the backup cleanly on SIGTERM (Kubernetes stopping the pod) or SIGINT.
+fn cancel_on_signals() -> CancelToken {
+    let token = CancelToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stopping: finishing uploads and writing the index");
+        t.cancel();
+    });
+    token
+}
+
+async fn run_backup(
+    g: &GlobalArgs,
+    a: BackupArgs,
+) -> Result<(hoard_core::Repository, hoard_core::BackupResult)> {
+    let r = repo::open_for_backup(g).await?;
     let parent = match (&a.parent, a.force) {
         (_, true) => ParentSelection::None,
         (Some(p), _) => ParentSelection::Id(r.find_snapshot(p).await?.id),
@@ -21,15 +92,17 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
         tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         excludes: a.excludes,
         parent,
+        cancel: Some(cancel_on_signals()),
         ..Default::default()
     };
-    let started = Instant::now();
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));
     let result = hoard_core::backup(&r, opts, progress.clone()).await;
     progress.finish();
-    let done = result?;
+    Ok((r, result?))
+}
+
+fn print_summary(g: &GlobalArgs, done: &hoard_core::BackupResult, secs: f64) -> Result<()> {
     let s = &done.summary;
-    let secs = started.elapsed().as_secs_f64();
     if g.json {
         json_line(&serde_json::json!({
             "message_type": "summary",
@@ -70,14 +143,6 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
             secs
         );
         println!("snapshot {} saved", done.snapshot.id.short());
-    }
-    if !done.errors.is_empty() {
-        return Err(Incomplete(format!(
-            "snapshot {} saved, but {} files or directories could not be read (listed above)",
-            done.snapshot.id.short(),
-            done.errors.len()
-        ))
-        .into());
     }
     Ok(())
 }
