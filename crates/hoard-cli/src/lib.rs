@@ -65,16 +65,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// glibc raises its mmap threshold each time a large block is freed, after which multi-MiB
-/// chunk and pack buffers come from per-thread arenas that fragment and never shrink: the
-/// backup of a large tree then holds hundreds of MiB. A fixed threshold keeps such buffers
-/// mmapped, so freeing them returns the memory.
+/// glibc gives each thread its own arena (up to 8 per core) and raises its mmap threshold
+/// whenever a large block is freed; multi-MiB chunk and pack buffers then fragment many arenas
+/// that never shrink, and a backup of a large tree holds hundreds of MiB (264 MiB measured on
+/// 1.2 GB). Two arenas and a fixed 4 MiB threshold (packs and the largest chunks mmapped and
+/// returned on free) measured 77 MiB at 15% more time; a 256 KiB threshold gave 75 MiB at 40%.
 fn limit_allocator_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
     // exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     }
 }
 
