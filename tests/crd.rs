@@ -13,16 +13,6 @@ use base64::Engine;
 use common::*;
 use hoard_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 
-/// The binary with nothing from the environment: everything comes from the manifests.
-fn bare() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", "/nonexistent");
-    c
-}
-
 struct Cluster {
     server: S3Server,
     dir: tempfile::TempDir,

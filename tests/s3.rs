@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,16 +13,6 @@ use hoard_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The binary with a clean environment: no password, no keys, no repository.
-fn bare() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", "/nonexistent");
-    c
 }
 
 fn small_tree(env: &Env) -> std::path::PathBuf {

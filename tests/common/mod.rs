@@ -143,6 +143,17 @@ impl Env {
     }
 }
 
+/// The binary with a clean environment: no password, keys or repository, nothing that could
+/// reach beyond 127.0.0.1.
+pub fn bare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", "/nonexistent");
+    c
+}
+
 pub fn assert_ok(out: &Output) {
     assert!(
         out.status.success(),

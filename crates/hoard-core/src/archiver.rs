@@ -192,7 +192,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
+/// Compiles path patterns as restic reads them: one starting with `/` matches from the root,
+/// any other matches at any depth (`*.tmp`, `cache`, `sub/dir`); `*` never crosses `/`.
+pub(crate) fn compile_patterns(patterns: &[String], what: &'static str) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let full = if p.starts_with('/') {
@@ -203,10 +205,14 @@ fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
         let g = GlobBuilder::new(&full)
             .literal_separator(true)
             .build()
-            .map_err(|e| Error::invalid("exclude pattern", format!("{p:?}: {e}")))?;
+            .map_err(|e| Error::invalid(what, format!("{p:?}: {e}")))?;
         b.add(g);
     }
-    b.build().map_err(|e| Error::invalid("exclude patterns", e))
+    b.build().map_err(|e| Error::invalid(what, e))
+}
+
+fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
+    compile_patterns(patterns, "exclude pattern")
 }
 
 /// Backs up `opts.paths` into a new snapshot.

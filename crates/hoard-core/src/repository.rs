@@ -158,6 +158,26 @@ pub async fn repository_exists(op: &Operator) -> Result<bool> {
 }
 
 impl Repository {
+    fn assemble(
+        op: Operator,
+        location: String,
+        key: MasterKey,
+        key_id: Id,
+        config: Config,
+    ) -> Repository {
+        Repository {
+            inner: Arc::new(Inner {
+                op,
+                location,
+                key,
+                key_id,
+                config,
+                index: RwLock::new(Index::new()),
+                tree_packs: Default::default(),
+            }),
+        }
+    }
+
     /// Creates a new repository protected by `password`.
     pub async fn init(op: Operator, password: &[u8], opts: InitOptions) -> Result<Repository> {
         let location = location_of(&op);
@@ -177,17 +197,7 @@ impl Repository {
             .await
             .map_err(|e| Error::storage("write", CONFIG_PATH, e))?;
         tracing::info!(%location, "initialised repository {}", config.id.short());
-        Ok(Repository {
-            inner: Arc::new(Inner {
-                op,
-                location,
-                key,
-                key_id,
-                config,
-                index: RwLock::new(Index::new()),
-                tree_packs: Default::default(),
-            }),
-        })
+        Ok(Repository::assemble(op, location, key, key_id, config))
     }
 
     /// Opens the repository, or creates it when there is none (as backup operators do on the
@@ -227,17 +237,7 @@ impl Repository {
             .chunker
             .validate()
             .map_err(|e| Error::corrupt("config", e))?;
-        let repo = Repository {
-            inner: Arc::new(Inner {
-                op,
-                location,
-                key,
-                key_id,
-                config,
-                index: RwLock::new(Index::new()),
-                tree_packs: Default::default(),
-            }),
-        };
+        let repo = Repository::assemble(op, location, key, key_id, config);
         repo.reload_index().await?;
         Ok(repo)
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 
 use crate::archiver::FileError;
 use crate::error::{Error, Result};
@@ -79,23 +79,7 @@ fn compile_includes(patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let full = if p.starts_with('/') {
-            p.clone()
-        } else {
-            format!("**/{p}")
-        };
-        let g = GlobBuilder::new(&full)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| Error::invalid("include pattern", format!("{p:?}: {e}")))?;
-        b.add(g);
-    }
-    Ok(Some(
-        b.build()
-            .map_err(|e| Error::invalid("include patterns", e))?,
-    ))
+    crate::archiver::compile_patterns(patterns, "include pattern").map(Some)
 }
 
 fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
