@@ -208,15 +208,9 @@ fn exit_codes_for_wrong_password_missing_repository_and_double_init(env: Env) {
     assert_eq!(out.status.code(), Some(10));
     assert!(!missing.exists(), "opening must not create the directory");
 
-    let out = env.hoard(&[
-        "init",
-        "--kdf-memory",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ]);
+    let mut args = vec!["init"];
+    args.extend_from_slice(&CHEAP_KDF);
+    let out = env.hoard(&args);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 
@@ -261,15 +255,9 @@ fn unreadable_file_is_skipped_with_exit_code_3() {
         }
         c.args(args).output().unwrap()
     };
-    assert_ok(&run(&[
-        "init",
-        "--kdf-memory",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ]));
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    assert_ok(&run(&init));
     let out = run(&["backup", src.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),

@@ -71,7 +71,7 @@ struct Plan {
     dirs: Vec<(PathBuf, Node)>,
     files: Vec<PlannedFile>,
     /// (link path, target path) for hard links to a file restored earlier.
-    hardlinks: Vec<(PathBuf, PathBuf, Node)>,
+    hardlinks: Vec<(PathBuf, PathBuf)>,
     others: Vec<(PathBuf, Node)>,
 }
 
@@ -221,7 +221,7 @@ pub async fn restore(
         .await?;
     tracing::debug!(elapsed = ?started.elapsed(), "contents written");
     // Metadata, files first, then directories deepest first.
-    for (path, target, node) in &plan.hardlinks {
+    for (path, target) in &plan.hardlinks {
         let _ = std::fs::remove_file(path);
         match std::fs::hard_link(target, path) {
             Ok(()) => {
@@ -232,7 +232,6 @@ pub async fn restore(
             }
             Err(e) => soft(&summary, path, &e),
         }
-        let _ = node;
     }
     for (path, node) in &plan.others {
         match create_special(path, node) {
@@ -306,7 +305,7 @@ fn plan_tree<'a>(
                     any = true;
                     if node.links > 1 {
                         if let Some(first) = links.get(&(node.device, node.inode)) {
-                            plan.hardlinks.push((d, first.clone(), node));
+                            plan.hardlinks.push((d, first.clone()));
                             continue;
                         }
                         links.insert((node.device, node.inode), d.clone());
