@@ -2,24 +2,13 @@
 //! deduplication, encryption and exit codes. Each scenario runs on a local repository and on
 //! the S3 test server over TLS (CA_CERT_DATA).
 
+#[macro_use]
 mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use common::*;
-
-/// One `#[test]` per backend for each scenario function.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $name() { super::$name(super::Env::new()) } )*
-        }
-        mod s3 {
-            $( #[test] fn $name() { super::$name(super::Env::s3()) } )*
-        }
-    };
-}
 
 on_every_backend!(
     backup_and_restore_every_node_type,

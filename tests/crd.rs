@@ -247,6 +247,20 @@ fn sigterm_mid_backup_exits_130_and_keeps_uploaded_data_usable() {
             .any(|k| k.contains("/index/")),
         "uploaded packs were indexed"
     );
+    assert!(
+        !c.server
+            .object_keys(CRD_BUCKET)
+            .iter()
+            .any(|k| k.contains("/locks/")),
+        "the lock was released"
+    );
+    let out = c
+        .hoard(&c.secret)
+        .args(["check", "--read-data"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no errors were found"));
     let out = c
         .hoard(&c.secret)
         .args(["--json", "snapshots"])
@@ -399,4 +413,48 @@ fn deploy_manifests_parse_with_the_projects_loader() {
     assert!(fs::read_to_string(deploy.join("Dockerfile"))
         .unwrap()
         .contains("USER 65532"));
+}
+
+/// The CronJob's script, run line by line against the test server with the in-cluster paths
+/// replaced: backup, then forget with prune, on two nights.
+#[test]
+fn cronjob_commands_run_against_the_repository() {
+    let c = Cluster::new("pw");
+    let src = source(c.dir.path());
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(deploy.join("cronjob.yaml")).unwrap()).unwrap();
+    let script = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("hoard "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{script}");
+    assert!(lines[1].contains("forget") && lines[1].contains("--prune"));
+    for night in 0..2 {
+        fs::write(src.join("nightly.txt"), format!("night {night}")).unwrap();
+        for line in &lines {
+            let mut cmd = bare();
+            for word in line.split_whitespace().skip(1) {
+                match word {
+                    "/etc/hoard/repository.yaml" => cmd.arg(&c.repository),
+                    "/etc/hoard/secret" => cmd.arg(&c.secret),
+                    "/data" => cmd.arg(&src),
+                    w => cmd.arg(w),
+                };
+            }
+            let out = cmd.output().unwrap();
+            assert_ok(&out);
+        }
+    }
+    let out = c
+        .hoard(&c.secret)
+        .args(["check", "--read-data"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
 }

@@ -109,6 +109,9 @@ async fn s3_repository_through_the_library() {
         .iter()
         .all(|k| k.starts_with("some/prefix/")));
 
+    // s3s honours If-None-Match, so lock and config files are created conditionally.
+    assert!(hoard::repository::conditional_create_works(reopened.operator()).await);
+
     // Without the CA, the error says what to set.
     cfg.ca_pem = None;
     let err = connect(&cfg, BucketMode::MustExist)
@@ -116,4 +119,62 @@ async fn s3_repository_through_the_library() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("CA_CERT_DATA"), "{err}");
+}
+
+/// Locks from other hosts are judged by time alone: blocking while fresh, ignored and removed
+/// once not refreshed for the stale limit. Shared locks do not block each other.
+#[tokio::test(flavor = "multi_thread")]
+async fn locks_from_other_hosts_block_until_stale() {
+    use hoard::lock::{lock, LockInfo, LockTiming};
+    use hoard::FileKind;
+    let dir = tempfile::tempdir().unwrap();
+    let op = hoard::repository::local_operator(&dir.path().join("repo"), true).unwrap();
+    let repo = Repository::init(op, b"pw", cheap()).await.unwrap();
+    assert!(hoard::repository::conditional_create_works(repo.operator()).await);
+    let timing = LockTiming::default();
+    let wait = std::time::Duration::ZERO;
+
+    let mut foreign = LockInfo::new(true);
+    foreign.hostname = "other-pod".into();
+    foreign.pid = 1;
+    foreign.time = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let fresh = repo.save_doc(FileKind::Lock, &foreign).await.unwrap();
+    let err = lock(&repo, false, wait, timing).await.unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("other-pod") && msg.contains("exclusive"),
+        "{msg}"
+    );
+
+    // Not refreshed for 31 minutes: stale, removed, and the lock is ours.
+    repo.delete_file(FileKind::Lock, &fresh).await.unwrap();
+    foreign.time = chrono::Utc::now() - chrono::Duration::minutes(31);
+    let old = repo.save_doc(FileKind::Lock, &foreign).await.unwrap();
+    let guard = lock(&repo, true, wait, timing).await.unwrap();
+    let ids = repo.list(FileKind::Lock).await.unwrap();
+    assert_eq!(ids, vec![guard.id()]);
+    assert!(!ids.contains(&old));
+    // While we hold it exclusively, even a shared lock waits, then gives up.
+    let err = lock(&repo, false, std::time::Duration::from_millis(300), timing)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }));
+    guard.release().await.unwrap();
+
+    // Shared locks coexist, and refreshing replaces the file while keeping the lock valid.
+    let fast = LockTiming {
+        refresh: std::time::Duration::from_millis(100),
+        stale_after: std::time::Duration::from_secs(30),
+    };
+    let a = lock(&repo, false, wait, fast).await.unwrap();
+    let b = lock(&repo, false, wait, timing).await.unwrap();
+    let first = a.id();
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_ne!(a.id(), first, "refreshed");
+    a.ensure_valid().await.unwrap();
+    assert_eq!(repo.list(FileKind::Lock).await.unwrap().len(), 2);
+    a.release().await.unwrap();
+    b.release().await.unwrap();
+    assert!(repo.list(FileKind::Lock).await.unwrap().is_empty());
 }

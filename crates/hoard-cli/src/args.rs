@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// s3.timeout=SECONDS, s3.retries=N.
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", global = true)]
     pub options: Vec<String>,
+    /// When the repository is locked, keep retrying this long (e.g. 30s, 5m, 1h) before
+    /// giving up with exit code 11.
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, global = true)]
+    pub retry_lock: Option<std::time::Duration>,
     /// File holding the repository password (else RESTIC_PASSWORD).
     #[arg(long, env = "RESTIC_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -71,10 +75,181 @@ pub enum Command {
     Cat(CatArgs),
     /// Show sizes and deduplication of snapshots.
     Stats(StatsArgs),
+    /// Remove snapshots by id or by a retention policy (data goes away with `prune`).
+    Forget(ForgetArgs),
+    /// Remove data no snapshot uses, repacking partly used packs.
+    Prune(PruneArgs),
+    /// Verify the repository's structure and, with --read-data, its contents.
+    Check(CheckArgs),
+    /// Remove stale locks (or all locks with --remove-all).
+    Unlock(UnlockArgs),
+    /// Manage the passwords (keys) that open the repository.
+    Key(KeyArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Write a file, or a directory as tar, from a snapshot to stdout.
+    Dump(DumpArgs),
+}
+
+/// Parses `30s`, `5m`, `2h` or a plain number of seconds.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: use a number with s, m or h (e.g. 5m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: use a number with s, m or h (e.g. 5m)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (ids or unique prefixes), in addition to the policy.
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(short = 'l', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the last N hours (-1: all hours).
+    #[arg(short = 'H', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N days (-1: all days).
+    #[arg(short = 'd', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the last N ISO weeks (-1: all weeks).
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N months (-1: all months).
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the last N years (-1: all years).
+    #[arg(short = 'y', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep snapshots newer than this before the newest one, e.g. 1y6m, 14d, 36h.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with all these tags (comma separated; repeat for alternatives).
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub keep_tag: Vec<String>,
+    /// Group by any of host, paths, tags (comma separated; empty: one group).
+    #[arg(short, long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Only consider snapshots with all these tags (comma separated; repeat for alternatives).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only consider snapshots with this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
+    /// Show what would be removed; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: the unused share tolerated (see `prune --max-unused`).
+    #[arg(long, default_value = "5%")]
+    pub max_unused: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Unused space tolerated afterwards, as a share of the repository (e.g. 5%, 0%,
+    /// unlimited); partly used packs are repacked until it is met.
+    #[arg(long, default_value = "5%")]
+    pub max_unused: String,
+    /// Show what would be done; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Download every pack and verify every blob.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Download part of the packs: n/t (e.g. 1/7 on Mondays) or x% (random).
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
+    /// Do not take the exclusive lock (results may be off while a prune runs).
+    #[arg(long)]
+    pub no_lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones. Only when no hoard process is running.
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List keys.
+    List,
+    /// Add a key for another password.
+    Add(NewKeyArgs),
+    /// Remove a key (never the last one, nor the one in use).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password: add a key for the new one, remove the one in use.
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewKeyArgs {
+    /// File holding the new password.
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: PathBuf,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub from: String,
+    /// The newer snapshot.
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot id (or unique prefix), or `latest`.
+    pub snapshot: String,
+    /// Path in the snapshot: a file is written as is, a directory as a tar archive.
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Target pack size in MiB (default 16).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub pack_size: Option<u32>,
+    /// zstd level for blobs (default 3).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub compression: Option<i32>,
+}
+
+/// The password-hashing cost of a new key.
+#[derive(Debug, Args)]
+pub struct KdfArgs {
     /// argon2id memory in KiB for the new key (default 65536). Lower only for tests.
     #[arg(long)]
     pub kdf_memory: Option<u32>,
@@ -84,12 +259,17 @@ pub struct InitArgs {
     /// argon2id lanes (default 4).
     #[arg(long)]
     pub kdf_parallelism: Option<u32>,
-    /// Target pack size in MiB (default 16).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=512))]
-    pub pack_size: Option<u32>,
-    /// zstd level for blobs (default 3).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
-    pub compression: Option<i32>,
+}
+
+impl KdfArgs {
+    pub fn params(&self) -> hoard_core::KdfParams {
+        let d = hoard_core::KdfParams::default();
+        hoard_core::KdfParams {
+            memory_kib: self.kdf_memory.unwrap_or(d.memory_kib),
+            iterations: self.kdf_iterations.unwrap_or(d.iterations),
+            parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +292,21 @@ pub struct BackupArgs {
     /// Read every file, ignoring the parent snapshot.
     #[arg(short, long)]
     pub force: bool,
+    /// Record this time instead of now: RFC 3339, or "YYYY-MM-DD HH:MM:SS" in local time.
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.into());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .and_then(|n| chrono::Local.from_local_datetime(&n).earliest())
+        .map(Into::into)
+        .ok_or_else(|| format!("{s:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM:SS\""))
 }
 
 #[derive(Debug, Args)]

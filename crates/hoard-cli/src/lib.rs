@@ -96,6 +96,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(hoard_core::Error::RepositoryNotFound(_)) => exit::NO_REPOSITORY,
         Some(hoard_core::Error::WrongPassword) => exit::WRONG_PASSWORD,
         Some(hoard_core::Error::Interrupted) => exit::INTERRUPTED,
+        Some(hoard_core::Error::Locked { .. }) => exit::LOCKED,
         _ => exit::FATAL,
     }
 }

@@ -236,6 +236,14 @@ impl Settings {
     }
 }
 
+/// How commands take repository locks: `--retry-lock` sets how long to wait.
+pub fn lock_options(g: &GlobalArgs) -> hoard_core::LockOptions {
+    hoard_core::LockOptions {
+        wait: g.retry_lock.unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
 pub async fn open(g: &GlobalArgs) -> Result<Repository> {
     let s = settings(g)?;
     let pw = password(g, &s.secrets)?;

@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::ids::NameCache;
+use crate::lock::{with_lock, LockGuard, LockOptions};
 use crate::progress::Progress;
 use crate::repository::{FileKind, Repository};
 use crate::saver::{BlobSaver, SaverHandle};
@@ -67,6 +68,8 @@ pub struct BackupOptions {
     /// Stops the backup early: what was uploaded is indexed, no snapshot is written, and
     /// [`Error::Interrupted`] is returned.
     pub cancel: Option<CancelToken>,
+    /// The shared lock the backup holds.
+    pub lock: LockOptions,
 }
 
 /// A flag that asks a running backup to stop.
@@ -215,11 +218,26 @@ fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
     compile_patterns(patterns, "exclude pattern")
 }
 
-/// Backs up `opts.paths` into a new snapshot.
+/// Backs up `opts.paths` into a new snapshot, under a shared lock.
 pub async fn backup(
     repo: &Repository,
     opts: BackupOptions,
     progress: Arc<dyn Progress>,
+) -> Result<BackupResult> {
+    let lock = opts.lock;
+    crate::testhook::hook("backup-before-lock").await;
+    with_lock(repo, false, &lock, |guard| async move {
+        let result = backup_locked(repo, opts, progress, &guard).await;
+        (guard, result)
+    })
+    .await
+}
+
+async fn backup_locked(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: Arc<dyn Progress>,
+    guard: &LockGuard,
 ) -> Result<BackupResult> {
     let start = Utc::now();
     if opts.paths.is_empty() {
@@ -349,6 +367,9 @@ pub async fn backup(
         program_version: format!("hoard {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
     };
+    crate::testhook::hook("backup-before-snapshot").await;
+    // A lock lost while running means a prune may have removed blobs this snapshot uses.
+    guard.ensure_valid().await?;
     let id = repo.save_doc(FileKind::Snapshot, &snapshot).await?;
     tracing::info!(snapshot = %id.short(), "snapshot saved");
     Ok(BackupResult {

@@ -49,6 +49,10 @@ pub enum Error {
     Task(String),
     #[error("interrupted: uploaded data was indexed, no snapshot was written")]
     Interrupted,
+    #[error("the repository is locked: {holder}. If that process is gone, its lock is ignored once stale (30 minutes without refresh, or at once on its own host); `hoard unlock` removes stale locks")]
+    Locked { holder: String },
+    #[error("lost the repository lock: {0}; nothing was committed")]
+    LockLost(String),
 }
 
 impl Error {

@@ -140,6 +140,12 @@ impl Index {
         })
     }
 
+    /// The position of a blob in the sorted table (blobs loaded from index files), for
+    /// per-blob bitmaps that cost one bit instead of a copy of the id.
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        self.sorted.binary_search_by(|e| e.id.cmp(&id.0)).ok()
+    }
+
     pub fn len(&self) -> usize {
         self.sorted.len() + self.recent.len()
     }

@@ -93,6 +93,10 @@ struct Inner {
     key_id: Id,
     config: Config,
     index: RwLock<Index>,
+    /// Index files the in-memory index was built from.
+    loaded_index_files: std::sync::Mutex<Vec<Id>>,
+    /// Whether the backend refuses a conditional create of an existing file (probed once).
+    conditional_create: tokio::sync::OnceCell<bool>,
     /// Whole tree packs recently read: walking a snapshot reads many small tree blobs that
     /// sit together in few packs.
     tree_packs: std::sync::Mutex<Vec<(Id, Arc<bytes::Bytes>)>>,
@@ -173,6 +177,8 @@ impl Repository {
                 key_id,
                 config,
                 index: RwLock::new(Index::new()),
+                conditional_create: Default::default(),
+                loaded_index_files: Default::default(),
                 tree_packs: Default::default(),
             }),
         }
@@ -193,9 +199,21 @@ impl Repository {
         let key_file = KeyFile::create(&key, password, opts.kdf)?;
         let key_id = write_key_file(&op, &key_file).await?;
         let sealed = seal_doc(&key, &config)?;
-        op.write(CONFIG_PATH, sealed)
+        // Two pods racing to initialise must not overwrite each other's config (the loser's
+        // key would open nothing). Where the backend cannot refuse an existing file, the
+        // check above is all there is.
+        let conditional = conditional_create_works(&op).await;
+        match op
+            .write_with(CONFIG_PATH, sealed)
+            .if_not_exists(conditional)
             .await
-            .map_err(|e| Error::storage("write", CONFIG_PATH, e))?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {
+                return Err(Error::AlreadyInitialised(location))
+            }
+            Err(e) => return Err(Error::storage("write", CONFIG_PATH, e)),
+        }
         tracing::info!(%location, "initialised repository {}", config.id.short());
         Ok(Repository::assemble(op, location, key, key_id, config))
     }
@@ -288,12 +306,19 @@ impl Repository {
     /// Re-reads every index file not superseded by another.
     pub async fn reload_index(&self) -> Result<()> {
         let files = self.load_index_files().await?;
+        self.install_index(&files);
+        Ok(())
+    }
+
+    /// Builds the in-memory index from these index files (those superseded by another one in
+    /// the list are skipped).
+    pub fn install_index(&self, files: &[(Id, IndexFile)]) {
         let superseded: std::collections::HashSet<Id> = files
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())
             .collect();
         let mut index = Index::new();
-        for (id, f) in &files {
+        for (id, f) in files {
             if !superseded.contains(id) {
                 index.add_file(f);
             }
@@ -301,6 +326,29 @@ impl Repository {
         index.finish_loading();
         tracing::debug!(blobs = index.len(), files = files.len(), "loaded index");
         *self.index_mut() = index;
+        *self
+            .inner
+            .loaded_index_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = files.iter().map(|(id, _)| *id).collect();
+    }
+
+    /// Reloads the index when an index file it was built from is gone (prune replaced it).
+    pub async fn reload_index_if_changed(&self) -> Result<()> {
+        let present: std::collections::HashSet<Id> =
+            self.list(FileKind::Index).await?.into_iter().collect();
+        let changed = {
+            let loaded = self
+                .inner
+                .loaded_index_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            loaded.iter().any(|id| !present.contains(id))
+        };
+        if changed {
+            tracing::info!("index files were replaced since the repository was opened; reloading");
+            self.reload_index().await?;
+        }
         Ok(())
     }
 
@@ -314,6 +362,23 @@ impl Repository {
             .buffer_unordered(8)
             .try_collect()
             .await
+    }
+
+    /// Lists the ids of one kind of file with their sizes.
+    pub async fn list_sizes(&self, kind: FileKind) -> Result<Vec<(Id, u64)>> {
+        let entries = match self.inner.op.list_with(kind.dir()).recursive(true).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::storage("list", kind.dir(), e)),
+        };
+        Ok(entries
+            .iter()
+            .filter(|e| !e.metadata().is_dir())
+            .filter_map(|e| {
+                let id: Id = e.name().parse().ok()?;
+                Some((id, e.metadata().content_length()))
+            })
+            .collect())
     }
 
     pub async fn list(&self, kind: FileKind) -> Result<Vec<Id>> {
@@ -340,6 +405,35 @@ impl Repository {
             .await
             .map_err(|e| Error::storage("write", path, e))?;
         Ok(id)
+    }
+
+    /// Stores bytes under their hash, refusing to replace an existing file where the backend
+    /// can (see [`conditional_create_works`]).
+    pub async fn create_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
+        let conditional = *self
+            .inner
+            .conditional_create
+            .get_or_init(|| conditional_create_works(&self.inner.op))
+            .await;
+        let id = Id::of_file(&bytes);
+        let path = kind.path(&id);
+        self.inner
+            .op
+            .write_with(&path, bytes)
+            .if_not_exists(conditional)
+            .await
+            .map_err(|e| Error::storage("write", path, e))?;
+        Ok(id)
+    }
+
+    /// Deletes a file; one that is already gone is not an error.
+    pub async fn delete_file(&self, kind: FileKind, id: &Id) -> Result<()> {
+        let path = kind.path(id);
+        match self.inner.op.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", path, e)),
+        }
     }
 
     pub async fn load_doc<T: DeserializeOwned>(&self, kind: FileKind, id: &Id) -> Result<T> {
@@ -503,6 +597,44 @@ impl Repository {
         let kf = KeyFile::create(&self.inner.key, password, kdf)?;
         write_key_file(&self.inner.op, &kf).await
     }
+}
+
+/// Whether `write_with(..).if_not_exists(true)` really refuses to replace a file here. Backends
+/// that do not claim the capability are not asked; those that do are tested once, because some
+/// (Garage) accept If-None-Match and overwrite anyway.
+pub async fn conditional_create_works(op: &Operator) -> bool {
+    if !op.info().capability().write_with_if_not_exists {
+        return false;
+    }
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        return false;
+    }
+    let path = format!("{}probe-{}", FileKind::Lock.dir(), hex::encode(nonce));
+    let first = op
+        .write_with(&path, b"1".to_vec())
+        .if_not_exists(true)
+        .await;
+    let second = op
+        .write_with(&path, b"2".to_vec())
+        .if_not_exists(true)
+        .await;
+    let works = first.is_ok()
+        && matches!(&second, Err(e) if e.kind() == ErrorKind::ConditionNotMatch)
+        && op
+            .read(&path)
+            .await
+            .is_ok_and(|b| b.to_vec() == b"1".to_vec());
+    if let Err(e) = op.delete(&path).await {
+        tracing::warn!("cannot remove probe file {path}: {e}");
+    }
+    if !works {
+        tracing::warn!(
+            "the storage does not honour conditional writes (If-None-Match); lock and config \
+             files are written unconditionally"
+        );
+    }
+    works
 }
 
 async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repository::Repository;
-use crate::tree::{Node, NodeType};
+use crate::tree::{Node, NodeType, Tree};
 
 /// Calls `visit` for every node below `tree`, parents before children, with its snapshot path.
 pub async fn walk_tree<F>(repo: &Repository, tree: Id, mut visit: F) -> Result<()>
@@ -29,6 +29,36 @@ where
         }
         // Reverse so that the walk visits directories in name order.
         stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// Visits every tree reachable from the roots once: a subtree shared by several snapshots or
+/// directories is loaded the first time only, so walking hundreds of snapshots of a mostly
+/// unchanged tree costs little more than walking one. `visit` gets the root it was reached
+/// from first, the directory's path there, and the tree or the error loading it (the walk
+/// goes on past broken trees; the visitor decides whether that is fatal).
+pub async fn walk_unique_trees<F>(repo: &Repository, roots: &[(Id, Id)], mut visit: F) -> Result<()>
+where
+    F: FnMut(&Id, &Path, &Id, Result<Tree>) -> Result<()>,
+{
+    let mut seen: HashSet<Id> = HashSet::new();
+    for (root, tree) in roots {
+        let mut stack: Vec<(PathBuf, Id)> = vec![(PathBuf::from("/"), *tree)];
+        while let Some((dir, id)) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let loaded = repo.load_tree(&id).await;
+            if let Ok(t) = &loaded {
+                for node in t.nodes.iter().rev() {
+                    if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
+                        stack.push((dir.join(node.name.as_os_str()), sub));
+                    }
+                }
+            }
+            visit(root, &dir, &id, loaded)?;
+        }
     }
     Ok(())
 }

@@ -93,6 +93,8 @@ async fn run_backup(
         excludes: a.excludes,
         parent,
         cancel: Some(cancel_on_signals()),
+        lock: repo::lock_options(g),
+        time: a.time,
         ..Default::default()
     };
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));

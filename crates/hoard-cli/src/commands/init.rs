@@ -1,5 +1,5 @@
 use anyhow::Result;
-use hoard_core::{InitOptions, KdfParams, Repository};
+use hoard_core::{InitOptions, Repository};
 
 use crate::args::{GlobalArgs, InitArgs};
 use crate::output::json_line;
@@ -10,11 +10,7 @@ pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
     let pw = repo::password(g, &settings.secrets)?;
     let d = InitOptions::default();
     let opts = InitOptions {
-        kdf: KdfParams {
-            memory_kib: a.kdf_memory.unwrap_or(d.kdf.memory_kib),
-            iterations: a.kdf_iterations.unwrap_or(d.kdf.iterations),
-            parallelism: a.kdf_parallelism.unwrap_or(d.kdf.parallelism),
-        },
+        kdf: a.kdf.params(),
         pack_size: a.pack_size.map(|m| m * 1024 * 1024).unwrap_or(d.pack_size),
         compression_level: a.compression.unwrap_or(d.compression_level),
     };

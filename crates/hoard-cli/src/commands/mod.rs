@@ -2,11 +2,18 @@
 
 mod backup;
 mod cat;
+mod check;
+mod diff;
+mod dump;
+mod forget;
 mod init;
+mod key;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 mod stats;
+mod unlock;
 
 use anyhow::Result;
 
@@ -22,5 +29,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ls(a) => ls::run(g, a).await,
         Command::Cat(a) => cat::run(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
+        Command::Forget(a) => forget::run(g, a).await,
+        Command::Prune(a) => prune::run(g, a).await,
+        Command::Check(a) => check::run(g, a).await,
+        Command::Unlock(a) => unlock::run(g, a).await,
+        Command::Key(a) => key::run(g, a).await,
+        Command::Diff(a) => diff::run(g, a).await,
+        Command::Dump(a) => dump::run(g, a).await,
     }
 }

@@ -1,0 +1,12 @@
+use anyhow::Result;
+
+use crate::args::{DumpArgs, GlobalArgs};
+use crate::repo;
+
+pub async fn run(g: &GlobalArgs, a: DumpArgs) -> Result<()> {
+    let r = repo::open(g).await?;
+    let snap = r.find_snapshot(&a.snapshot).await?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+    hoard_core::dump::dump(&r, snap.snapshot.tree, &a.path, out).await?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+use anyhow::Result;
+use hoard_core::forget::{plan_forget, GroupDecision};
+use hoard_core::{GroupBy, Id, Policy, SnapshotEntry};
+
+use crate::args::{ForgetArgs, GlobalArgs};
+use crate::repo;
+
+fn tag_lists(v: &[String]) -> Vec<Vec<String>> {
+    v.iter()
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .filter(|l: &Vec<String>| !l.is_empty())
+        .collect()
+}
+
+fn policy(a: &ForgetArgs) -> Result<Policy> {
+    Ok(Policy {
+        last: a.keep_last.unwrap_or(0),
+        hourly: a.keep_hourly.unwrap_or(0),
+        daily: a.keep_daily.unwrap_or(0),
+        weekly: a.keep_weekly.unwrap_or(0),
+        monthly: a.keep_monthly.unwrap_or(0),
+        yearly: a.keep_yearly.unwrap_or(0),
+        within: a.keep_within.as_deref().map(str::parse).transpose()?,
+        tags: tag_lists(&a.keep_tag),
+    })
+}
+
+fn selected(a: &ForgetArgs, s: &SnapshotEntry) -> bool {
+    let tags = tag_lists(&a.tag);
+    (a.host.is_empty() || a.host.contains(&s.snapshot.hostname))
+        && (tags.is_empty()
+            || tags
+                .iter()
+                .any(|l| l.iter().all(|t| s.snapshot.tags.contains(t))))
+        && a.path.iter().all(|p| s.snapshot.paths.contains(p))
+}
+
+pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
+    let policy = policy(&a)?;
+    for n in [
+        a.keep_last,
+        a.keep_hourly,
+        a.keep_daily,
+        a.keep_weekly,
+        a.keep_monthly,
+        a.keep_yearly,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if n < -1 {
+            anyhow::bail!("keep counts must be -1 (unlimited) or more, not {n}");
+        }
+    }
+    let group_by: GroupBy = a.group_by.parse()?;
+    if a.prune {
+        crate::commands::prune::parse_max_unused(&a.max_unused)?;
+    }
+    let r = repo::open(g).await?;
+    let mut remove: Vec<Id> = Vec::new();
+    for spec in &a.snapshots {
+        remove.push(r.find_snapshot(spec).await?.id);
+    }
+    let plan: Vec<GroupDecision> = if policy.is_empty() {
+        if a.snapshots.is_empty() && !g.quiet {
+            eprintln!("hoard: no policy was given (--keep-*), so no snapshots are removed");
+        }
+        Vec::new()
+    } else {
+        let list: Vec<SnapshotEntry> = r
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|s| selected(&a, s))
+            .collect();
+        plan_forget(list, group_by, &policy, &chrono::Local)
+    };
+    for group in &plan {
+        remove.extend(
+            group
+                .decisions
+                .iter()
+                .filter(|d| !d.keep)
+                .map(|d| d.snapshot.id),
+        );
+    }
+    remove.sort();
+    remove.dedup();
+    print(g, &a, &plan)?;
+    if !a.dry_run && !remove.is_empty() {
+        hoard_core::forget_snapshots(&r, &remove, &repo::lock_options(g)).await?;
+        if !g.quiet && !g.json {
+            println!("removed {} snapshots", remove.len());
+        }
+    }
+    if a.prune {
+        crate::commands::prune::run_on(g, &r, &a.max_unused, a.dry_run).await?;
+    }
+    Ok(())
+}
+
+fn print(g: &GlobalArgs, a: &ForgetArgs, plan: &[GroupDecision]) -> Result<()> {
+    if g.json {
+        let groups: Vec<serde_json::Value> = plan
+            .iter()
+            .map(|gd| {
+                let pick = |keep: bool| -> Vec<&SnapshotEntry> {
+                    gd.decisions
+                        .iter()
+                        .filter(|d| d.keep == keep)
+                        .map(|d| &d.snapshot)
+                        .collect()
+                };
+                serde_json::json!({
+                    "host": gd.group.hostname,
+                    "paths": gd.group.paths,
+                    "tags": gd.group.tags,
+                    "keep": pick(true),
+                    "remove": pick(false),
+                    "reasons": gd.decisions.iter().filter(|d| d.keep).map(|d| serde_json::json!({
+                        "snapshot": d.snapshot, "matches": d.reasons,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&groups)?);
+        return Ok(());
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    for gd in plan {
+        println!("snapshots for {}:", gd.group);
+        let keep: Vec<_> = gd.decisions.iter().filter(|d| d.keep).collect();
+        let remove: Vec<_> = gd.decisions.iter().filter(|d| !d.keep).collect();
+        println!("keep {} snapshots:", keep.len());
+        table(&keep, true);
+        if !remove.is_empty() {
+            println!(
+                "{} {} snapshots:",
+                if a.dry_run { "would remove" } else { "remove" },
+                remove.len()
+            );
+            table(&remove, false);
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn table(rows: &[&hoard_core::forget::Decision], reasons: bool) {
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:<16}  {}",
+        "ID",
+        "Time",
+        "Host",
+        "Tags",
+        if reasons { "Reasons" } else { "Paths" }
+    );
+    println!("{}", "-".repeat(90));
+    for d in rows {
+        let s = &d.snapshot.snapshot;
+        let lines: Vec<String> = if reasons {
+            d.reasons.clone()
+        } else {
+            s.paths.clone()
+        };
+        for (i, last) in lines.iter().enumerate() {
+            if i == 0 {
+                println!(
+                    "{:<8}  {:<19}  {:<16}  {:<16}  {}",
+                    d.snapshot.short_id(),
+                    s.time
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S"),
+                    s.hostname,
+                    s.tags.join(","),
+                    last
+                );
+            } else {
+                println!("{:<69}{}", "", last);
+            }
+        }
+    }
+    println!("{}", "-".repeat(90));
+}

@@ -1,0 +1,453 @@
+//! Check: is everything the snapshots need present and intact?
+//!
+//! Read top-down:
+//! 1. **Index**: every index file opens; every pack a live index names exists with the size its
+//!    entries add up to. Packs no index names are reported as notes (prune removes them).
+//! 2. **Snapshots**: every snapshot opens; walking its trees (each distinct tree once), every
+//!    tree loads and every file's blobs are in the index as data blobs.
+//! 3. **Data** (`read_data`): the chosen packs are downloaded; each must hash to its name, have
+//!    a header that matches the index, and every blob must open and hash to its id.
+//! 4. **Blame**: blobs found bad in step 3 are traced to every snapshot and file that uses
+//!    them, so the report says which files a damaged pack costs.
+//!
+//! Problems are collected, not fatal: one run reports everything it can see.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::IndexFile;
+use crate::lock::{with_lock, LockOptions};
+use crate::pack::{read_pack, BlobType, PackedBlob};
+use crate::prune::pack_file_size;
+use crate::repository::{FileKind, Repository};
+use crate::snapshot::SnapshotEntry;
+use crate::tree::NodeType;
+use crate::walk::walk_unique_trees;
+
+/// Which packs `check` downloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum ReadData {
+    #[default]
+    None,
+    All,
+    /// Part `n` of `t` (1-based): packs whose id, as a number, is `n - 1` modulo `t`. Running
+    /// 1/t … t/t on successive days reads everything once.
+    Part {
+        n: u64,
+        t: u64,
+    },
+    /// A random share of the packs, in percent.
+    Percent(f64),
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = Error;
+
+    /// `n/t` or `x%`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "--read-data-subset",
+                format!("{s:?} (use n/t, e.g. 2/7, or x%, e.g. 10%)"),
+            )
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let x: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(x > 0.0 && x <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Percent(x));
+        }
+        let (n, t) = s.split_once('/').ok_or_else(bad)?;
+        let n: u64 = n.trim().parse().map_err(|_| bad())?;
+        let t: u64 = t.trim().parse().map_err(|_| bad())?;
+        if n == 0 || t == 0 || n > t {
+            return Err(bad());
+        }
+        Ok(ReadData::Part { n, t })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub read_data: ReadData,
+    /// `None` checks without a lock (results may be off while a prune runs).
+    pub lock: Option<LockOptions>,
+}
+
+/// What check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Damage: something a snapshot needs is missing or wrong.
+    pub errors: Vec<String>,
+    /// Harmless findings (e.g. packs only prune will remove).
+    pub notes: Vec<String>,
+    pub snapshots: u64,
+    pub trees: u64,
+    pub index_files: u64,
+    pub packs: u64,
+    pub packs_read: u64,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub async fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    match &opts.lock {
+        Some(lock) => {
+            with_lock(repo, true, lock, |guard| async move {
+                let result = check_unlocked(repo, opts).await;
+                (guard, result)
+            })
+            .await
+        }
+        None => check_unlocked(repo, opts).await,
+    }
+}
+
+async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+
+    // 1. Index.
+    let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    for id in repo.list(FileKind::Index).await? {
+        match repo.load_doc::<IndexFile>(FileKind::Index, &id).await {
+            Ok(f) => files.push((id, f)),
+            Err(e) => r.errors.push(format!("index file {}: {e}", id.short())),
+        }
+    }
+    r.index_files = files.len() as u64;
+    repo.install_index(&files);
+    let superseded: HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let mut packs: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
+    for (id, f) in &files {
+        if superseded.contains(id) {
+            r.notes.push(format!(
+                "index file {} is superseded; prune removes it",
+                id.short()
+            ));
+            continue;
+        }
+        for p in &f.packs {
+            packs.entry(p.id).or_insert_with(|| p.blobs.clone());
+        }
+    }
+    let on_storage: HashMap<Id, u64> = repo.list_sizes(FileKind::Pack).await?.into_iter().collect();
+    r.packs = on_storage.len() as u64;
+    let mut missing_packs: HashSet<Id> = HashSet::new();
+    let mut sorted_packs: Vec<&Id> = packs.keys().collect();
+    sorted_packs.sort();
+    for id in sorted_packs {
+        let expected = pack_file_size(&packs[id]);
+        match on_storage.get(id) {
+            None => {
+                missing_packs.insert(*id);
+                r.errors
+                    .push(format!("pack {} is indexed but missing", id.short()));
+            }
+            Some(size) if *size != expected => r.errors.push(format!(
+                "pack {} has {size} bytes, its index entries add up to {expected}",
+                id.short()
+            )),
+            Some(_) => {}
+        }
+    }
+    let unreferenced = on_storage
+        .keys()
+        .filter(|id| !packs.contains_key(id))
+        .count();
+    if unreferenced > 0 {
+        r.notes.push(format!(
+            "{unreferenced} packs are not in any index (left by an interrupted backup or prune); prune removes them"
+        ));
+    }
+
+    // 2. Snapshots.
+    let mut snapshots: Vec<SnapshotEntry> = Vec::new();
+    for id in repo.list(FileKind::Snapshot).await? {
+        match repo.load_doc(FileKind::Snapshot, &id).await {
+            Ok(snapshot) => snapshots.push(SnapshotEntry { id, snapshot }),
+            Err(e) => r.errors.push(format!("snapshot {}: {e}", id.short())),
+        }
+    }
+    r.snapshots = snapshots.len() as u64;
+    let roots: Vec<(Id, Id)> = snapshots.iter().map(|s| (s.id, s.snapshot.tree)).collect();
+    let mut trees = 0u64;
+    let mut errors = Vec::new();
+    walk_unique_trees(repo, &roots, |snap, dir, tree_id, tree| {
+        trees += 1;
+        let tree = match tree {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!(
+                    "snapshot {}: directory {}: tree {} {}",
+                    snap.short(),
+                    dir.display(),
+                    tree_id.short(),
+                    short_error(&e)
+                ));
+                return Ok(());
+            }
+        };
+        for node in &tree.nodes {
+            let path = dir.join(node.name.as_os_str());
+            if node.node_type == NodeType::Dir && node.subtree.is_none() {
+                errors.push(format!(
+                    "snapshot {}: {}: directory without a tree",
+                    snap.short(),
+                    path.display()
+                ));
+            }
+            for id in node.content.iter().flatten() {
+                let problem = match repo.blob_location(id) {
+                    None => Some("is not in the index".to_string()),
+                    Some(loc) if loc.blob.blob_type != BlobType::Data => {
+                        Some("is indexed as a tree".to_string())
+                    }
+                    Some(loc) if missing_packs.contains(&loc.pack) => {
+                        Some(format!("is in missing pack {}", loc.pack.short()))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(p) = problem {
+                    errors.push(format!(
+                        "snapshot {}: {}: data blob {} {p}",
+                        snap.short(),
+                        path.display(),
+                        id.short()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    r.trees = trees;
+    r.errors.extend(errors);
+
+    // 3. Data.
+    let selected = select_packs(&packs, &on_storage, opts.read_data);
+    let mut bad_blobs: HashMap<Id, String> = HashMap::new();
+    let mut reads = futures::stream::iter(selected)
+        .map(|id| async move { (id, repo.operator().read(&FileKind::Pack.path(&id)).await) })
+        .buffer_unordered(2);
+    while let Some((id, read)) = reads.next().await {
+        let bytes = match read {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                r.errors
+                    .push(format!("pack {}: cannot read: {e}", id.short()));
+                continue;
+            }
+        };
+        r.packs_read += 1;
+        r.bytes_read += bytes.len() as u64;
+        verify_pack(
+            repo,
+            &id,
+            &bytes,
+            &packs[&id],
+            &mut r.errors,
+            &mut bad_blobs,
+        );
+    }
+
+    // 4. Blame.
+    if !bad_blobs.is_empty() {
+        let mut memo = HashMap::new();
+        for s in &snapshots {
+            let files = affected(repo, s.snapshot.tree, &bad_blobs, &mut memo).await;
+            for (path, why) in files {
+                r.errors.push(format!(
+                    "snapshot {} ({} {}): {} is damaged: {why}",
+                    s.id.short(),
+                    s.snapshot.hostname,
+                    s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+                    Path::new("/").join(path).display(),
+                ));
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn short_error(e: &Error) -> String {
+    match e {
+        Error::BlobNotInIndex(_) => "is not in the index".into(),
+        Error::Storage { .. } => format!("cannot be read: {e}"),
+        _ => format!("is damaged: {e}"),
+    }
+}
+
+fn select_packs(
+    packs: &HashMap<Id, Vec<PackedBlob>>,
+    on_storage: &HashMap<Id, u64>,
+    how: ReadData,
+) -> Vec<Id> {
+    let mut ids: Vec<Id> = packs
+        .keys()
+        .filter(|id| on_storage.contains_key(id))
+        .copied()
+        .collect();
+    ids.sort();
+    match how {
+        ReadData::None => Vec::new(),
+        ReadData::All => ids,
+        ReadData::Part { n, t } => ids
+            .into_iter()
+            .filter(|id| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&id.0[..8]);
+                u64::from_be_bytes(b) % t == n - 1
+            })
+            .collect(),
+        ReadData::Percent(x) => {
+            let want = ((ids.len() as f64 * x / 100.0).ceil() as usize).min(ids.len());
+            // Partial Fisher–Yates with OS randomness: a different sample each run.
+            for i in 0..want {
+                let mut r = [0u8; 8];
+                let _ = getrandom::fill(&mut r);
+                let j = i + (u64::from_le_bytes(r) as usize) % (ids.len() - i);
+                ids.swap(i, j);
+            }
+            ids.truncate(want);
+            ids
+        }
+    }
+}
+
+/// Checks one downloaded pack against its name, its header and the index.
+fn verify_pack(
+    repo: &Repository,
+    id: &Id,
+    bytes: &[u8],
+    indexed: &[PackedBlob],
+    errors: &mut Vec<String>,
+    bad: &mut HashMap<Id, String>,
+) {
+    let what = format!("pack {}", id.short());
+    if Id::of_file(bytes) != *id {
+        errors.push(format!(
+            "{what}: content does not match its name (damaged on storage)"
+        ));
+    }
+    match read_pack(repo.key(), bytes, &what) {
+        Ok(header) => {
+            let mut a: Vec<_> = header.iter().map(|b| (b.id, b.offset, b.length)).collect();
+            let mut b: Vec<_> = indexed.iter().map(|b| (b.id, b.offset, b.length)).collect();
+            a.sort();
+            b.sort();
+            if a != b {
+                errors.push(format!("{what}: header does not match the index"));
+            }
+        }
+        Err(e) => errors.push(format!("{what}: header: {e}")),
+    }
+    for b in indexed {
+        let loc = crate::index::BlobLocation {
+            pack: *id,
+            blob: *b,
+        };
+        let range = b.offset as usize..b.offset as usize + b.length as usize;
+        let result = match bytes.get(range) {
+            Some(sealed) => repo.decode_located_blob(&loc, sealed).map(|_| ()),
+            None => Err(Error::corrupt(what.clone(), "shorter than the index says")),
+        };
+        if let Err(e) = result {
+            let kind = match b.blob_type {
+                BlobType::Data => "data",
+                BlobType::Tree => "tree",
+            };
+            errors.push(format!("{what}: {kind} blob {}: {e}", b.id.short()));
+            // Only the copy the index uses matters to snapshots.
+            if repo.blob_location(&b.id).is_some_and(|l| l.pack == *id) {
+                bad.insert(
+                    b.id,
+                    format!(
+                        "{kind} blob {} in pack {} is damaged",
+                        b.id.short(),
+                        id.short()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Files under `tree` (paths relative to it) that use a bad blob, with the reason; memoised
+/// per tree, so shared subtrees are searched once.
+fn affected<'a>(
+    repo: &'a Repository,
+    tree: Id,
+    bad: &'a HashMap<Id, String>,
+    memo: &'a mut HashMap<Id, Vec<(PathBuf, String)>>,
+) -> BoxFuture<'a, Vec<(PathBuf, String)>> {
+    async move {
+        if let Some(v) = memo.get(&tree) {
+            return v.clone();
+        }
+        let mut out = Vec::new();
+        if let Some(why) = bad.get(&tree) {
+            out.push((PathBuf::new(), format!("its directory listing: {why}")));
+        } else if let Ok(t) = repo.load_tree(&tree).await {
+            for node in &t.nodes {
+                let name = PathBuf::from(node.name.as_os_str());
+                if let Some(why) = node.content.iter().flatten().find_map(|id| bad.get(id)) {
+                    out.push((name.clone(), why.clone()));
+                }
+                if let Some(sub) = node.subtree {
+                    for (p, why) in affected(repo, sub, bad, memo).await {
+                        out.push((name.join(p), why));
+                    }
+                }
+            }
+        }
+        memo.insert(tree, out.clone());
+        out
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_and_partition() {
+        assert_eq!(
+            "2/7".parse::<ReadData>().unwrap(),
+            ReadData::Part { n: 2, t: 7 }
+        );
+        assert_eq!("10%".parse::<ReadData>().unwrap(), ReadData::Percent(10.0));
+        for bad in ["0/3", "4/3", "x", "0%", "101%", "1/0"] {
+            assert!(bad.parse::<ReadData>().is_err(), "{bad}");
+        }
+        let packs: HashMap<Id, Vec<PackedBlob>> =
+            (0..100u8).map(|i| (Id::of_file(&[i]), vec![])).collect();
+        let sizes: HashMap<Id, u64> = packs.keys().map(|id| (*id, 1)).collect();
+        let mut all: Vec<Id> = (1..=3)
+            .flat_map(|n| select_packs(&packs, &sizes, ReadData::Part { n, t: 3 }))
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 100, "the parts cover every pack exactly once");
+        assert_eq!(
+            select_packs(&packs, &sizes, ReadData::Percent(10.0)).len(),
+            10
+        );
+        assert_eq!(select_packs(&packs, &sizes, ReadData::All).len(), 100);
+    }
+}

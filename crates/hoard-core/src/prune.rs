@@ -1,0 +1,506 @@
+//! Prune: give back the space of blobs no snapshot uses.
+//!
+//! Read top-down, all under an exclusive lock:
+//! 1. **Load**: every index file; the in-memory index is built from the live ones.
+//! 2. **Mark**: walk every snapshot's trees (each distinct tree once) and set one bit per used
+//!    blob in a bitmap parallel to the index table. Memory is the index plus one bit per blob
+//!    and a small record per pack. A snapshot that needs a blob the index lacks stops prune
+//!    before anything is written: that is a damaged repository, not garbage.
+//! 3. **Plan**: per pack, used and unused bytes. Packs with no used blob are deleted; packs on
+//!    storage that no index names (left by crashed backups or an earlier crashed prune) are
+//!    deleted; partly used packs are repacked, most wasteful first, until the unused share left
+//!    is at most `max_unused`.
+//! 4. **Repack**: copy the used blobs of those packs (verified: opened and checked against
+//!    their ids) into new packs and upload them.
+//! 5. **Index**: write new index files naming every kept and new pack. Only the last one
+//!    carries `supersedes` (every index file that existed at the start), so until it is stored
+//!    the old index stays in force and names only packs that still exist.
+//! 6. **Delete** packs, then the superseded index files.
+//!
+//! A crash after any step leaves a repository whose live index names only existing packs:
+//! before step 5 completes the old index rules and nothing was deleted; after it, the new index
+//! rules and every pack it names was uploaded first. Leftovers (unindexed new packs, packs and
+//! index files not yet deleted) are what the next prune collects.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::crypto::SEAL_OVERHEAD;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{IndexFile, IndexPack};
+use crate::lock::{with_lock, LockOptions};
+use crate::pack::{BlobType, PackWriter, PackedBlob, ENTRY_LEN};
+use crate::repository::{FileKind, Repository};
+use crate::testhook::hook;
+use crate::walk::walk_unique_trees;
+
+/// Blobs per index file written by prune.
+const BLOBS_PER_INDEX_FILE: usize = 50_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Unused share of the repository tolerated after prune, in percent (0–100): partly used
+    /// packs are repacked until the rest is below it. 100 repacks nothing.
+    pub max_unused_percent: f64,
+    /// Plan only: report what would happen, change nothing.
+    pub dry_run: bool,
+    pub lock: LockOptions,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused_percent: 5.0,
+            dry_run: false,
+            lock: LockOptions::default(),
+        }
+    }
+}
+
+/// What prune found and did (or would do, in a dry run).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneStats {
+    pub snapshots: u64,
+    pub packs_before: u64,
+    pub bytes_before: u64,
+    pub blobs_used: u64,
+    pub bytes_used: u64,
+    pub blobs_unused: u64,
+    pub bytes_unused: u64,
+    /// Packs holding only unused blobs.
+    pub packs_deleted: u64,
+    /// Packs on storage that no index names.
+    pub packs_unreferenced: u64,
+    pub bytes_unreferenced: u64,
+    pub packs_repacked: u64,
+    pub packs_written: u64,
+    pub bytes_written: u64,
+    /// Indexed packs that were missing but held nothing in use (dropped from the index).
+    pub packs_missing_unused: u64,
+    pub index_files_written: u64,
+    pub index_files_deleted: u64,
+    /// Bytes no longer stored afterwards.
+    pub bytes_freed: u64,
+    pub bytes_after: u64,
+    /// Unused bytes left in kept packs.
+    pub bytes_unused_after: u64,
+    pub dry_run: bool,
+}
+
+/// One bit per blob of the index table.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct PackUse {
+    blobs: Vec<PackedBlob>,
+    used_blobs: u64,
+    used_bytes: u64,
+    total_bytes: u64,
+}
+
+/// The size of a pack file holding these blobs.
+pub fn pack_file_size(blobs: &[PackedBlob]) -> u64 {
+    blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()
+        + (SEAL_OVERHEAD + blobs.len() * ENTRY_LEN + 4) as u64
+}
+
+/// Removes unused data under an exclusive lock.
+pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
+    if !(0.0..=100.0).contains(&opts.max_unused_percent) {
+        return Err(Error::invalid(
+            "--max-unused",
+            format!("{}% (must be 0–100)", opts.max_unused_percent),
+        ));
+    }
+    with_lock(repo, true, &opts.lock, |guard| async move {
+        let result = prune_locked(repo, opts).await;
+        (guard, result)
+    })
+    .await
+}
+
+async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
+    let mut stats = PruneStats {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+
+    // 1. Load.
+    let index_files = repo.load_index_files().await?;
+    repo.install_index(&index_files);
+    let superseded: HashSet<Id> = index_files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+
+    // 2. Mark.
+    let snapshots = repo.snapshots().await?;
+    stats.snapshots = snapshots.len() as u64;
+    let used = mark_used(repo, &snapshots).await?;
+
+    // 3. Plan.
+    let mut packs: HashMap<Id, PackUse> = HashMap::new();
+    {
+        let index = repo.index();
+        for (id, file) in &index_files {
+            if superseded.contains(id) {
+                continue;
+            }
+            for p in &file.packs {
+                if packs.contains_key(&p.id) {
+                    continue; // listed twice (e.g. after a crashed prune); count once
+                }
+                let mut u = PackUse {
+                    blobs: p.blobs.clone(),
+                    ..Default::default()
+                };
+                for b in &p.blobs {
+                    u.total_bytes += u64::from(b.length);
+                    // A blob stored twice is used in the copy the index chose only.
+                    let chosen = index
+                        .get(&b.id)
+                        .is_some_and(|l| l.pack == p.id && l.blob.offset == b.offset);
+                    let is_used = chosen && index.position(&b.id).is_some_and(|i| used.get(i));
+                    if is_used {
+                        u.used_blobs += 1;
+                        u.used_bytes += u64::from(b.length);
+                    }
+                }
+                packs.insert(p.id, u);
+            }
+        }
+    }
+    let on_storage: HashMap<Id, u64> = repo.list_sizes(FileKind::Pack).await?.into_iter().collect();
+    stats.packs_before = on_storage.len() as u64;
+    stats.bytes_before = on_storage.values().sum();
+
+    let mut delete: Vec<Id> = Vec::new();
+    let mut partly: Vec<(Id, u64, u64)> = Vec::new(); // (pack, unused bytes, total bytes)
+    let mut keep: Vec<Id> = Vec::new();
+    for (id, u) in &packs {
+        stats.blobs_used += u.used_blobs;
+        stats.bytes_used += u.used_bytes;
+        stats.blobs_unused += u.blobs.len() as u64 - u.used_blobs;
+        stats.bytes_unused += u.total_bytes - u.used_bytes;
+        if !on_storage.contains_key(id) {
+            if u.used_blobs > 0 {
+                return Err(Error::corrupt(
+                    FileKind::Pack.path(id),
+                    "missing, but snapshots use blobs in it; nothing was pruned (run `hoard check`)",
+                ));
+            }
+            stats.packs_missing_unused += 1;
+            continue;
+        }
+        if u.used_blobs == 0 {
+            delete.push(*id);
+            stats.packs_deleted += 1;
+        } else if u.used_bytes < u.total_bytes {
+            partly.push((*id, u.total_bytes - u.used_bytes, u.total_bytes));
+        } else {
+            keep.push(*id);
+        }
+    }
+    let unreferenced: Vec<Id> = on_storage
+        .keys()
+        .filter(|id| !packs.contains_key(id))
+        .copied()
+        .collect();
+    stats.packs_unreferenced = unreferenced.len() as u64;
+    stats.bytes_unreferenced = unreferenced.iter().map(|id| on_storage[id]).sum();
+
+    // Repack the most wasteful partly used packs until the unused share left is tolerable:
+    // unused / (used + unused) <= p, i.e. unused <= used * p / (100 - p).
+    partly.sort_by(|a, b| {
+        let ra = a.1 as f64 / a.2 as f64;
+        let rb = b.1 as f64 / b.2 as f64;
+        rb.total_cmp(&ra).then(a.0.cmp(&b.0))
+    });
+    let p = opts.max_unused_percent;
+    let limit = if p >= 100.0 {
+        u64::MAX
+    } else {
+        (stats.bytes_used as f64 * p / (100.0 - p)) as u64
+    };
+    let mut unused_left: u64 = partly.iter().map(|x| x.1).sum();
+    let mut repack: Vec<Id> = Vec::new();
+    for (id, unused, _) in partly {
+        if unused_left > limit {
+            repack.push(id);
+            unused_left -= unused;
+        } else {
+            keep.push(id);
+        }
+    }
+    stats.packs_repacked = repack.len() as u64;
+    stats.bytes_unused_after = unused_left;
+
+    let live_index_files = index_files.len() - superseded.len().min(index_files.len());
+    let index_needs_rewrite = !delete.is_empty()
+        || !repack.is_empty()
+        || stats.packs_missing_unused > 0
+        || !superseded.is_empty()
+        || live_index_files
+            > 1 + packs.values().map(|u| u.blobs.len()).sum::<usize>() / BLOBS_PER_INDEX_FILE;
+    tracing::info!(
+        delete = delete.len(),
+        repack = repack.len(),
+        unreferenced = unreferenced.len(),
+        "prune plan"
+    );
+
+    let freed_by_delete: u64 = delete
+        .iter()
+        .chain(&repack)
+        .chain(&unreferenced)
+        .map(|id| on_storage[id])
+        .sum();
+    if opts.dry_run {
+        let new_bytes: u64 = repack.iter().map(|id| packs[id].used_bytes).sum();
+        stats.bytes_written = new_bytes;
+        stats.bytes_freed = freed_by_delete.saturating_sub(new_bytes);
+        stats.bytes_after = stats.bytes_before - stats.bytes_freed;
+        return Ok(stats);
+    }
+
+    // 4. Repack.
+    let new_packs = repack_packs(repo, &repack, &packs, &used, &mut stats).await?;
+    hook("prune-after-repack").await;
+
+    // 5. Index.
+    let mut index_packs: Vec<IndexPack> = keep
+        .iter()
+        .map(|id| IndexPack {
+            id: *id,
+            blobs: packs[id].blobs.clone(),
+        })
+        .collect();
+    index_packs.sort_by_key(|p| p.id);
+    index_packs.extend(new_packs);
+    let old_index_ids: Vec<Id> = index_files.iter().map(|(id, _)| *id).collect();
+    if index_needs_rewrite {
+        let files = split_index(index_packs, old_index_ids.clone());
+        for f in &files {
+            repo.save_doc(FileKind::Index, f).await?;
+            stats.index_files_written += 1;
+        }
+        hook("prune-after-index").await;
+    }
+
+    // 6. Delete: packs first, then the index files they were listed in.
+    let doomed: Vec<Id> = delete
+        .iter()
+        .chain(&repack)
+        .chain(&unreferenced)
+        .copied()
+        .collect();
+    let half = doomed.len() / 2;
+    for (i, chunk) in doomed.chunks(half.max(1)).enumerate() {
+        delete_all(repo, FileKind::Pack, chunk).await?;
+        if i == 0 {
+            hook("prune-mid-delete").await;
+        }
+    }
+    if index_needs_rewrite {
+        delete_all(repo, FileKind::Index, &old_index_ids).await?;
+        stats.index_files_deleted = old_index_ids.len() as u64;
+    }
+    stats.bytes_freed = freed_by_delete.saturating_sub(stats.bytes_written);
+    stats.bytes_after = stats.bytes_before + stats.bytes_written - freed_by_delete;
+    repo.reload_index().await?;
+    Ok(stats)
+}
+
+/// One bit per blob of the index table: set when some snapshot uses the blob.
+async fn mark_used(
+    repo: &Repository,
+    snapshots: &[crate::snapshot::SnapshotEntry],
+) -> Result<Bits> {
+    let mut used = Bits::new(repo.index().len());
+    let roots: Vec<(Id, Id)> = snapshots.iter().map(|s| (s.id, s.snapshot.tree)).collect();
+    walk_unique_trees(repo, &roots, |snapshot, dir, tree_id, tree| {
+        let tree = tree.map_err(|e| {
+            Error::corrupt(
+                format!("snapshot {} at {}", snapshot.short(), dir.display()),
+                format!(
+                    "tree {} cannot be read ({e}); nothing was pruned (run `hoard check`)",
+                    tree_id.short()
+                ),
+            )
+        })?;
+        let index = repo.index();
+        let mut mark = |id: &Id| -> Result<()> {
+            match index.position(id) {
+                Some(i) => {
+                    used.set(i);
+                    Ok(())
+                }
+                None => Err(Error::corrupt(
+                    format!("snapshot {} at {}", snapshot.short(), dir.display()),
+                    format!(
+                        "blob {} is not in the index; nothing was pruned (run `hoard check`)",
+                        id.short()
+                    ),
+                )),
+            }
+        };
+        mark(tree_id)?;
+        for node in &tree.nodes {
+            for id in node.content.iter().flatten() {
+                mark(id)?;
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(used)
+}
+
+/// Copies the used blobs of `repack` into new packs; returns the new packs' index entries.
+async fn repack_packs(
+    repo: &Repository,
+    repack: &[Id],
+    packs: &HashMap<Id, PackUse>,
+    used: &Bits,
+    stats: &mut PruneStats,
+) -> Result<Vec<IndexPack>> {
+    let target = repo.config().pack_size as usize;
+    let mut writers: HashMap<BlobType, PackWriter> = HashMap::new();
+    let mut out = Vec::new();
+    let mut reads = futures::stream::iter(repack.iter().copied())
+        .map(|id| async move { Ok::<_, Error>((id, repo.read_file(FileKind::Pack, &id).await?)) })
+        .buffered(2);
+    while let Some((pack_id, bytes)) = reads.try_next().await? {
+        let copied = used_blobs_of(repo, &pack_id, &bytes, &packs[&pack_id].blobs, used)?;
+        for (b, sealed) in copied {
+            let w = writers.entry(b.blob_type).or_default();
+            w.add(b.id, b.blob_type, &sealed, b.compressed, b.raw_length);
+            if w.len() >= target {
+                let full = std::mem::take(w);
+                out.push(upload(repo, full, stats).await?);
+            }
+        }
+    }
+    for (_, w) in writers {
+        if !w.is_empty() {
+            out.push(upload(repo, w, stats).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The sealed bytes of the blobs in a downloaded pack that snapshots use from this copy,
+/// each verified.
+fn used_blobs_of(
+    repo: &Repository,
+    pack_id: &Id,
+    bytes: &[u8],
+    blobs: &[PackedBlob],
+    used: &Bits,
+) -> Result<Vec<(PackedBlob, Vec<u8>)>> {
+    let index = repo.index();
+    let mut copied = Vec::new();
+    for b in blobs {
+        let Some(loc) = index.get(&b.id) else {
+            continue;
+        };
+        let chosen = loc.pack == *pack_id && loc.blob.offset == b.offset;
+        let is_used = index.position(&b.id).is_some_and(|i| used.get(i));
+        if !chosen || !is_used {
+            continue;
+        }
+        let range = b.offset as usize..b.offset as usize + b.length as usize;
+        let sealed = bytes.get(range).ok_or_else(|| {
+            Error::corrupt(FileKind::Pack.path(pack_id), "shorter than the index says")
+        })?;
+        // Never copy damage into a new pack: the old one is about to be deleted.
+        repo.decode_located_blob(&loc, sealed)?;
+        copied.push((*b, sealed.to_vec()));
+    }
+    Ok(copied)
+}
+
+async fn upload(repo: &Repository, w: PackWriter, stats: &mut PruneStats) -> Result<IndexPack> {
+    let pack = w.finish(repo.key());
+    stats.packs_written += 1;
+    stats.bytes_written += pack.bytes.len() as u64;
+    let id = repo.write_file(FileKind::Pack, pack.bytes).await?;
+    Ok(IndexPack {
+        id,
+        blobs: pack.blobs,
+    })
+}
+
+/// Splits packs into index files; the last one supersedes `old`.
+fn split_index(packs: Vec<IndexPack>, old: Vec<Id>) -> Vec<IndexFile> {
+    let mut files = vec![IndexFile::default()];
+    for p in packs {
+        let last = files.last_mut().expect("at least one file");
+        if !last.packs.is_empty() && last.blob_count() + p.blobs.len() > BLOBS_PER_INDEX_FILE {
+            files.push(IndexFile::default());
+        }
+        files.last_mut().expect("at least one file").packs.push(p);
+    }
+    if let Some(last) = files.last_mut() {
+        last.supersedes = old;
+    }
+    files
+}
+
+async fn delete_all(repo: &Repository, kind: FileKind, ids: &[Id]) -> Result<()> {
+    futures::stream::iter(ids.iter())
+        .map(|id| repo.delete_file(kind, id))
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_index_file_supersedes() {
+        let blob = |i: u8| PackedBlob {
+            id: Id::of_file(&[i]),
+            blob_type: BlobType::Data,
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+            compressed: false,
+        };
+        let packs: Vec<IndexPack> = (0..3)
+            .map(|i| IndexPack {
+                id: Id::of_file(&[i, 1]),
+                blobs: vec![blob(i); BLOBS_PER_INDEX_FILE / 2 + 1],
+            })
+            .collect();
+        let old = vec![Id::of_file(b"old")];
+        let files = split_index(packs, old.clone());
+        assert_eq!(files.len(), 3);
+        assert!(files[..2].iter().all(|f| f.supersedes.is_empty()));
+        assert_eq!(files[2].supersedes, old);
+        // Nothing left to index still writes the superseding file.
+        let files = split_index(vec![], old.clone());
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].supersedes, old);
+    }
+}

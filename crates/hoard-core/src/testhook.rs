@@ -1,0 +1,30 @@
+//! Test hooks: named points in long operations where an end-to-end test can stop the process
+//! as if it were killed, or hold it while the test does something else.
+//!
+//! `HOARD_TEST_HOOK=<point>:abort` aborts at `<point>`; `HOARD_TEST_HOOK=<point>:wait:<file>`
+//! creates `<file>.reached` there and waits until `<file>` exists. Without the variable a hook
+//! costs one environment look-up.
+
+pub(crate) async fn hook(point: &str) {
+    let Ok(spec) = std::env::var("HOARD_TEST_HOOK") else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ':');
+    if parts.next() != Some(point) {
+        return;
+    }
+    match (parts.next(), parts.next()) {
+        (Some("abort"), _) => {
+            tracing::error!("HOARD_TEST_HOOK: aborting at {point}");
+            std::process::abort();
+        }
+        (Some("wait"), Some(file)) => {
+            tracing::warn!("HOARD_TEST_HOOK: holding at {point} until {file} exists");
+            let _ = std::fs::write(format!("{file}.reached"), std::process::id().to_string());
+            while !std::path::Path::new(file).exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        _ => tracing::warn!("HOARD_TEST_HOOK={spec:?} not understood"),
+    }
+}
