@@ -1,26 +1,29 @@
 //! Prune: give back the space of blobs no snapshot uses.
 //!
 //! Read top-down, all under an exclusive lock:
-//! 1. **Load**: every index file; the in-memory index is built from the live ones.
+//! 1. **Load**: the in-memory index, streamed from the live index files.
 //! 2. **Mark**: walk every snapshot's trees (each distinct tree once) and set one bit per used
-//!    blob in a bitmap parallel to the index table. Memory is the index plus one bit per blob
-//!    and a small record per pack. A snapshot that needs a blob the index lacks stops prune
-//!    before anything is written: that is a damaged repository, not garbage.
-//! 3. **Plan**: per pack, used and unused bytes. Packs with no used blob are deleted; packs on
-//!    storage that no index names (left by crashed backups or an earlier crashed prune) are
-//!    deleted; partly used packs are repacked, most wasteful first, until the unused share left
-//!    is at most `max_unused`.
-//! 4. **Repack**: copy the used blobs of those packs (verified: opened and checked against
-//!    their ids) into new packs and upload them.
-//! 5. **Index**: write new index files naming every kept and new pack. Only the last one
-//!    carries `supersedes` (every index file that existed at the start), so until it is stored
-//!    the old index stays in force and names only packs that still exist.
+//!    blob in a bitmap parallel to the index table. A snapshot that needs a blob the index
+//!    lacks stops prune before anything is written: that is a damaged repository, not garbage.
+//! 3. **Plan**: a second pass over the index files, one at a time, gives per pack its used and
+//!    unused bytes. Packs with no used blob are deleted; packs on storage that no index names
+//!    (left by crashed backups or an earlier crashed prune) are deleted; partly used packs are
+//!    repacked, most wasteful first, until the unused share left is at most `max_unused`.
+//! 4. **Repack**: copy the used blobs of those packs (listed by each pack's own header,
+//!    verified: opened and checked against their ids) into new packs and upload them.
+//! 5. **Index**: a third pass copies the kept packs' entries into new index files, then the new
+//!    packs. Only the last file carries `supersedes` (every index file that existed at the
+//!    start), so until it is stored the old index stays in force and names only packs that
+//!    still exist.
 //! 6. **Delete** packs, then the superseded index files.
 //!
 //! A crash after any step leaves a repository whose live index names only existing packs:
 //! before step 5 completes the old index rules and nothing was deleted; after it, the new index
 //! rules and every pack it names was uploaded first. Leftovers (unindexed new packs, packs and
 //! index files not yet deleted) are what the next prune collects.
+//!
+//! Memory: the index table (52 bytes per blob, as any command holds), one bit per blob, about
+//! 60 bytes per pack, and a few index files and packs in flight.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
 use crate::lock::{with_lock, LockOptions};
-use crate::pack::{BlobType, PackWriter, PackedBlob, ENTRY_LEN};
+use crate::pack::{read_pack, BlobType, PackWriter, PackedBlob, ENTRY_LEN};
 use crate::repository::{FileKind, Repository};
 use crate::testhook::hook;
 use crate::walk::walk_unique_trees;
@@ -109,7 +112,7 @@ impl Bits {
 
 #[derive(Debug, Clone, Default)]
 struct PackUse {
-    blobs: Vec<PackedBlob>,
+    blob_count: u64,
     used_blobs: u64,
     used_bytes: u64,
     total_bytes: u64,
@@ -142,51 +145,47 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
         ..Default::default()
     };
 
-    // 1. Load.
-    let index_files = repo.load_index_files().await?;
-    repo.install_index(&index_files);
-    let superseded: HashSet<Id> = index_files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
+    // 1. Load: the in-memory index, streamed; every index file present now is superseded at
+    // the end.
+    let all_index_files = repo.list(FileKind::Index).await?;
+    repo.reload_index().await?;
+    let live_index_files = repo.loaded_index_files();
 
     // 2. Mark.
     let snapshots = repo.snapshots().await?;
     stats.snapshots = snapshots.len() as u64;
     let used = mark_used(repo, &snapshots).await?;
 
-    // 3. Plan.
+    // 3. Plan, from a second pass over the index files (one record per pack, no blob lists).
     let mut packs: HashMap<Id, PackUse> = HashMap::new();
-    {
+    let mut listed_blobs = 0usize;
+    repo.for_each_index_file(&live_index_files, |_, file| {
         let index = repo.index();
-        for (id, file) in &index_files {
-            if superseded.contains(id) {
-                continue;
+        for p in &file.packs {
+            if packs.contains_key(&p.id) {
+                continue; // listed twice (e.g. after a crashed prune); count once
             }
-            for p in &file.packs {
-                if packs.contains_key(&p.id) {
-                    continue; // listed twice (e.g. after a crashed prune); count once
+            let mut u = PackUse {
+                blob_count: p.blobs.len() as u64,
+                ..Default::default()
+            };
+            listed_blobs += p.blobs.len();
+            for b in &p.blobs {
+                u.total_bytes += u64::from(b.length);
+                // A blob stored twice is used in the copy the index chose only.
+                let chosen = index
+                    .get(&b.id)
+                    .is_some_and(|l| l.pack == p.id && l.blob.offset == b.offset);
+                if chosen && index.position(&b.id).is_some_and(|i| used.get(i)) {
+                    u.used_blobs += 1;
+                    u.used_bytes += u64::from(b.length);
                 }
-                let mut u = PackUse {
-                    blobs: p.blobs.clone(),
-                    ..Default::default()
-                };
-                for b in &p.blobs {
-                    u.total_bytes += u64::from(b.length);
-                    // A blob stored twice is used in the copy the index chose only.
-                    let chosen = index
-                        .get(&b.id)
-                        .is_some_and(|l| l.pack == p.id && l.blob.offset == b.offset);
-                    let is_used = chosen && index.position(&b.id).is_some_and(|i| used.get(i));
-                    if is_used {
-                        u.used_blobs += 1;
-                        u.used_bytes += u64::from(b.length);
-                    }
-                }
-                packs.insert(p.id, u);
             }
+            packs.insert(p.id, u);
         }
-    }
+        Ok(())
+    })
+    .await?;
     let on_storage: HashMap<Id, u64> = repo.list_sizes(FileKind::Pack).await?.into_iter().collect();
     stats.packs_before = on_storage.len() as u64;
     stats.bytes_before = on_storage.values().sum();
@@ -197,7 +196,7 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     for (id, u) in &packs {
         stats.blobs_used += u.used_blobs;
         stats.bytes_used += u.used_bytes;
-        stats.blobs_unused += u.blobs.len() as u64 - u.used_blobs;
+        stats.blobs_unused += u.blob_count - u.used_blobs;
         stats.bytes_unused += u.total_bytes - u.used_bytes;
         if !on_storage.contains_key(id) {
             if u.used_blobs > 0 {
@@ -252,13 +251,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     stats.packs_repacked = repack.len() as u64;
     stats.bytes_unused_after = unused_left;
 
-    let live_index_files = index_files.len() - superseded.len().min(index_files.len());
     let index_needs_rewrite = !delete.is_empty()
         || !repack.is_empty()
         || stats.packs_missing_unused > 0
-        || !superseded.is_empty()
-        || live_index_files
-            > 1 + packs.values().map(|u| u.blobs.len()).sum::<usize>() / BLOBS_PER_INDEX_FILE;
+        || all_index_files.len() > live_index_files.len()
+        || live_index_files.len() > 1 + listed_blobs / BLOBS_PER_INDEX_FILE;
     tracing::info!(
         delete = delete.len(),
         repack = repack.len(),
@@ -281,26 +278,37 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     }
 
     // 4. Repack.
-    let new_packs = repack_packs(repo, &repack, &packs, &used, &mut stats).await?;
+    let new_packs = repack_packs(repo, &repack, &used, &mut stats).await?;
     hook("prune-after-repack").await;
 
-    // 5. Index.
-    let mut index_packs: Vec<IndexPack> = keep
-        .iter()
-        .map(|id| IndexPack {
-            id: *id,
-            blobs: packs[id].blobs.clone(),
-        })
-        .collect();
-    index_packs.sort_by_key(|p| p.id);
-    index_packs.extend(new_packs);
-    let old_index_ids: Vec<Id> = index_files.iter().map(|(id, _)| *id).collect();
+    // 5. Index: the kept packs' entries, copied from the old index files one file at a time,
+    // then the new packs; the last file written supersedes every old one.
     if index_needs_rewrite {
-        let files = split_index(index_packs, old_index_ids.clone());
-        for f in &files {
-            repo.save_doc(FileKind::Index, f).await?;
-            stats.index_files_written += 1;
+        let keep: HashSet<Id> = keep.into_iter().collect();
+        let mut written: HashSet<Id> = HashSet::new();
+        let mut batch = IndexBatcher::default();
+        let mut old_files = futures::stream::iter(live_index_files.iter().copied())
+            .map(|id| async move { repo.load_doc::<IndexFile>(FileKind::Index, &id).await })
+            .buffered(4);
+        while let Some(file) = old_files.try_next().await? {
+            for p in file.packs {
+                if keep.contains(&p.id) && written.insert(p.id) {
+                    if let Some(full) = batch.push(p) {
+                        repo.save_doc(FileKind::Index, &full).await?;
+                        stats.index_files_written += 1;
+                    }
+                }
+            }
         }
+        for p in new_packs {
+            if let Some(full) = batch.push(p) {
+                repo.save_doc(FileKind::Index, &full).await?;
+                stats.index_files_written += 1;
+            }
+        }
+        repo.save_doc(FileKind::Index, &batch.finish(all_index_files.clone()))
+            .await?;
+        stats.index_files_written += 1;
         hook("prune-after-index").await;
     }
 
@@ -319,8 +327,8 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
         }
     }
     if index_needs_rewrite {
-        delete_all(repo, FileKind::Index, &old_index_ids).await?;
-        stats.index_files_deleted = old_index_ids.len() as u64;
+        delete_all(repo, FileKind::Index, &all_index_files).await?;
+        stats.index_files_deleted = all_index_files.len() as u64;
     }
     stats.bytes_freed = freed_by_delete.saturating_sub(stats.bytes_written);
     stats.bytes_after = stats.bytes_before + stats.bytes_written - freed_by_delete;
@@ -377,7 +385,6 @@ async fn mark_used(
 async fn repack_packs(
     repo: &Repository,
     repack: &[Id],
-    packs: &HashMap<Id, PackUse>,
     used: &Bits,
     stats: &mut PruneStats,
 ) -> Result<Vec<IndexPack>> {
@@ -388,7 +395,9 @@ async fn repack_packs(
         .map(|id| async move { Ok::<_, Error>((id, repo.read_file(FileKind::Pack, &id).await?)) })
         .buffered(2);
     while let Some((pack_id, bytes)) = reads.try_next().await? {
-        let copied = used_blobs_of(repo, &pack_id, &bytes, &packs[&pack_id].blobs, used)?;
+        // The pack's own header lists its blobs (and is authenticated).
+        let blobs = read_pack(repo.key(), &bytes, &FileKind::Pack.path(&pack_id))?;
+        let copied = used_blobs_of(repo, &pack_id, &bytes, &blobs, used)?;
         for (b, sealed) in copied {
             let w = writers.entry(b.blob_type).or_default();
             w.add(b.id, b.blob_type, &sealed, b.compressed, b.raw_length);
@@ -448,20 +457,29 @@ async fn upload(repo: &Repository, w: PackWriter, stats: &mut PruneStats) -> Res
     })
 }
 
-/// Splits packs into index files; the last one supersedes `old`.
-fn split_index(packs: Vec<IndexPack>, old: Vec<Id>) -> Vec<IndexFile> {
-    let mut files = vec![IndexFile::default()];
-    for p in packs {
-        let last = files.last_mut().expect("at least one file");
-        if !last.packs.is_empty() && last.blob_count() + p.blobs.len() > BLOBS_PER_INDEX_FILE {
-            files.push(IndexFile::default());
+/// Groups packs into index files of about [`BLOBS_PER_INDEX_FILE`] blobs.
+#[derive(Default)]
+struct IndexBatcher {
+    current: IndexFile,
+}
+
+impl IndexBatcher {
+    /// Adds a pack; returns a full file to write first when the pack does not fit.
+    fn push(&mut self, p: IndexPack) -> Option<IndexFile> {
+        let full = (!self.current.packs.is_empty()
+            && self.current.blob_count() + p.blobs.len() > BLOBS_PER_INDEX_FILE)
+            .then(|| std::mem::take(&mut self.current));
+        self.current.packs.push(p);
+        full
+    }
+
+    /// The last file, which supersedes `old` (written even when it lists no pack).
+    fn finish(self, old: Vec<Id>) -> IndexFile {
+        IndexFile {
+            supersedes: old,
+            packs: self.current.packs,
         }
-        files.last_mut().expect("at least one file").packs.push(p);
     }
-    if let Some(last) = files.last_mut() {
-        last.supersedes = old;
-    }
-    files
 }
 
 async fn delete_all(repo: &Repository, kind: FileKind, ids: &[Id]) -> Result<()> {
@@ -487,20 +505,37 @@ mod tests {
             raw_length: 10,
             compressed: false,
         };
-        let packs: Vec<IndexPack> = (0..3)
-            .map(|i| IndexPack {
-                id: Id::of_file(&[i, 1]),
-                blobs: vec![blob(i); BLOBS_PER_INDEX_FILE / 2 + 1],
+        let mut batch = IndexBatcher::default();
+        let full: Vec<IndexFile> = (0..3)
+            .filter_map(|i| {
+                batch.push(IndexPack {
+                    id: Id::of_file(&[i, 1]),
+                    blobs: vec![blob(i); BLOBS_PER_INDEX_FILE / 2 + 1],
+                })
             })
             .collect();
+        assert_eq!(full.len(), 2);
+        assert!(full
+            .iter()
+            .all(|f| f.supersedes.is_empty() && f.packs.len() == 1));
         let old = vec![Id::of_file(b"old")];
-        let files = split_index(packs, old.clone());
-        assert_eq!(files.len(), 3);
-        assert!(files[..2].iter().all(|f| f.supersedes.is_empty()));
-        assert_eq!(files[2].supersedes, old);
+        let last = batch.finish(old.clone());
+        assert_eq!(last.supersedes, old);
+        assert_eq!(last.packs.len(), 1);
         // Nothing left to index still writes the superseding file.
-        let files = split_index(vec![], old.clone());
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].supersedes, old);
+        let last = IndexBatcher::default().finish(old.clone());
+        assert!(last.packs.is_empty());
+        assert_eq!(last.supersedes, old);
+    }
+
+    #[test]
+    fn bits() {
+        let mut b = Bits::new(130);
+        for i in [0, 63, 64, 129] {
+            assert!(!b.get(i));
+            b.set(i);
+            assert!(b.get(i));
+        }
+        assert!(!b.get(1) && !b.get(128) && !b.get(500));
     }
 }

@@ -303,10 +303,66 @@ impl Repository {
         self.index().iter().collect()
     }
 
-    /// Re-reads every index file not superseded by another.
+    /// Re-reads every index file not superseded by another, streaming: at most a few index
+    /// files are decoded at once, so the peak is the in-memory table, not the table plus every
+    /// file's document.
     pub async fn reload_index(&self) -> Result<()> {
-        let files = self.load_index_files().await?;
-        self.install_index(&files);
+        let ids = self.list(FileKind::Index).await?;
+        let mut skip: std::collections::HashSet<Id> = Default::default();
+        loop {
+            let todo: Vec<Id> = ids
+                .iter()
+                .filter(|id| !skip.contains(id))
+                .copied()
+                .collect();
+            let mut index = Index::new();
+            let mut superseded: std::collections::HashSet<Id> = Default::default();
+            self.for_each_index_file(&todo, |_, f| {
+                superseded.extend(f.supersedes.iter().copied());
+                index.add_file(&f);
+                Ok(())
+            })
+            .await?;
+            if todo.iter().any(|id| superseded.contains(id)) {
+                // Only after an interrupted prune: load again without the replaced files.
+                skip.extend(superseded);
+                continue;
+            }
+            index.finish_loading();
+            tracing::debug!(blobs = index.len(), files = todo.len(), "loaded index");
+            *self.index_mut() = index;
+            *self
+                .inner
+                .loaded_index_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = todo;
+            return Ok(());
+        }
+    }
+
+    /// Ids of the index files the in-memory index was built from.
+    pub fn loaded_index_files(&self) -> Vec<Id> {
+        self.inner
+            .loaded_index_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Calls `each` with every listed index file, a few downloads in flight at once.
+    pub async fn for_each_index_file<F>(&self, ids: &[Id], mut each: F) -> Result<()>
+    where
+        F: FnMut(Id, IndexFile) -> Result<()>,
+    {
+        let mut files = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move {
+                Ok::<_, Error>((id, self.load_doc::<IndexFile>(FileKind::Index, &id).await?))
+            })
+            .buffer_unordered(4);
+        while let Some(next) = files.next().await {
+            let (id, f) = next?;
+            each(id, f)?;
+        }
         Ok(())
     }
 
@@ -350,18 +406,6 @@ impl Repository {
             self.reload_index().await?;
         }
         Ok(())
-    }
-
-    /// Every index file with its id.
-    pub async fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
-        let ids = self.list(FileKind::Index).await?;
-        futures::stream::iter(ids)
-            .map(|id| async move {
-                Ok::<_, Error>((id, self.load_doc::<IndexFile>(FileKind::Index, &id).await?))
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await
     }
 
     /// Lists the ids of one kind of file with their sizes.
