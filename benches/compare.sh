@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end comparison of hoard and restic on the same data in the same run: a copy of the
 # Rust toolchain's lib/ and share/ (real files nobody here wrote), local repositories, warm
-# cache. Prints the median of RUNS runs per step, the ratio restic/hoard (>1 means hoard is
+# cache; then forget+prune and check --read-data on the resulting repositories. Prints the median of RUNS runs per step, the ratio restic/hoard (>1 means hoard is
 # faster), peak RSS and repository sizes.
 #
 #   bash benches/compare.sh            # RUNS=3 by default
@@ -46,11 +46,22 @@ for run in $(seq "$RUNS"); do
     measure hoard_restore "$HOARD" -r "$work/h" -q restore latest --target "$work/hout"
     measure restic_restore restic -r "$work/r" restore latest --target "$work/rout"
     diff -r -q "$work/data" "$work/hout$work/data" >/dev/null || { echo "hoard restore differs!"; exit 1; }
+    # Maintenance: a snapshot of lib/ only (hard-linked copy), then forget everything else and
+    # prune (share/ becomes garbage), then verify every pack.
+    rm -rf "$work/data2" && mkdir "$work/data2" && cp -al "$work/data/lib" "$work/data2/"
+    "$HOARD" -r "$work/h" -q backup "$work/data2"
+    restic -r "$work/r" backup -q "$work/data2" >/dev/null
+    "$HOARD" -r "$work/h" -q forget --group-by '' --keep-last 1
+    restic -r "$work/r" forget -q --group-by '' --keep-last 1 >/dev/null
+    measure hoard_prune "$HOARD" -r "$work/h" -q prune
+    measure restic_prune restic -r "$work/r" prune
+    measure hoard_check "$HOARD" -r "$work/h" -q check --read-data
+    measure restic_check restic -r "$work/r" check --read-data
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf "%-10s %10s %10s %8s %12s %12s\n" step hoard_s restic_s ratio hoard_rss restic_rss
-for step in backup rebackup restore; do
+for step in backup rebackup restore prune check; do
     h=$(cut -d' ' -f1 "$work/hoard_$step.times" | median)
     r=$(cut -d' ' -f1 "$work/restic_$step.times" | median)
     hm=$(cut -d' ' -f2 "$work/hoard_$step.times" | sort -n | tail -1)

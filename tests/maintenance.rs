@@ -586,3 +586,26 @@ fn diff_and_dump() {
     let out = env.hoard(&["dump", "latest", "/no/such/path"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn restore_and_dump_wait_for_prune_unless_no_lock() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "contents").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let (prune, go) = hold_at(&env, "prune-after-repack", &["prune"]);
+    let target = env.path("restored");
+    let out = env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    let file = src.join("f");
+    let out = env.hoard(&["dump", "latest", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    // Read-only credentials cannot lock: --no-lock reads anyway.
+    let out = env.hoard(&["--no-lock", "dump", "latest", file.to_str().unwrap()]);
+    assert_ok(&out);
+    assert_eq!(out.stdout, b"contents");
+    fs::write(&go, "").unwrap();
+    assert_ok(&prune.wait_with_output().unwrap());
+    restore_and_compare(&env, "latest", &src, "restored");
+}

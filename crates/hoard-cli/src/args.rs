@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// giving up with exit code 11.
     #[arg(long, value_name = "DURATION", value_parser = parse_wait, global = true)]
     pub retry_lock: Option<std::time::Duration>,
+    /// Take no lock: for read-only credentials (restore, dump, check). Results may be off
+    /// while a prune runs.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// File holding the repository password (else RESTIC_PASSWORD).
     #[arg(long, env = "RESTIC_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -177,9 +181,6 @@ pub struct CheckArgs {
     /// Download part of the packs: n/t (e.g. 1/7 on Mondays) or x% (random).
     #[arg(long, value_name = "SUBSET")]
     pub read_data_subset: Option<String>,
-    /// Do not take the exclusive lock (results may be off while a prune runs).
-    #[arg(long)]
-    pub no_lock: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ use globset::GlobSet;
 use crate::archiver::FileError;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::lock::{with_lock, LockOptions};
 use crate::pack::PackedBlob;
 use crate::progress::Progress;
 use crate::repository::{FileKind, Repository};
@@ -45,6 +46,10 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Set owners (uid/gid). Defaults to whether the process runs as root.
     pub owners: Option<bool>,
+    /// The shared lock held while restoring, so that a prune cannot delete packs mid-way.
+    pub lock: LockOptions,
+    /// Restore without a lock (for read-only credentials, which cannot write lock files).
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -95,6 +100,22 @@ fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
 
 /// Restores `snapshot` below `opts.target`.
 pub async fn restore(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    if opts.no_lock {
+        return restore_unlocked(repo, snapshot, opts, progress).await;
+    }
+    with_lock(repo, false, &opts.lock, |guard| async move {
+        let result = restore_unlocked(repo, snapshot, opts, progress).await;
+        (guard, result)
+    })
+    .await
+}
+
+async fn restore_unlocked(
     repo: &Repository,
     snapshot: &SnapshotEntry,
     opts: &RestoreOptions,

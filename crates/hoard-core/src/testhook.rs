@@ -2,8 +2,8 @@
 //! as if it were killed, or hold it while the test does something else.
 //!
 //! `HOARD_TEST_HOOK=<point>:abort` aborts at `<point>`; `HOARD_TEST_HOOK=<point>:wait:<file>`
-//! creates `<file>.reached` there and waits until `<file>` exists. Without the variable a hook
-//! costs one environment look-up.
+//! creates `<file>.reached` there and waits until `<file>` exists (aborting after five
+//! minutes). Without the variable a hook costs one environment look-up.
 
 pub(crate) async fn hook(point: &str) {
     let Ok(spec) = std::env::var("HOARD_TEST_HOOK") else {
@@ -21,7 +21,13 @@ pub(crate) async fn hook(point: &str) {
         (Some("wait"), Some(file)) => {
             tracing::warn!("HOARD_TEST_HOOK: holding at {point} until {file} exists");
             let _ = std::fs::write(format!("{file}.reached"), std::process::id().to_string());
+            // A test that failed before releasing us must not leave us behind for good.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
             while !std::path::Path::new(file).exists() {
+                if std::time::Instant::now() > deadline {
+                    tracing::error!("HOARD_TEST_HOOK: never released at {point}; aborting");
+                    std::process::abort();
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }

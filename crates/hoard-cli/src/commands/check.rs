@@ -14,7 +14,7 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<()> {
     let r = repo::open(g).await?;
     let opts = CheckOptions {
         read_data,
-        lock: (!a.no_lock).then(|| repo::lock_options(g)),
+        lock: (!g.no_lock).then(|| repo::lock_options(g)),
     };
     let report = hoard_core::check(&r, &opts).await?;
     if g.json {

@@ -7,6 +7,17 @@ pub async fn run(g: &GlobalArgs, a: DumpArgs) -> Result<()> {
     let r = repo::open(g).await?;
     let snap = r.find_snapshot(&a.snapshot).await?;
     let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-    hoard_core::dump::dump(&r, snap.snapshot.tree, &a.path, out).await?;
+    let tree = snap.snapshot.tree;
+    if g.no_lock {
+        hoard_core::dump::dump(&r, tree, &a.path, out).await?;
+        return Ok(());
+    }
+    // A shared lock, so that a prune cannot delete packs while they stream out.
+    let (r, path) = (&r, &a.path);
+    hoard_core::with_lock(r, false, &repo::lock_options(g), |guard| async move {
+        let result = hoard_core::dump::dump(r, tree, path, out).await;
+        (guard, result)
+    })
+    .await?;
     Ok(())
 }
