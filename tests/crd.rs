@@ -65,6 +65,17 @@ impl Cluster {
         c
     }
 
+    /// `check --read-data` through the manifests finds nothing wrong.
+    fn assert_check_clean(&self) {
+        let out = self
+            .hoard(&self.secret)
+            .args(["check", "--read-data"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no errors were found"));
+    }
+
     fn config_bytes(&self) -> Vec<u8> {
         fs::read(
             self.server
@@ -254,13 +265,7 @@ fn sigterm_mid_backup_exits_130_and_keeps_uploaded_data_usable() {
             .any(|k| k.contains("/locks/")),
         "the lock was released"
     );
-    let out = c
-        .hoard(&c.secret)
-        .args(["check", "--read-data"])
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no errors were found"));
+    c.assert_check_clean();
     let out = c
         .hoard(&c.secret)
         .args(["--json", "snapshots"])
@@ -451,10 +456,5 @@ fn cronjob_commands_run_against_the_repository() {
             assert_ok(&out);
         }
     }
-    let out = c
-        .hoard(&c.secret)
-        .args(["check", "--read-data"])
-        .output()
-        .unwrap();
-    assert_ok(&out);
+    c.assert_check_clean();
 }

@@ -39,25 +39,6 @@ pub async fn list_keys(repo: &Repository) -> Result<Vec<KeyEntry>> {
     Ok(out)
 }
 
-/// Finds a key by full id or unique prefix.
-pub async fn find_key_id(repo: &Repository, spec: &str) -> Result<Id> {
-    let spec = spec.to_ascii_lowercase();
-    let ids: Vec<Id> = repo
-        .list(FileKind::Key)
-        .await?
-        .into_iter()
-        .filter(|id| id.to_hex().starts_with(&spec))
-        .collect();
-    match ids.as_slice() {
-        [id] => Ok(*id),
-        [] => Err(Error::invalid("key id", format!("no key matches {spec:?}"))),
-        _ => Err(Error::invalid(
-            "key id",
-            format!("{spec:?} matches several keys; give more digits"),
-        )),
-    }
-}
-
 pub async fn remove_key(repo: &Repository, id: &Id) -> Result<()> {
     if *id == repo.key_id() {
         return Err(Error::invalid(

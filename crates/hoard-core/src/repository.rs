@@ -619,20 +619,35 @@ impl Repository {
                 .pop()
                 .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()));
         }
-        let spec_lc = spec.to_ascii_lowercase();
+        let id = self.find_id(FileKind::Snapshot, spec).await?;
+        Ok(SnapshotEntry {
+            id,
+            snapshot: self.load_doc(FileKind::Snapshot, &id).await?,
+        })
+    }
+
+    /// Resolves a full id or unique prefix among the files of one kind.
+    pub async fn find_id(&self, kind: FileKind, prefix: &str) -> Result<Id> {
+        let p = prefix.to_ascii_lowercase();
         let ids: Vec<Id> = self
-            .list(FileKind::Snapshot)
+            .list(kind)
             .await?
             .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .filter(|id| id.to_hex().starts_with(&p))
             .collect();
-        match ids.as_slice() {
-            [] => Err(Error::SnapshotNotFound(spec.to_string())),
-            [id] => Ok(SnapshotEntry {
-                id: *id,
-                snapshot: self.load_doc(FileKind::Snapshot, id).await?,
-            }),
-            _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
+        let what = kind.dir().trim_end_matches('/');
+        match (ids.as_slice(), kind) {
+            ([id], _) => Ok(*id),
+            ([], FileKind::Snapshot) => Err(Error::SnapshotNotFound(prefix.to_string())),
+            ([], _) => Err(Error::invalid(
+                "id",
+                format!("no {what} file matches {prefix:?}"),
+            )),
+            (_, FileKind::Snapshot) => Err(Error::AmbiguousSnapshot(prefix.to_string())),
+            (_, _) => Err(Error::invalid(
+                "id",
+                format!("{prefix:?} matches several {what} files; give more digits"),
+            )),
         }
     }
 

@@ -1,30 +1,9 @@
 use anyhow::{anyhow, bail, Result};
 use hoard_core::blob::decode_doc_payload;
-use hoard_core::{FileKind, Id, Repository};
+use hoard_core::FileKind;
 
 use crate::args::{CatArgs, GlobalArgs};
 use crate::repo;
-
-async fn resolve(r: &Repository, kind: FileKind, prefix: &str) -> Result<Id> {
-    let p = prefix.to_ascii_lowercase();
-    let ids: Vec<Id> = r
-        .list(kind)
-        .await?
-        .into_iter()
-        .filter(|i| i.to_hex().starts_with(&p))
-        .collect();
-    match ids.as_slice() {
-        [id] => Ok(*id),
-        [] => bail!(
-            "no {} file matches {prefix:?}",
-            kind.dir().trim_end_matches('/')
-        ),
-        _ => bail!(
-            "{prefix:?} matches several {} files; give more digits",
-            kind.dir().trim_end_matches('/')
-        ),
-    }
-}
 
 pub async fn run(g: &GlobalArgs, a: CatArgs) -> Result<()> {
     let r = repo::open(g).await?;
@@ -35,18 +14,18 @@ pub async fn run(g: &GlobalArgs, a: CatArgs) -> Result<()> {
     let value: serde_json::Value = match a.kind.as_str() {
         "config" => serde_json::to_value(r.config())?,
         "index" => {
-            let id = resolve(&r, FileKind::Index, need_id()?).await?;
+            let id = r.find_id(FileKind::Index, need_id()?).await?;
             let sealed = r.read_file(FileKind::Index, &id).await?;
             let plain = r.key().open(&sealed, "index")?;
             serde_json::from_slice(&decode_doc_payload(&plain, "index")?)?
         }
         "snapshot" => serde_json::to_value(r.find_snapshot(need_id()?).await?)?,
         "key" => {
-            let id = resolve(&r, FileKind::Key, need_id()?).await?;
+            let id = r.find_id(FileKind::Key, need_id()?).await?;
             serde_json::from_slice(&r.read_file(FileKind::Key, &id).await?)?
         }
         "pack" => {
-            let id = resolve(&r, FileKind::Pack, need_id()?).await?;
+            let id = r.find_id(FileKind::Pack, need_id()?).await?;
             let bytes = r.read_file(FileKind::Pack, &id).await?;
             let blobs = hoard_core::pack::read_pack(r.key(), &bytes, &FileKind::Pack.path(&id))?;
             serde_json::json!({ "id": id, "size": bytes.len(), "blobs": blobs })

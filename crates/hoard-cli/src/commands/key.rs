@@ -52,7 +52,7 @@ pub async fn run(g: &GlobalArgs, a: KeyArgs) -> Result<()> {
             report(g, "key_added", &id)?;
         }
         KeyCommand::Remove { id } => {
-            let id = keys::find_key_id(&r, &id).await?;
+            let id = r.find_id(hoard_core::FileKind::Key, &id).await?;
             keys::remove_key(&r, &id).await?;
             report(g, "key_removed", &id)?;
         }
