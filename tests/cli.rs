@@ -237,8 +237,13 @@ fn unreadable_file_is_skipped_with_exit_code_3() {
     fs::write(src.join("ok.txt"), b"fine").unwrap();
     fs::write(src.join("locked.txt"), b"nope").unwrap();
     fs::set_permissions(src.join("locked.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    // The build directory may sit below one that only root can enter (a mktemp -d clone):
+    // run a copy of the binary from the test's own world-readable directory.
+    let program = env.path("hoard");
+    fs::copy(env!("CARGO_BIN_EXE_hoard"), &program).unwrap();
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
     let run = |args: &[&str]| {
-        let mut c = env.cmd();
+        let mut c = env.cmd_with(&program, &env.repo);
         if as_root {
             c.uid(65534).gid(65534);
         }

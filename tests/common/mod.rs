@@ -110,7 +110,12 @@ impl Env {
 
     /// The binary with the test password and this env's variables, pointed at `repo`.
     pub fn cmd_for(&self, repo: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_hoard"));
+        self.cmd_with(Path::new(env!("CARGO_BIN_EXE_hoard")), repo)
+    }
+
+    /// As [`Env::cmd_for`], with another copy of the binary.
+    pub fn cmd_with(&self, program: &Path, repo: &str) -> Command {
+        let mut c = Command::new(program);
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_")
                 || k.starts_with("RESTIC_")
