@@ -443,6 +443,15 @@ fn forget_policies_from_the_cli() {
     assert_eq!(times("remove"), ["2025-02-02T09", "2025-01-15T10"]);
     assert_eq!(group["reasons"][2]["matches"][0], "has tags release");
     assert_eq!(snapshot_count(&env), 5, "dry run changes nothing");
+    let plan = env.hoard_json(&["forget", "--dry-run", "--keep-within-daily", "2d"]);
+    let kept: Vec<&str> = plan[0]["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["time"].as_str().unwrap()[..13])
+        .collect();
+    assert_eq!(kept, ["2025-02-02T18", "2025-02-01T10"]);
+    assert_eq!(plan[0]["reasons"][0]["matches"][0], "daily within 2d");
 
     let out = env.hoard(&["forget", "--keep-daily", "2", "--keep-tag", "release"]);
     assert_ok(&out);

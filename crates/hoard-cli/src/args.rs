@@ -80,7 +80,7 @@ pub enum Command {
     /// Show sizes and deduplication of snapshots.
     Stats(StatsArgs),
     /// Remove snapshots by id or by a retention policy (data goes away with `prune`).
-    Forget(ForgetArgs),
+    Forget(Box<ForgetArgs>),
     /// Remove data no snapshot uses, repacking partly used packs.
     Prune(PruneArgs),
     /// Verify the repository's structure and, with --read-data, its contents.
@@ -136,6 +136,21 @@ pub struct ForgetArgs {
     /// Keep snapshots newer than this before the newest one, e.g. 1y6m, 14d, 36h.
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within this span of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep the newest snapshot of each day within this span of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep the newest snapshot of each ISO week within this span of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep the newest snapshot of each month within this span of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep the newest snapshot of each year within this span of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
     /// Keep snapshots with all these tags (comma separated; repeat for alternatives).
     #[arg(long, value_name = "TAG[,TAG]")]
     pub keep_tag: Vec<String>,

@@ -5,9 +5,10 @@
 //! new bucket (hour, day, ISO week, month, year) and uses up one count; `-1` means unlimited.
 //! So each rule keeps the newest snapshot of each of its last N buckets, and a snapshot can be
 //! kept by several rules at once. When the group runs out before a rule's counts do, its oldest
-//! snapshot is kept as well. `keep-tag` and `keep-within` keep without counting; `keep-within`
-//! is measured back from the group's newest snapshot, not from now, so a host that stopped
-//! backing up does not lose everything.
+//! snapshot is kept as well. `keep-within-hourly` … `-yearly` keep the newest snapshot of each
+//! bucket within a span instead of a count. `keep-tag` and `keep-within` keep without
+//! counting. Every span is measured back from the group's newest snapshot, not from now, so a
+//! host that stopped backing up does not lose everything.
 //!
 //! Removing snapshot files needs no exclusive lock (no data goes away); prune does that.
 
@@ -103,6 +104,13 @@ pub struct Policy {
     pub monthly: i64,
     pub yearly: i64,
     pub within: Option<Span>,
+    /// The newest snapshot of each hour, day, ISO week, month and year within a span of the
+    /// newest snapshot (`--keep-within-hourly` … `--keep-within-yearly`).
+    pub within_hourly: Option<Span>,
+    pub within_daily: Option<Span>,
+    pub within_weekly: Option<Span>,
+    pub within_monthly: Option<Span>,
+    pub within_yearly: Option<Span>,
     /// Keep snapshots carrying all tags of any one entry.
     pub tags: Vec<Vec<String>>,
 }
@@ -119,7 +127,16 @@ impl Policy {
         ]
         .iter()
         .all(|n| *n == 0)
-            && self.within.is_none()
+            && [
+                self.within,
+                self.within_hourly,
+                self.within_daily,
+                self.within_weekly,
+                self.within_monthly,
+                self.within_yearly,
+            ]
+            .iter()
+            .all(Option::is_none)
             && self.tags.is_empty()
     }
 }
@@ -153,35 +170,37 @@ pub fn apply_policy<Tz: TimeZone>(
             .collect();
     }
     type Bucket = fn(&NaiveBucketTime, usize) -> i64;
+    let hour: Bucket = |t, _| t.day_key() * 100 + t.hour;
+    let day: Bucket = |t, _| t.day_key();
+    let week: Bucket = |t, _| t.iso_year * 100 + t.iso_week;
+    let month: Bucket = |t, _| t.year * 100 + t.month;
+    let year: Bucket = |t, _| t.year;
     let rules: [(i64, Bucket, &str); 6] = [
         (policy.last, |_, nr| nr as i64, "last snapshot"),
-        (
-            policy.hourly,
-            |t, _| t.day_key() * 100 + t.hour,
-            "hourly snapshot",
-        ),
-        (policy.daily, |t, _| t.day_key(), "daily snapshot"),
-        (
-            policy.weekly,
-            |t, _| t.iso_year * 100 + t.iso_week,
-            "weekly snapshot",
-        ),
-        (
-            policy.monthly,
-            |t, _| t.year * 100 + t.month,
-            "monthly snapshot",
-        ),
-        (policy.yearly, |t, _| t.year, "yearly snapshot"),
+        (policy.hourly, hour, "hourly snapshot"),
+        (policy.daily, day, "daily snapshot"),
+        (policy.weekly, week, "weekly snapshot"),
+        (policy.monthly, month, "monthly snapshot"),
+        (policy.yearly, year, "yearly snapshot"),
     ];
+    let newest = list.first().map(|s| s.snapshot.time.with_timezone(tz));
+    let limit = |span: Option<Span>| {
+        span.zip(newest.as_ref())
+            .map(|(span, newest)| (span, subtract_span(newest, &span).with_timezone(&Utc)))
+    };
+    /// A span and the time it reaches back to.
+    type Limit = Option<(Span, DateTime<Utc>)>;
+    let within_rules: [(Limit, Bucket, &str); 5] = [
+        (limit(policy.within_hourly), hour, "hourly within"),
+        (limit(policy.within_daily), day, "daily within"),
+        (limit(policy.within_weekly), week, "weekly within"),
+        (limit(policy.within_monthly), month, "monthly within"),
+        (limit(policy.within_yearly), year, "yearly within"),
+    ];
+    let mut within_last: Vec<Option<i64>> = vec![None; within_rules.len()];
     let mut counts: Vec<i64> = rules.iter().map(|r| r.0).collect();
     let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
-    let within_limit = match (policy.within, list.first()) {
-        (Some(span), Some(newest)) => Some(subtract_span(
-            &newest.snapshot.time.with_timezone(tz),
-            &span,
-        )),
-        _ => None,
-    };
+    let within_limit = limit(policy.within);
     let n = list.len();
     let mut out = Vec::with_capacity(n);
     for (nr, s) in list.into_iter().enumerate() {
@@ -191,8 +210,8 @@ pub fn apply_policy<Tz: TimeZone>(
                 reasons.push(format!("has tags {}", tags.join(",")));
             }
         }
-        if let (Some(limit), Some(span)) = (&within_limit, policy.within) {
-            if s.snapshot.time > limit.with_timezone(&Utc) {
+        if let Some((span, limit)) = within_limit {
+            if s.snapshot.time > limit {
                 reasons.push(format!("within {span}"));
             }
         }
@@ -212,6 +231,22 @@ pub fn apply_policy<Tz: TimeZone>(
                     (*reason).to_string()
                 } else {
                     format!("oldest {reason}")
+                });
+            }
+        }
+        for (i, (rule, bucket, reason)) in within_rules.iter().enumerate() {
+            let Some((span, limit)) = rule else { continue };
+            if s.snapshot.time <= *limit {
+                continue;
+            }
+            let val = bucket(&t, nr);
+            let new_bucket = within_last[i] != Some(val);
+            if new_bucket || nr == n - 1 {
+                within_last[i] = Some(val);
+                reasons.push(if new_bucket {
+                    format!("{reason} {span}")
+                } else {
+                    format!("oldest {reason} {span}")
                 });
             }
         }
@@ -528,6 +563,28 @@ mod tests {
                 ("2025-12-30T06", "within 2d"),
                 ("2025-12-30T00", "within 2d"),
                 ("2025-03-15T07", "has tags pin,db"),
+            ])
+        );
+    }
+
+    #[test]
+    fn within_buckets() {
+        let snaps = year_of_snapshots(&[0, 12]);
+        let policy = Policy {
+            within_daily: Some("3d".parse().unwrap()),
+            within_monthly: Some("2m".parse().unwrap()),
+            ..Default::default()
+        };
+        let d = apply_policy(&snaps, &policy, &Utc);
+        // Newest: 12-31 12:00. Daily within 3d counts times strictly after 12-28 12:00, monthly
+        // within 2m those after 10-31 12:00 (so October has none).
+        assert_eq!(
+            kept(&d),
+            expect(&[
+                ("2025-12-31T12", "daily within 3d + monthly within 2m"),
+                ("2025-12-30T12", "daily within 3d"),
+                ("2025-12-29T12", "daily within 3d"),
+                ("2025-11-30T12", "monthly within 2m"),
             ])
         );
     }

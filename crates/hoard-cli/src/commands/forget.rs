@@ -1,6 +1,6 @@
 use anyhow::Result;
 use hoard_core::forget::{plan_forget, GroupDecision};
-use hoard_core::{GroupBy, Id, Policy, SnapshotEntry};
+use hoard_core::{GroupBy, Id, Policy, SnapshotEntry, Span};
 
 use crate::args::{ForgetArgs, GlobalArgs};
 use crate::repo;
@@ -18,6 +18,10 @@ fn tag_lists(v: &[String]) -> Vec<Vec<String>> {
         .collect()
 }
 
+fn span(s: &Option<String>) -> Result<Option<Span>> {
+    Ok(s.as_deref().map(str::parse).transpose()?)
+}
+
 fn policy(a: &ForgetArgs) -> Result<Policy> {
     Ok(Policy {
         last: a.keep_last.unwrap_or(0),
@@ -26,7 +30,12 @@ fn policy(a: &ForgetArgs) -> Result<Policy> {
         weekly: a.keep_weekly.unwrap_or(0),
         monthly: a.keep_monthly.unwrap_or(0),
         yearly: a.keep_yearly.unwrap_or(0),
-        within: a.keep_within.as_deref().map(str::parse).transpose()?,
+        within: span(&a.keep_within)?,
+        within_hourly: span(&a.keep_within_hourly)?,
+        within_daily: span(&a.keep_within_daily)?,
+        within_weekly: span(&a.keep_within_weekly)?,
+        within_monthly: span(&a.keep_within_monthly)?,
+        within_yearly: span(&a.keep_within_yearly)?,
         tags: tag_lists(&a.keep_tag),
     })
 }

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ls(a) => ls::run(g, a).await,
         Command::Cat(a) => cat::run(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
-        Command::Forget(a) => forget::run(g, a).await,
+        Command::Forget(a) => forget::run(g, *a).await,
         Command::Prune(a) => prune::run(g, a).await,
         Command::Check(a) => check::run(g, a).await,
         Command::Unlock(a) => unlock::run(g, a).await,
