@@ -65,6 +65,47 @@ impl Cluster {
         c
     }
 
+    /// `--json backup SRC` with this Secret; returns the summary line.
+    fn backup(&self, secret: &Path, src: &Path) -> serde_json::Value {
+        let out = self
+            .hoard(secret)
+            .args(["--json", "backup"])
+            .arg(src)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    }
+
+    fn snapshot_count(&self, secret: &Path) -> usize {
+        let out = self
+            .hoard(secret)
+            .args(["--json", "snapshots"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
+    /// Restores the latest snapshot and compares it with `src`.
+    fn restore_and_compare(&self, src: &Path) {
+        let target = self.dir.path().join("restored");
+        assert_ok(
+            &self
+                .hoard(&self.secret)
+                .args(["restore", "latest", "--target"])
+                .arg(&target)
+                .output()
+                .unwrap(),
+        );
+        assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
+    }
+
     /// `check --read-data` through the manifests finds nothing wrong.
     fn assert_check_clean(&self) {
         let out = self
@@ -102,13 +143,7 @@ fn manifests_alone_create_bucket_and_repository_then_reuse_them() {
     let c = Cluster::new("pod password");
     let src = source(c.dir.path());
     assert!(!c.server.root.join(CRD_BUCKET).exists());
-    let out = c
-        .hoard(&c.secret)
-        .args(["--json", "backup"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert_ok(&out);
+    c.backup(&c.secret, &src);
     let config = c.config_bytes();
     assert!(c
         .server
@@ -117,28 +152,12 @@ fn manifests_alone_create_bucket_and_repository_then_reuse_them() {
         .all(|k| k.starts_with("demo/app/")));
 
     // Second backup: same bucket, same repository (config untouched), nothing new to store.
-    let out = c
-        .hoard(&c.secret)
-        .args(["--json", "backup"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let summary = c.backup(&c.secret, &src);
     assert_eq!(summary["files_unmodified"], 3);
     assert_eq!(summary["data_blobs"], 0);
     assert_eq!(c.config_bytes(), config);
 
-    let target = c.dir.path().join("restored");
-    assert_ok(
-        &c.hoard(&c.secret)
-            .args(["restore", "latest", "--target"])
-            .arg(&target)
-            .output()
-            .unwrap(),
-    );
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    c.restore_and_compare(&src);
 
     // The same Secret mounted as a directory.
     let mounted = c.dir.path().join("secret-dir");
@@ -151,21 +170,8 @@ fn manifests_alone_create_bucket_and_repository_then_reuse_them() {
         c.server.ca_pem.as_deref().unwrap(),
     )
     .unwrap();
-    assert_ok(&c.hoard(&mounted).arg("backup").arg(&src).output().unwrap());
-    let out = c
-        .hoard(&mounted)
-        .args(["--json", "snapshots"])
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    c.backup(&mounted, &src);
+    assert_eq!(c.snapshot_count(&mounted), 3);
 
     // A wrong password on the existing repository is exit 12, never a new repository.
     fs::write(mounted.join("RESTIC_PASSWORD"), "another password").unwrap();
@@ -266,43 +272,15 @@ fn sigterm_mid_backup_exits_130_and_keeps_uploaded_data_usable() {
         "the lock was released"
     );
     c.assert_check_clean();
-    let out = c
-        .hoard(&c.secret)
-        .args(["--json", "snapshots"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(c.snapshot_count(&c.secret), 0);
 
     // The next backup reuses what was uploaded and completes.
-    let out = c
-        .hoard(&c.secret)
-        .args(["--json", "backup"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let summary = c.backup(&c.secret, &src);
     assert!(
         (summary["data_added"].as_u64().unwrap() as usize) < total,
         "{summary}"
     );
-    let target = c.dir.path().join("restored");
-    assert_ok(
-        &c.hoard(&c.secret)
-            .args(["restore", "latest", "--target"])
-            .arg(&target)
-            .output()
-            .unwrap(),
-    );
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    c.restore_and_compare(&src);
 }
 
 fn metric(text: &str, name: &str) -> f64 {

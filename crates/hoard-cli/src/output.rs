@@ -144,3 +144,38 @@ pub fn json_line<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     writeln!(out)?;
     Ok(())
 }
+
+/// Prints snapshots as a table: ID, local time, host and tags, then a last column that may
+/// take several lines per snapshot (paths, reasons). `rule` is the width of the dashed lines.
+pub fn snapshot_table(
+    last_title: &str,
+    rows: &[(&hoard_core::SnapshotEntry, Vec<String>)],
+    rule: usize,
+) {
+    let row = |id: &str, time: &str, host: &str, tags: &str, last: &str| {
+        println!("{id:<8}  {time:<19}  {host:<16}  {tags:<16}  {last}")
+    };
+    row("ID", "Time", "Host", "Tags", last_title);
+    println!("{}", "-".repeat(rule));
+    for (entry, lines) in rows {
+        let s = &entry.snapshot;
+        let time = s
+            .time
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        let mut lines = lines.iter();
+        let first = lines.next().map(String::as_str).unwrap_or_default();
+        row(
+            &entry.short_id(),
+            &time,
+            &s.hostname,
+            &s.tags.join(","),
+            first,
+        );
+        for more in lines {
+            row("", "", "", "", more);
+        }
+    }
+    println!("{}", "-".repeat(rule));
+}

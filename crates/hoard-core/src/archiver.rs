@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::ids::NameCache;
-use crate::lock::{with_lock, LockGuard, LockOptions};
+use crate::lock::{with_lock, LockOptions, LockState};
 use crate::progress::Progress;
 use crate::repository::{FileKind, Repository};
 use crate::saver::{BlobSaver, SaverHandle};
@@ -226,9 +226,8 @@ pub async fn backup(
 ) -> Result<BackupResult> {
     let lock = opts.lock;
     crate::testhook::hook("backup-before-lock").await;
-    with_lock(repo, false, &lock, |guard| async move {
-        let result = backup_locked(repo, opts, progress, &guard).await;
-        (guard, result)
+    with_lock(repo, false, &lock, |state| async move {
+        backup_locked(repo, opts, progress, &state).await
     })
     .await
 }
@@ -237,7 +236,7 @@ async fn backup_locked(
     repo: &Repository,
     opts: BackupOptions,
     progress: Arc<dyn Progress>,
-    guard: &LockGuard,
+    lock: &LockState,
 ) -> Result<BackupResult> {
     let start = Utc::now();
     if opts.paths.is_empty() {
@@ -369,7 +368,7 @@ async fn backup_locked(
     };
     crate::testhook::hook("backup-before-snapshot").await;
     // A lock lost while running means a prune may have removed blobs this snapshot uses.
-    guard.ensure_valid().await?;
+    lock.ensure_valid().await?;
     let id = repo.save_doc(FileKind::Snapshot, &snapshot).await?;
     tracing::info!(snapshot = %id.short(), "snapshot saved");
     Ok(BackupResult {

@@ -104,13 +104,7 @@ impl CheckReport {
 
 pub async fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     match &opts.lock {
-        Some(lock) => {
-            with_lock(repo, true, lock, |guard| async move {
-                let result = check_unlocked(repo, opts).await;
-                (guard, result)
-            })
-            .await
-        }
+        Some(lock) => with_lock(repo, true, lock, |_| check_unlocked(repo, opts)).await,
         None => check_unlocked(repo, opts).await,
     }
 }
@@ -120,12 +114,15 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
 
     // 1. Index.
     let mut files: Vec<(Id, IndexFile)> = Vec::new();
-    for id in repo.list(FileKind::Index).await? {
-        match repo.load_doc::<IndexFile>(FileKind::Index, &id).await {
+    let ids = repo.list(FileKind::Index).await?;
+    repo.for_each_index_file(&ids, |id, f| {
+        match f {
             Ok(f) => files.push((id, f)),
             Err(e) => r.errors.push(format!("index file {}: {e}", id.short())),
         }
-    }
+        Ok(())
+    })
+    .await?;
     r.index_files = files.len() as u64;
     repo.install_index(&files);
     let superseded: HashSet<Id> = files

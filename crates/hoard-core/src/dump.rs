@@ -6,7 +6,6 @@
 //! leading `/`; hard links are written as separate files, sockets are left out (tar has no
 //! type for them).
 
-use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -75,31 +74,9 @@ pub async fn dump<W: Write + Send + 'static>(
                 let sub = n
                     .subtree
                     .ok_or_else(|| Error::corrupt(clean.clone(), "directory without a tree"))?;
-                d.tar(sub, &n, PathBuf::from(&clean), out)
+                d.tar(sub, Some(&n), PathBuf::from(&clean), out)
             }
-            Found::Root(id) => {
-                let root_node = Node {
-                    name: crate::tree::RawName::from_os_str(OsStr::new("")),
-                    node_type: NodeType::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    user: String::new(),
-                    group: String::new(),
-                    mtime: 0,
-                    atime: 0,
-                    ctime: 0,
-                    inode: 0,
-                    device: 0,
-                    links: 1,
-                    size: 0,
-                    link_target: None,
-                    rdev: None,
-                    content: None,
-                    subtree: Some(id),
-                };
-                d.tar(id, &root_node, PathBuf::new(), out)
-            }
+            Found::Root(id) => d.tar(id, None, PathBuf::new(), out),
         }
     })
     .await?
@@ -122,10 +99,11 @@ impl Dumper {
         }
     }
 
-    fn tar<W: Write>(&self, tree: Id, dir: &Node, path: PathBuf, out: W) -> Result<W> {
+    /// `dir` is the directory's own node, absent for the snapshot root.
+    fn tar<W: Write>(&self, tree: Id, dir: Option<&Node>, path: PathBuf, out: W) -> Result<W> {
         let mut b = tar::Builder::new(out);
         b.follow_symlinks(false);
-        if !path.as_os_str().is_empty() {
+        if let Some(dir) = dir {
             self.entry(&mut b, &path, dir)?;
         }
         let mut stack = vec![(path, tree)];

@@ -415,18 +415,12 @@ pub async fn forget_snapshots(
     ids: &[crate::id::Id],
     lock: &crate::lock::LockOptions,
 ) -> Result<()> {
-    crate::lock::with_lock(repo, false, lock, |guard| async move {
-        let mut result = Ok(());
+    crate::lock::with_lock(repo, false, lock, |_| async move {
         for id in ids {
-            if let Err(e) = repo
-                .delete_file(crate::repository::FileKind::Snapshot, id)
-                .await
-            {
-                result = Err(e);
-                break;
-            }
+            repo.delete_file(crate::repository::FileKind::Snapshot, id)
+                .await?;
         }
-        (guard, result)
+        Ok(())
     })
     .await
 }

@@ -52,7 +52,7 @@ pub use crypto::KdfParams;
 pub use error::{Error, Result};
 pub use forget::{apply_policy, forget_snapshots, plan_forget, GroupBy, Policy, Span};
 pub use id::Id;
-pub use lock::{lock, with_lock, LockGuard, LockInfo, LockOptions, LockTiming};
+pub use lock::{lock, with_lock, LockGuard, LockInfo, LockOptions, LockState, LockTiming};
 pub use progress::{NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
 pub use repository::{repository_exists, FileKind, InitOptions, Repository};

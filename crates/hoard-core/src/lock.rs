@@ -170,35 +170,45 @@ pub async fn list_locks(repo: &Repository) -> Result<Vec<FoundLock>> {
     Ok(out)
 }
 
-/// Removes lock files: all of them with `all`, else only stale and unreadable-and-old ones.
-/// Returns how many were removed.
-pub async fn remove_locks(repo: &Repository, all: bool, timing: &LockTiming) -> Result<usize> {
-    let now = Utc::now();
-    let mut removed = 0;
-    for l in list_locks(repo).await? {
-        let stale = match &l.info {
-            Some(info) => info.stale_reason(now, timing).is_some(),
-            None => unreadable_is_old(repo, &l.id, timing).await,
-        };
-        if all || stale {
-            repo.delete_file(FileKind::Lock, &l.id).await?;
-            removed += 1;
-        }
+/// Why a found lock no longer counts, if it does not. An unreadable lock file counts (like an
+/// exclusive lock) until its modification time is older than the stale limit: it may be one
+/// being written right now.
+async fn stale_reason(
+    repo: &Repository,
+    l: &FoundLock,
+    now: DateTime<Utc>,
+    timing: &LockTiming,
+) -> Option<String> {
+    if let Some(info) = &l.info {
+        return info.stale_reason(now, timing);
     }
-    Ok(removed)
-}
-
-/// An unreadable lock file blocks like an exclusive lock until its modification time is older
-/// than the stale limit (it may be one being written right now).
-async fn unreadable_is_old(repo: &Repository, id: &Id, timing: &LockTiming) -> bool {
-    let path = FileKind::Lock.path(id);
-    match repo.operator().stat(&path).await {
+    let old = match repo.operator().stat(&FileKind::Lock.path(&l.id)).await {
         Ok(meta) => meta.last_modified().is_some_and(|t| {
             let t: std::time::SystemTime = t.into();
             t.elapsed().unwrap_or_default() > timing.stale_after
         }),
         Err(e) => e.kind() == opendal::ErrorKind::NotFound,
+    };
+    old.then(|| {
+        format!(
+            "unreadable and older than {}",
+            human_duration(timing.stale_after)
+        )
+    })
+}
+
+/// Removes lock files: all of them with `all`, else only stale ones. Returns how many were
+/// removed.
+pub async fn remove_locks(repo: &Repository, all: bool, timing: &LockTiming) -> Result<usize> {
+    let now = Utc::now();
+    let mut removed = 0;
+    for l in list_locks(repo).await? {
+        if all || stale_reason(repo, &l, now, timing).await.is_some() {
+            repo.delete_file(FileKind::Lock, &l.id).await?;
+            removed += 1;
+        }
     }
+    Ok(removed)
 }
 
 /// Finds a live lock that conflicts with taking one of kind `exclusive`, removing stale locks
@@ -214,27 +224,22 @@ async fn conflict(
         if Some(&l.id) == ours {
             continue;
         }
+        if let Some(reason) = stale_reason(repo, &l, now, timing).await {
+            tracing::info!("removing stale lock {} ({reason})", l.id.short());
+            repo.delete_file(FileKind::Lock, &l.id).await?;
+            continue;
+        }
         match &l.info {
-            Some(info) => {
-                if let Some(reason) = info.stale_reason(now, timing) {
-                    tracing::info!("removing stale lock {} ({reason})", l.id.short());
-                    repo.delete_file(FileKind::Lock, &l.id).await?;
-                    continue;
-                }
-                if exclusive || info.exclusive {
-                    return Ok(Some(info.describe(&l.id, now)));
-                }
+            Some(info) if exclusive || info.exclusive => {
+                return Ok(Some(info.describe(&l.id, now)))
             }
+            Some(_) => {}
             None => {
-                if unreadable_is_old(repo, &l.id, timing).await {
-                    repo.delete_file(FileKind::Lock, &l.id).await?;
-                } else {
-                    return Ok(Some(format!(
-                        "an unreadable lock file {} (written less than {} ago)",
-                        l.id.short(),
-                        human_duration(timing.stale_after)
-                    )));
-                }
+                return Ok(Some(format!(
+                    "an unreadable lock file {} (written less than {} ago)",
+                    l.id.short(),
+                    human_duration(timing.stale_after)
+                )))
             }
         }
     }
@@ -249,13 +254,27 @@ struct Held {
     lost: bool,
 }
 
-/// A held lock. Call [`LockGuard::release`] when done; dropping it stops the refresher but
-/// leaves the file, which then goes stale (at once for the next process on this host).
-pub struct LockGuard {
+/// What a holder can ask about its lock while it works; cheap to clone.
+#[derive(Clone)]
+pub struct LockState {
     repo: Repository,
     held: Arc<Mutex<Held>>,
     timing: LockTiming,
+}
+
+/// A held lock. Call [`LockGuard::release`] when done; dropping it stops the refresher but
+/// leaves the file, which then goes stale (at once for the next process on this host).
+pub struct LockGuard {
+    state: LockState,
     refresher: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for LockGuard {
+    type Target = LockState;
+
+    fn deref(&self) -> &LockState {
+        &self.state
+    }
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -296,15 +315,14 @@ pub async fn with_lock<T, F, Fut>(
     work: F,
 ) -> Result<T>
 where
-    F: FnOnce(LockGuard) -> Fut,
-    Fut: std::future::Future<Output = (LockGuard, Result<T>)>,
+    F: FnOnce(LockState) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
 {
     let guard = opts.lock(repo, exclusive).await?;
-    if let Err(e) = repo.reload_index_if_changed().await {
-        let _ = guard.release().await;
-        return Err(e);
-    }
-    let (guard, result) = work(guard).await;
+    let result = match repo.reload_index_if_changed().await {
+        Ok(()) => work(guard.state.clone()).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = guard.release().await {
         tracing::warn!("cannot remove lock file: {e}");
     }
@@ -368,9 +386,11 @@ async fn try_lock(
     }));
     let refresher = tokio::spawn(refresh_loop(repo.clone(), held.clone(), timing));
     Ok(Ok(LockGuard {
-        repo: repo.clone(),
-        held,
-        timing,
+        state: LockState {
+            repo: repo.clone(),
+            held,
+            timing,
+        },
         refresher,
     }))
 }
@@ -414,7 +434,7 @@ async fn refresh_loop(repo: Repository, held: Arc<Mutex<Held>>, timing: LockTimi
     }
 }
 
-impl LockGuard {
+impl LockState {
     pub fn id(&self) -> Id {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).id
     }
@@ -446,12 +466,14 @@ impl LockGuard {
         }
         Ok(())
     }
+}
 
+impl LockGuard {
     /// Stops refreshing and removes the lock file.
     pub async fn release(self) -> Result<()> {
         self.refresher.abort();
         let id = self.id();
-        self.repo.delete_file(FileKind::Lock, &id).await?;
+        self.state.repo.delete_file(FileKind::Lock, &id).await?;
         tracing::debug!(lock = %id.short(), "lock released");
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Prune: give back the space of blobs no snapshot uses.
 //!
 //! Read top-down, all under an exclusive lock:
-//! 1. **Load**: the in-memory index, streamed from the live index files.
+//! 1. **Load**: the in-memory index, streamed from the live index files (unless the one
+//!    loaded at open is still current).
 //! 2. **Mark**: walk every snapshot's trees (each distinct tree once) and set one bit per used
 //!    blob in a bitmap parallel to the index table. A snapshot that needs a blob the index
 //!    lacks stops prune before anything is written: that is a damaged repository, not garbage.
@@ -132,11 +133,7 @@ pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats>
             format!("{}% (must be 0–100)", opts.max_unused_percent),
         ));
     }
-    with_lock(repo, true, &opts.lock, |guard| async move {
-        let result = prune_locked(repo, opts).await;
-        (guard, result)
-    })
-    .await
+    with_lock(repo, true, &opts.lock, |_| prune_locked(repo, opts)).await
 }
 
 async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
@@ -145,10 +142,13 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
         ..Default::default()
     };
 
-    // 1. Load: the in-memory index, streamed; every index file present now is superseded at
-    // the end.
+    // 1. Load: the in-memory index, streamed, unless the one loaded at open is still current
+    // (the lock is exclusive, so nothing changes from here on). Every index file present now
+    // is superseded at the end.
     let all_index_files = repo.list(FileKind::Index).await?;
-    repo.reload_index().await?;
+    if !repo.index_built_from(&all_index_files) {
+        repo.reload_index().await?;
+    }
     let live_index_files = repo.loaded_index_files();
 
     // 2. Mark.
@@ -160,6 +160,7 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     let mut packs: HashMap<Id, PackUse> = HashMap::new();
     let mut listed_blobs = 0usize;
     repo.for_each_index_file(&live_index_files, |_, file| {
+        let file = file?;
         let index = repo.index();
         for p in &file.packs {
             if packs.contains_key(&p.id) {

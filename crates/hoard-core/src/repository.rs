@@ -93,13 +93,21 @@ struct Inner {
     key_id: Id,
     config: Config,
     index: RwLock<Index>,
-    /// Index files the in-memory index was built from.
-    loaded_index_files: std::sync::Mutex<Vec<Id>>,
+    /// Which index files the in-memory index was built from.
+    index_source: std::sync::Mutex<IndexSource>,
     /// Whether the backend refuses a conditional create of an existing file (probed once).
     conditional_create: tokio::sync::OnceCell<bool>,
     /// Whole tree packs recently read: walking a snapshot reads many small tree blobs that
     /// sit together in few packs.
     tree_packs: std::sync::Mutex<Vec<(Id, Arc<bytes::Bytes>)>>,
+}
+
+/// The index files present when the in-memory index was built (sorted), and the live ones
+/// among them (not superseded), which it holds.
+#[derive(Debug, Clone, Default)]
+struct IndexSource {
+    listed: Vec<Id>,
+    live: Vec<Id>,
 }
 
 /// Tree packs kept in memory (each at most a pack size).
@@ -137,19 +145,28 @@ async fn read_all(op: &Operator, path: &str) -> Result<Vec<u8>> {
 
 /// Lists the ids of one kind of file; files whose names are not ids are skipped.
 pub async fn list_ids(op: &Operator, kind: FileKind) -> Result<Vec<Id>> {
+    let mut ids: Vec<Id> = list_entries(op, kind)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The files of one kind whose names are ids, with their sizes.
+async fn list_entries(op: &Operator, kind: FileKind) -> Result<Vec<(Id, u64)>> {
     let entries = match op.list_with(kind.dir()).recursive(true).await {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::storage("list", kind.dir(), e)),
     };
-    let mut ids: Vec<Id> = entries
+    Ok(entries
         .iter()
         .filter(|e| !e.metadata().is_dir())
-        .filter_map(|e| e.name().parse().ok())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+        .filter_map(|e| Some((e.name().parse().ok()?, e.metadata().content_length())))
+        .collect())
 }
 
 /// Whether a repository exists at `op` (its config file is present).
@@ -178,7 +195,7 @@ impl Repository {
                 config,
                 index: RwLock::new(Index::new()),
                 conditional_create: Default::default(),
-                loaded_index_files: Default::default(),
+                index_source: Default::default(),
                 tree_packs: Default::default(),
             }),
         }
@@ -318,6 +335,7 @@ impl Repository {
             let mut index = Index::new();
             let mut superseded: std::collections::HashSet<Id> = Default::default();
             self.for_each_index_file(&todo, |_, f| {
+                let f = f?;
                 superseded.extend(f.supersedes.iter().copied());
                 index.add_file(&f);
                 Ok(())
@@ -328,39 +346,45 @@ impl Repository {
                 skip.extend(superseded);
                 continue;
             }
-            index.finish_loading();
-            tracing::debug!(blobs = index.len(), files = todo.len(), "loaded index");
-            *self.index_mut() = index;
-            *self
-                .inner
-                .loaded_index_files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = todo;
+            self.set_index(
+                index,
+                IndexSource {
+                    listed: ids,
+                    live: todo,
+                },
+            );
             return Ok(());
         }
     }
 
-    /// Ids of the index files the in-memory index was built from.
+    /// Ids of the live index files the in-memory index was built from.
     pub fn loaded_index_files(&self) -> Vec<Id> {
+        self.index_source().live
+    }
+
+    /// Whether the in-memory index was built when exactly these index files (sorted) existed.
+    pub fn index_built_from(&self, listed: &[Id]) -> bool {
+        self.index_source().listed == listed
+    }
+
+    fn index_source(&self) -> IndexSource {
         self.inner
-            .loaded_index_files
+            .index_source
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Calls `each` with every listed index file, a few downloads in flight at once.
+    /// Calls `each` with every listed index file (or the error reading it), a few downloads in
+    /// flight at once, in no particular order.
     pub async fn for_each_index_file<F>(&self, ids: &[Id], mut each: F) -> Result<()>
     where
-        F: FnMut(Id, IndexFile) -> Result<()>,
+        F: FnMut(Id, Result<IndexFile>) -> Result<()>,
     {
         let mut files = futures::stream::iter(ids.iter().copied())
-            .map(|id| async move {
-                Ok::<_, Error>((id, self.load_doc::<IndexFile>(FileKind::Index, &id).await?))
-            })
+            .map(|id| async move { (id, self.load_doc::<IndexFile>(FileKind::Index, &id).await) })
             .buffer_unordered(4);
-        while let Some(next) = files.next().await {
-            let (id, f) = next?;
+        while let Some((id, f)) = files.next().await {
             each(id, f)?;
         }
         Ok(())
@@ -374,34 +398,42 @@ impl Repository {
             .flat_map(|(_, f)| f.supersedes.iter().copied())
             .collect();
         let mut index = Index::new();
+        let mut source = IndexSource::default();
         for (id, f) in files {
+            source.listed.push(*id);
             if !superseded.contains(id) {
                 index.add_file(f);
+                source.live.push(*id);
             }
         }
+        source.listed.sort();
+        self.set_index(index, source);
+    }
+
+    fn set_index(&self, mut index: Index, source: IndexSource) {
         index.finish_loading();
-        tracing::debug!(blobs = index.len(), files = files.len(), "loaded index");
+        tracing::debug!(
+            blobs = index.len(),
+            files = source.live.len(),
+            "loaded index"
+        );
         *self.index_mut() = index;
         *self
             .inner
-            .loaded_index_files
+            .index_source
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = files.iter().map(|(id, _)| *id).collect();
+            .unwrap_or_else(|e| e.into_inner()) = source;
     }
 
     /// Reloads the index when an index file it was built from is gone (prune replaced it).
     pub async fn reload_index_if_changed(&self) -> Result<()> {
         let present: std::collections::HashSet<Id> =
             self.list(FileKind::Index).await?.into_iter().collect();
-        let changed = {
-            let loaded = self
-                .inner
-                .loaded_index_files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            loaded.iter().any(|id| !present.contains(id))
-        };
-        if changed {
+        if self
+            .loaded_index_files()
+            .iter()
+            .any(|id| !present.contains(id))
+        {
             tracing::info!("index files were replaced since the repository was opened; reloading");
             self.reload_index().await?;
         }
@@ -410,19 +442,7 @@ impl Repository {
 
     /// Lists the ids of one kind of file with their sizes.
     pub async fn list_sizes(&self, kind: FileKind) -> Result<Vec<(Id, u64)>> {
-        let entries = match self.inner.op.list_with(kind.dir()).recursive(true).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::storage("list", kind.dir(), e)),
-        };
-        Ok(entries
-            .iter()
-            .filter(|e| !e.metadata().is_dir())
-            .filter_map(|e| {
-                let id: Id = e.name().parse().ok()?;
-                Some((id, e.metadata().content_length()))
-            })
-            .collect())
+        list_entries(&self.inner.op, kind).await
     }
 
     pub async fn list(&self, kind: FileKind) -> Result<Vec<Id>> {

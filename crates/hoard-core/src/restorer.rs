@@ -108,9 +108,8 @@ pub async fn restore(
     if opts.no_lock {
         return restore_unlocked(repo, snapshot, opts, progress).await;
     }
-    with_lock(repo, false, &opts.lock, |guard| async move {
-        let result = restore_unlocked(repo, snapshot, opts, progress).await;
-        (guard, result)
+    with_lock(repo, false, &opts.lock, |_| {
+        restore_unlocked(repo, snapshot, opts, progress)
     })
     .await
 }

@@ -10,14 +10,12 @@ pub async fn run(g: &GlobalArgs, a: DumpArgs) -> Result<()> {
     let tree = snap.snapshot.tree;
     if g.no_lock {
         hoard_core::dump::dump(&r, tree, &a.path, out).await?;
-        return Ok(());
+    } else {
+        // A shared lock, so that a prune cannot delete packs while they stream out.
+        hoard_core::with_lock(&r, false, &repo::lock_options(g), |_| {
+            hoard_core::dump::dump(&r, tree, &a.path, out)
+        })
+        .await?;
     }
-    // A shared lock, so that a prune cannot delete packs while they stream out.
-    let (r, path) = (&r, &a.path);
-    hoard_core::with_lock(r, false, &repo::lock_options(g), |guard| async move {
-        let result = hoard_core::dump::dump(r, tree, path, out).await;
-        (guard, result)
-    })
-    .await?;
     Ok(())
 }

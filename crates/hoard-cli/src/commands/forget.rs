@@ -3,6 +3,7 @@ use hoard_core::forget::{plan_forget, GroupDecision};
 use hoard_core::{GroupBy, Id, Policy, SnapshotEntry, Span};
 
 use crate::args::{ForgetArgs, GlobalArgs};
+use crate::output::snapshot_table;
 use crate::repo;
 
 fn tag_lists(v: &[String]) -> Vec<Vec<String>> {
@@ -164,38 +165,16 @@ fn print(g: &GlobalArgs, a: &ForgetArgs, plan: &[GroupDecision]) -> Result<()> {
 }
 
 fn table(rows: &[&hoard_core::forget::Decision], reasons: bool) {
-    println!(
-        "{:<8}  {:<19}  {:<16}  {:<16}  {}",
-        "ID",
-        "Time",
-        "Host",
-        "Tags",
-        if reasons { "Reasons" } else { "Paths" }
-    );
-    println!("{}", "-".repeat(90));
-    for d in rows {
-        let s = &d.snapshot.snapshot;
-        let lines: Vec<String> = if reasons {
-            d.reasons.clone()
-        } else {
-            s.paths.clone()
-        };
-        for (i, last) in lines.iter().enumerate() {
-            if i == 0 {
-                println!(
-                    "{:<8}  {:<19}  {:<16}  {:<16}  {}",
-                    d.snapshot.short_id(),
-                    s.time
-                        .with_timezone(&chrono::Local)
-                        .format("%Y-%m-%d %H:%M:%S"),
-                    s.hostname,
-                    s.tags.join(","),
-                    last
-                );
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|d| {
+            let lines = if reasons {
+                d.reasons.clone()
             } else {
-                println!("{:<69}{}", "", last);
-            }
-        }
-    }
-    println!("{}", "-".repeat(90));
+                d.snapshot.snapshot.paths.clone()
+            };
+            (&d.snapshot, lines)
+        })
+        .collect();
+    snapshot_table(if reasons { "Reasons" } else { "Paths" }, &rows, 90);
 }

@@ -24,23 +24,11 @@ pub async fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&entries)?);
         return Ok(());
     }
-    println!(
-        "{:<8}  {:<19}  {:<16}  {:<16}  Paths",
-        "ID", "Time", "Host", "Tags"
-    );
-    println!("{}", "-".repeat(80));
-    for s in &list {
-        let local = s.snapshot.time.with_timezone(&chrono::Local);
-        println!(
-            "{:<8}  {:<19}  {:<16}  {:<16}  {}",
-            s.short_id(),
-            local.format("%Y-%m-%d %H:%M:%S"),
-            s.snapshot.hostname,
-            s.snapshot.tags.join(","),
-            s.snapshot.paths.join(", ")
-        );
-    }
-    println!("{}", "-".repeat(80));
+    let rows: Vec<_> = list
+        .iter()
+        .map(|s| (s, vec![s.snapshot.paths.join(", ")]))
+        .collect();
+    crate::output::snapshot_table("Paths", &rows, 80);
     println!("{} snapshots", list.len());
     Ok(())
 }
