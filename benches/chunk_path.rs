@@ -3,10 +3,10 @@
 //! backup runs these on every core at once.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hoard::blob::encode_blob;
-use hoard::chunker::chunk_lengths;
-use hoard::config::ChunkerParams;
-use hoard::crypto::MasterKey;
+use hoard::format::blob::encode_blob;
+use hoard::format::chunker::chunk_lengths;
+use hoard::format::config::ChunkerParams;
+use hoard::format::crypto::MasterKey;
 
 const LEN: usize = 16 * 1024 * 1024;
 

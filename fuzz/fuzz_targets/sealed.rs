@@ -2,11 +2,11 @@
 #![no_main]
 use std::sync::OnceLock;
 
-static KEY: OnceLock<hoard_core::crypto::MasterKey> = OnceLock::new();
+static KEY: OnceLock<hoard_core::format::crypto::MasterKey> = OnceLock::new();
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let key = KEY.get_or_init(hoard_core::crypto::MasterKey::random);
-    let _ = hoard_core::pack::read_pack(key, data, "fuzz");
+    let key = KEY.get_or_init(hoard_core::format::crypto::MasterKey::random);
+    let _ = hoard_core::format::pack::read_pack(key, data, "fuzz");
     let _ = key.open(data, "fuzz");
-    let _ = hoard_core::blob::open_doc::<hoard_core::index::IndexFile>(key, data, "fuzz");
+    let _ = hoard_core::format::blob::open_doc::<hoard_core::format::index::IndexFile>(key, data, "fuzz");
 });

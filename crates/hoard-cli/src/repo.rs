@@ -236,10 +236,12 @@ impl Settings {
     }
 }
 
-/// How commands take repository locks: `--retry-lock` sets how long to wait.
-pub fn lock_options(g: &GlobalArgs) -> hoard_core::LockOptions {
+/// How commands take repository locks: `--retry-lock` sets how long to wait, `--no-lock` lets
+/// read-only commands run without one.
+fn lock_options(g: &GlobalArgs) -> hoard_core::LockOptions {
     hoard_core::LockOptions {
         wait: g.retry_lock.unwrap_or_default(),
+        no_lock: g.no_lock,
         ..Default::default()
     }
 }
@@ -248,7 +250,10 @@ pub async fn open(g: &GlobalArgs) -> Result<Repository> {
     let s = settings(g)?;
     let pw = password(g, &s.secrets)?;
     let op = s.operator(false).await?;
-    Repository::open(op, &pw.0).await.map_err(|e| s.explain(e))
+    Repository::open(op, &pw.0)
+        .await
+        .map(|r| r.with_lock_options(lock_options(g)))
+        .map_err(|e| s.explain(e))
 }
 
 /// Opens the repository; with `--crd`, creates bucket and repository first when absent, as
@@ -270,7 +275,7 @@ pub async fn open_for_backup(g: &GlobalArgs) -> Result<Repository> {
             s.location
         );
     }
-    Ok(repo)
+    Ok(repo.with_lock_options(lock_options(g)))
 }
 
 /// A password that is wiped from memory when dropped and never printed.

@@ -20,14 +20,12 @@ use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::IndexFile;
-use crate::lock::{with_lock, LockOptions};
-use crate::pack::{read_pack, BlobType, PackedBlob};
-use crate::prune::pack_file_size;
-use crate::repository::{FileKind, Repository};
-use crate::snapshot::SnapshotEntry;
-use crate::tree::NodeType;
+use crate::format::id::Id;
+use crate::format::index::IndexFile;
+use crate::format::pack::{pack_file_size, read_pack, BlobType, PackedBlob};
+use crate::format::snapshot::SnapshotEntry;
+use crate::format::tree::NodeType;
+use crate::repository::{FileKind, LockNeed, Repository};
 use crate::walk::walk_unique_trees;
 
 /// Which packs `check` downloads.
@@ -77,8 +75,6 @@ impl std::str::FromStr for ReadData {
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     pub read_data: ReadData,
-    /// `None` checks without a lock (results may be off while a prune runs).
-    pub lock: Option<LockOptions>,
 }
 
 /// What check found.
@@ -103,10 +99,10 @@ impl CheckReport {
 }
 
 pub async fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
-    match &opts.lock {
-        Some(lock) => with_lock(repo, true, lock, |_| check_unlocked(repo, opts)).await,
-        None => check_unlocked(repo, opts).await,
-    }
+    // Exclusive, as restic's check: nothing changes while it looks. With the handle's
+    // `no_lock`, results may be off while a prune runs.
+    repo.locked(LockNeed::ReadAll, |_| check_unlocked(repo, opts))
+        .await
 }
 
 async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
@@ -354,7 +350,7 @@ fn verify_pack(
         Err(e) => errors.push(format!("{what}: header: {e}")),
     }
     for b in indexed {
-        let loc = crate::index::BlobLocation {
+        let loc = crate::repository::index::BlobLocation {
             pack: *id,
             blob: *b,
         };

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::id::Id;
+use crate::format::id::Id;
+use crate::format::tree::{Node, NodeType, Tree};
 use crate::repository::Repository;
-use crate::tree::{Node, NodeType, Tree};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {

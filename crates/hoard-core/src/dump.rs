@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::repository::Repository;
-use crate::tree::{Node, NodeType};
+use crate::format::id::Id;
+use crate::format::tree::{Node, NodeType};
+use crate::repository::{LockNeed, Repository};
 
 /// What a path in a snapshot names.
 #[derive(Debug, Clone)]
@@ -44,7 +44,18 @@ pub async fn find_path(repo: &Repository, root: Id, path: &str) -> Result<Found>
 
 /// Writes the file at `path` as is, or the directory at `path` as a tar archive, to `out`.
 /// Runs on a blocking thread (tar and most writers are synchronous) and returns the writer.
+/// Holds a shared lock, so that a prune cannot delete packs while they stream out.
 pub async fn dump<W: Write + Send + 'static>(
+    repo: &Repository,
+    root: Id,
+    path: &str,
+    out: W,
+) -> Result<W> {
+    repo.locked(LockNeed::Read, |_| dump_unlocked(repo, root, path, out))
+        .await
+}
+
+async fn dump_unlocked<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,
     path: &str,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::id::Id;
+use crate::format::id::Id;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -5,6 +5,20 @@
 //! snapshots that point at a tree of directories. `docs/FORMAT.md` in the source tree is the
 //! normative description; the module docs here explain each part where it is implemented.
 //!
+//! # Module map
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`format`] | bytes on storage: ids, sealing, key files, config, blobs, packs, index files, trees, snapshots, the chunker (pure, no I/O) |
+//! | [`repository`] | those files on an OpenDAL operator: storage, keys, locks, the in-memory index, reading blobs and trees, finding snapshots, [`Repository`] itself |
+//! | [`backup`] | directory trees to a snapshot: layout, walk, file reader, and the saver (pack, upload, index) |
+//! | [`restore`], [`dump`], [`diff`], [`walk`] | reading snapshots back |
+//! | [`forget`], [`prune`], [`check`] | maintenance |
+//! | [`host`], [`patterns`], [`progress`], [`error`] | small shared leaves: this machine's names, path patterns, progress events, the error type |
+//!
+//! Arrows point down that table: `format` needs nothing above it, `repository` only
+//! `format`, and each operation only `repository` and `format`.
+//!
 //! ```no_run
 //! # async fn demo() -> hoard_core::Result<()> {
 //! use std::sync::Arc;
@@ -19,62 +33,41 @@
 //! # Ok(()) }
 //! ```
 
-pub mod archiver;
-pub mod blob;
+pub mod backup;
 pub mod check;
-pub mod chunker;
-pub mod config;
-pub mod crypto;
 pub mod diff;
 pub mod dump;
 pub mod error;
 pub mod forget;
-pub mod id;
-pub mod ids;
-pub mod index;
-pub mod keys;
-pub mod lock;
-pub mod pack;
+pub mod format;
+pub mod host;
+pub mod patterns;
 pub mod progress;
 pub mod prune;
 pub mod repository;
-pub mod restorer;
-pub mod saver;
-pub mod snapshot;
+pub mod restore;
+#[cfg(feature = "test-hooks")]
 mod testhook;
-pub mod tree;
+#[cfg(not(feature = "test-hooks"))]
+mod testhook {
+    /// Without the `test-hooks` feature a hook is nothing at all.
+    #[inline(always)]
+    pub(crate) async fn hook(_point: &str) {}
+}
 pub mod walk;
 
-pub use archiver::{backup, BackupOptions, BackupResult, CancelToken, FileError, ParentSelection};
+pub use backup::{backup, BackupOptions, BackupResult, CancelToken, ParentSelection};
 pub use check::{check, CheckOptions, CheckReport, ReadData};
-pub use config::Config;
-pub use crypto::KdfParams;
 pub use error::{Error, Result};
 pub use forget::{apply_policy, forget_snapshots, plan_forget, GroupBy, Policy, Span};
-pub use id::Id;
-pub use lock::{lock, with_lock, LockGuard, LockInfo, LockOptions, LockState, LockTiming};
-pub use progress::{NoProgress, Progress};
+pub use format::config::Config;
+pub use format::id::Id;
+pub use format::keyfile::KdfParams;
+pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
+pub use format::tree::{Node, NodeType, Tree};
+pub use progress::{FileError, NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
-pub use repository::{repository_exists, FileKind, InitOptions, Repository};
-pub use restorer::{restore, RestoreOptions, RestoreSummary};
-pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
-pub use tree::{Node, NodeType, Tree};
+pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
+pub use repository::{repository_exists, FileKind, InitOptions, Lease, LockNeed, Repository};
+pub use restore::{restore, RestoreOptions, RestoreSummary};
 pub use walk::{stats, walk_tree, RepoStats};
-
-/// This machine's hostname, as recorded in snapshots and keys.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// The user running the process.
-pub fn username() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
-}

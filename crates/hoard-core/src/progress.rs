@@ -1,7 +1,7 @@
 //! Progress reporting. The engine never prints; a front end implements [`Progress`] (the CLI
 //! draws a bar on a terminal and emits JSON status lines otherwise).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Called from worker threads, so implementations must be cheap and thread-safe.
 pub trait Progress: Send + Sync {
@@ -17,3 +17,10 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+/// A file or directory that could not be read (backup) or written (restore) and was left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}

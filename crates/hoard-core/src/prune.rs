@@ -31,13 +31,11 @@ use std::collections::{HashMap, HashSet};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{IndexFile, IndexPack};
-use crate::lock::{with_lock, LockOptions};
-use crate::pack::{read_pack, BlobType, PackWriter, PackedBlob, ENTRY_LEN};
-use crate::repository::{FileKind, Repository};
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::{read_pack, BlobType, PackWriter, PackedBlob};
+use crate::repository::{FileKind, LockNeed, Repository};
 use crate::testhook::hook;
 use crate::walk::walk_unique_trees;
 
@@ -51,7 +49,6 @@ pub struct PruneOptions {
     pub max_unused_percent: f64,
     /// Plan only: report what would happen, change nothing.
     pub dry_run: bool,
-    pub lock: LockOptions,
 }
 
 impl Default for PruneOptions {
@@ -59,7 +56,6 @@ impl Default for PruneOptions {
         PruneOptions {
             max_unused_percent: 5.0,
             dry_run: false,
-            lock: LockOptions::default(),
         }
     }
 }
@@ -119,12 +115,6 @@ struct PackUse {
     total_bytes: u64,
 }
 
-/// The size of a pack file holding these blobs.
-pub fn pack_file_size(blobs: &[PackedBlob]) -> u64 {
-    blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()
-        + (SEAL_OVERHEAD + blobs.len() * ENTRY_LEN + 4) as u64
-}
-
 /// Removes unused data under an exclusive lock.
 pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     if !(0.0..=100.0).contains(&opts.max_unused_percent) {
@@ -133,7 +123,8 @@ pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats>
             format!("{}% (must be 0–100)", opts.max_unused_percent),
         ));
     }
-    with_lock(repo, true, &opts.lock, |_| prune_locked(repo, opts)).await
+    repo.locked(LockNeed::Exclusive, |_| prune_locked(repo, opts))
+        .await
 }
 
 async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
@@ -340,7 +331,7 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
 /// One bit per blob of the index table: set when some snapshot uses the blob.
 async fn mark_used(
     repo: &Repository,
-    snapshots: &[crate::snapshot::SnapshotEntry],
+    snapshots: &[crate::format::snapshot::SnapshotEntry],
 ) -> Result<Bits> {
     let mut used = Bits::new(repo.index().len());
     let roots: Vec<(Id, Id)> = snapshots.iter().map(|s| (s.id, s.snapshot.tree)).collect();

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
+use crate::format::tree::{Node, NodeType, Tree};
 use crate::repository::Repository;
-use crate::tree::{Node, NodeType, Tree};
 
 /// Calls `visit` for every node below `tree`, parents before children, with its snapshot path.
 pub async fn walk_tree<F>(repo: &Repository, tree: Id, mut visit: F) -> Result<()>

@@ -93,7 +93,6 @@ async fn run_backup(
         excludes: a.excludes,
         parent,
         cancel: Some(cancel_on_signals()),
-        lock: repo::lock_options(g),
         time: a.time,
         ..Default::default()
     };

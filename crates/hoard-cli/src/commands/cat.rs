@@ -1,5 +1,5 @@
 use anyhow::{anyhow, bail, Result};
-use hoard_core::blob::decode_doc_payload;
+use hoard_core::format::blob::decode_doc_payload;
 use hoard_core::FileKind;
 
 use crate::args::{CatArgs, GlobalArgs};
@@ -27,7 +27,8 @@ pub async fn run(g: &GlobalArgs, a: CatArgs) -> Result<()> {
         "pack" => {
             let id = r.find_id(FileKind::Pack, need_id()?).await?;
             let bytes = r.read_file(FileKind::Pack, &id).await?;
-            let blobs = hoard_core::pack::read_pack(r.key(), &bytes, &FileKind::Pack.path(&id))?;
+            let blobs =
+                hoard_core::format::pack::read_pack(r.key(), &bytes, &FileKind::Pack.path(&id))?;
             serde_json::json!({ "id": id, "size": bytes.len(), "blobs": blobs })
         }
         other => bail!("cannot cat {other:?}: use config, index, snapshot, key or pack"),

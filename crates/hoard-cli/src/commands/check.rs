@@ -12,10 +12,7 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<()> {
         (None, false) => ReadData::None,
     };
     let r = repo::open(g).await?;
-    let opts = CheckOptions {
-        read_data,
-        lock: (!g.no_lock).then(|| repo::lock_options(g)),
-    };
+    let opts = CheckOptions { read_data };
     let report = hoard_core::check(&r, &opts).await?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;

@@ -8,14 +8,6 @@ pub async fn run(g: &GlobalArgs, a: DumpArgs) -> Result<()> {
     let snap = r.find_snapshot(&a.snapshot).await?;
     let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
     let tree = snap.snapshot.tree;
-    if g.no_lock {
-        hoard_core::dump::dump(&r, tree, &a.path, out).await?;
-    } else {
-        // A shared lock, so that a prune cannot delete packs while they stream out.
-        hoard_core::with_lock(&r, false, &repo::lock_options(g), |_| {
-            hoard_core::dump::dump(&r, tree, &a.path, out)
-        })
-        .await?;
-    }
+    hoard_core::dump::dump(&r, tree, &a.path, out).await?;
     Ok(())
 }

@@ -104,7 +104,7 @@ pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
     remove.dedup();
     print(g, &a, &plan)?;
     if !a.dry_run && !remove.is_empty() {
-        hoard_core::forget_snapshots(&r, &remove, &repo::lock_options(g)).await?;
+        hoard_core::forget_snapshots(&r, &remove).await?;
         if !g.quiet && !g.json {
             println!("removed {} snapshots", remove.len());
         }

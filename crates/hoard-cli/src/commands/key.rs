@@ -1,5 +1,5 @@
 use anyhow::{Context, Result};
-use hoard_core::keys;
+use hoard_core::repository::keys;
 
 use crate::args::{GlobalArgs, KeyArgs, KeyCommand, NewKeyArgs};
 use crate::output::json_line;

@@ -30,7 +30,6 @@ pub async fn run_on(
     let opts = PruneOptions {
         max_unused_percent: parse_max_unused(max_unused)?,
         dry_run,
-        lock: repo::lock_options(g),
     };
     let stats = hoard_core::prune(r, &opts).await?;
     print(g, &stats)

@@ -22,8 +22,6 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<()> {
         target: a.target,
         include: a.include,
         owners: None,
-        lock: repo::lock_options(g),
-        no_lock: g.no_lock,
     };
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));
     let result = hoard_core::restore(&r, &snap, &opts, progress.clone()).await;

@@ -1,4 +1,5 @@
-//! Names of users and groups, looked up once per id.
+//! Facts about this machine that the format records: hostname, user, and the names of users
+//! and groups (looked up once per id).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,4 +36,22 @@ impl NameCache {
             })
             .clone()
     }
+}
+
+/// This machine's hostname, as recorded in snapshots, keys and locks.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The user running the process.
+pub fn username() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }

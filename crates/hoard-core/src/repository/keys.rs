@@ -5,10 +5,13 @@
 
 use serde::Serialize;
 
-use crate::crypto::{KdfParams, KeyFile};
+use opendal::Operator;
+
+use super::storage::{list_ids, read_all, FileKind, Storage};
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::repository::{FileKind, Repository};
+use crate::format::crypto::MasterKey;
+use crate::format::id::Id;
+use crate::format::keyfile::{KdfParams, KeyFile};
 
 /// A key file as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -21,7 +24,7 @@ pub struct KeyEntry {
     pub username: String,
 }
 
-pub async fn list_keys(repo: &Repository) -> Result<Vec<KeyEntry>> {
+pub async fn list_keys(repo: &Storage) -> Result<Vec<KeyEntry>> {
     let mut out = Vec::new();
     for id in repo.list(FileKind::Key).await? {
         let bytes = repo.read_file(FileKind::Key, &id).await?;
@@ -39,7 +42,7 @@ pub async fn list_keys(repo: &Repository) -> Result<Vec<KeyEntry>> {
     Ok(out)
 }
 
-pub async fn remove_key(repo: &Repository, id: &Id) -> Result<()> {
+pub async fn remove_key(repo: &Storage, id: &Id) -> Result<()> {
     if *id == repo.key_id() {
         return Err(Error::invalid(
             "key",
@@ -61,8 +64,46 @@ pub async fn remove_key(repo: &Repository, id: &Id) -> Result<()> {
 
 /// Replaces the current key by one for `new_password`; returns the new key's id. The new key
 /// is written before the old one is removed, so a crash leaves both, never neither.
-pub async fn change_password(repo: &Repository, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
-    let new = repo.add_key(new_password, kdf).await?;
+pub async fn change_password(repo: &Storage, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
+    let new = add_key(repo, new_password, kdf).await?;
     repo.delete_file(FileKind::Key, &repo.key_id()).await?;
     Ok(new)
+}
+
+/// Adds a key file that opens this repository with another password.
+pub async fn add_key(repo: &Storage, password: &[u8], kdf: KdfParams) -> Result<Id> {
+    let kf = KeyFile::create(repo.key(), password, kdf)?;
+    write_key_file(repo.operator(), &kf).await
+}
+
+pub(crate) async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {
+    let bytes = serde_json::to_vec_pretty(kf).map_err(|e| Error::invalid("key file", e))?;
+    let id = Id::of_file(&bytes);
+    let path = FileKind::Key.path(&id);
+    op.write(&path, bytes)
+        .await
+        .map_err(|e| Error::storage("write", path, e))?;
+    Ok(id)
+}
+
+/// Tries every key file with the password.
+pub(crate) async fn find_key(op: &Operator, password: &[u8]) -> Result<(MasterKey, Id)> {
+    let ids = list_ids(op, FileKind::Key).await?;
+    for id in ids {
+        let path = FileKind::Key.path(&id);
+        let bytes = read_all(op, &path).await?;
+        let kf: KeyFile = match serde_json::from_slice(&bytes) {
+            Ok(kf) => kf,
+            Err(e) => {
+                tracing::warn!("skipping unreadable key file {path}: {e}");
+                continue;
+            }
+        };
+        let pw = zeroize::Zeroizing::new(password.to_vec());
+        let opened = tokio::task::spawn_blocking(move || kf.open(&pw)).await??;
+        if let Some(key) = opened {
+            return Ok((key, id));
+        }
+    }
+    Err(Error::WrongPassword)
 }

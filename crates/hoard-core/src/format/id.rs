@@ -28,7 +28,7 @@ impl Id {
 
     pub fn random() -> Self {
         let mut b = [0u8; 32];
-        crate::crypto::fill_random(&mut b);
+        super::random::fill_random(&mut b);
         Id(b)
     }
 }

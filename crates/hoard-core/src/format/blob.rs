@@ -11,7 +11,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::crypto::MasterKey;
+use super::crypto::MasterKey;
 use crate::error::{Error, Result};
 
 /// Format byte of a sealed document: zstd-compressed JSON.
@@ -134,7 +134,7 @@ mod tests {
         );
 
         let mut random = vec![0u8; 300_000];
-        crate::crypto::fill_random(&mut random);
+        crate::format::random::fill_random(&mut random);
         let b = encode_blob(&k, &random, 3);
         assert!(!b.compressed);
         assert_eq!(

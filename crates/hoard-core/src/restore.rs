@@ -21,15 +21,13 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use globset::GlobSet;
 
-use crate::archiver::FileError;
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::lock::{with_lock, LockOptions};
-use crate::pack::PackedBlob;
-use crate::progress::Progress;
-use crate::repository::{FileKind, Repository};
-use crate::snapshot::SnapshotEntry;
-use crate::tree::{Node, NodeType};
+use crate::format::id::Id;
+use crate::format::pack::PackedBlob;
+use crate::format::snapshot::SnapshotEntry;
+use crate::format::tree::{Node, NodeType};
+use crate::progress::{FileError, Progress};
+use crate::repository::{FileKind, LockNeed, Repository};
 
 /// Ranged reads merge neighbouring blobs up to this size.
 const MAX_READ: u64 = 8 * 1024 * 1024;
@@ -46,10 +44,6 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Set owners (uid/gid). Defaults to whether the process runs as root.
     pub owners: Option<bool>,
-    /// The shared lock held while restoring, so that a prune cannot delete packs mid-way.
-    pub lock: LockOptions,
-    /// Restore without a lock (for read-only credentials, which cannot write lock files).
-    pub no_lock: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -84,7 +78,7 @@ fn compile_includes(patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }
-    crate::archiver::compile_patterns(patterns, "include pattern").map(Some)
+    crate::patterns::compile_patterns(patterns, "include pattern").map(Some)
 }
 
 fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
@@ -105,10 +99,8 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreSummary> {
-    if opts.no_lock {
-        return restore_unlocked(repo, snapshot, opts, progress).await;
-    }
-    with_lock(repo, false, &opts.lock, |_| {
+    // A shared lock, so that a prune cannot delete packs mid-way.
+    repo.locked(LockNeed::Read, |_| {
         restore_unlocked(repo, snapshot, opts, progress)
     })
     .await
@@ -364,7 +356,7 @@ fn plan_tree<'a>(
 }
 
 /// Leaves an identical file alone (false) or creates it at its final size (true).
-fn prepare_file(f: &PlannedFile, key: &crate::crypto::MasterKey) -> std::io::Result<bool> {
+fn prepare_file(f: &PlannedFile, key: &crate::format::crypto::MasterKey) -> std::io::Result<bool> {
     let lens: Vec<u64> = f
         .blobs
         .windows(2)
@@ -383,7 +375,7 @@ fn is_identical(
     node: &Node,
     blobs: &[(Id, u64)],
     lens: &[u64],
-    key: &crate::crypto::MasterKey,
+    key: &crate::format::crypto::MasterKey,
 ) -> bool {
     let Ok(md) = std::fs::symlink_metadata(dest) else {
         return false;
@@ -509,7 +501,7 @@ fn write_group(
     for (blob, file, offset) in group {
         if last.as_ref().map(|l| l.0) != Some(blob.id) {
             let from = (blob.offset as u64 - start) as usize;
-            let loc = crate::index::BlobLocation { pack, blob: *blob };
+            let loc = crate::repository::index::BlobLocation { pack, blob: *blob };
             let decoded = bytes
                 .get(from..from + blob.length as usize)
                 .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))

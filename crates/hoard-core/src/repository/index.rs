@@ -1,36 +1,14 @@
-//! The index: which pack holds each blob, and where.
+//! The in-memory index: which pack holds each blob, and where.
 //!
-//! On storage an index file (`index/<id>`) is a sealed document listing packs and their
-//! blobs; `supersedes` names index files it replaces (prune writes the replacement before
-//! deleting anything). In memory all index files collapse into one sorted table of
-//! fixed-size entries (52 bytes per blob) searched by binary search, plus a small hash map of
-//! blobs added since the table was built.
+//! All live index files (documents in [`crate::format::index`]) collapse into one sorted
+//! table of fixed-size entries (52 bytes per blob) searched by binary search, plus a small
+//! hash map of blobs added since the table was built.
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
-
-use crate::id::Id;
-use crate::pack::{BlobType, PackedBlob};
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct IndexFile {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub supersedes: Vec<Id>,
-    pub packs: Vec<IndexPack>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct IndexPack {
-    pub id: Id,
-    pub blobs: Vec<PackedBlob>,
-}
-
-impl IndexFile {
-    pub fn blob_count(&self) -> usize {
-        self.packs.iter().map(|p| p.blobs.len()).sum()
-    }
-}
+use crate::format::id::Id;
+use crate::format::index::IndexFile;
+use crate::format::pack::{BlobType, PackedBlob};
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +148,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::index::IndexPack;
     use proptest::prelude::*;
 
     fn blob(id: Id, offset: u32, tree: bool) -> PackedBlob {

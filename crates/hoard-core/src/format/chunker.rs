@@ -5,7 +5,7 @@
 
 use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
 
-use crate::config::ChunkerParams;
+use super::config::ChunkerParams;
 
 /// Lengths of the chunks `data` is cut into.
 pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
@@ -48,7 +48,7 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
-        crate::crypto::fill_random(&mut v);
+        crate::format::random::fill_random(&mut v);
         v
     }
 

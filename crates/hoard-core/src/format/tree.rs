@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::id::Id;
+use super::id::Id;
 
 /// A file name or link target as raw bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -129,7 +129,7 @@ impl Node {
     pub fn from_metadata(
         name: RawName,
         md: &std::fs::Metadata,
-        names: &crate::ids::NameCache,
+        names: &crate::host::NameCache,
     ) -> Self {
         let ft = md.file_type();
         let node_type = if ft.is_dir() {

@@ -13,9 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{MasterKey, SEAL_OVERHEAD};
+use super::crypto::{MasterKey, SEAL_OVERHEAD};
+use super::id::Id;
 use crate::error::{Error, Result};
-use crate::id::Id;
 
 /// Length of one header entry.
 pub const ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 32;
@@ -134,6 +134,13 @@ impl PackWriter {
     }
 }
 
+/// The size of a pack file holding these blobs (FORMAT.md "Packs": blobs, sealed header,
+/// four-byte header length).
+pub fn pack_file_size(blobs: &[PackedBlob]) -> u64 {
+    blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()
+        + (SEAL_OVERHEAD + blobs.len() * ENTRY_LEN + 4) as u64
+}
+
 /// Where the sealed header sits, given the pack's total size and its last four bytes.
 pub fn header_range(pack_size: u64, trailer: [u8; 4]) -> Result<std::ops::Range<u64>> {
     let header_len = u32::from_le_bytes(trailer) as u64;
@@ -217,7 +224,7 @@ pub fn read_pack(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Vec<Packed
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::{decode_blob, encode_blob};
+    use crate::format::blob::{decode_blob, encode_blob};
     use proptest::prelude::*;
 
     proptest! {

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::blob::{encode_blob, EncodedBlob};
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{IndexFile, IndexPack};
-use crate::pack::{BlobType, FinishedPack, PackWriter};
+use crate::format::blob::{encode_blob, EncodedBlob};
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::{BlobType, FinishedPack, PackWriter};
 use crate::repository::{FileKind, Repository};
 
 /// An index file is written after this many packs, so an interrupted backup leaves most of
@@ -139,7 +139,7 @@ impl BlobSaver {
     pub fn new(repo: &Repository, workers: usize, upload_concurrency: usize) -> Self {
         let pack_size = repo.config().pack_size as usize;
         let max_blob =
-            repo.config().chunker.max_size as usize + crate::crypto::SEAL_OVERHEAD + 1024;
+            repo.config().chunker.max_size as usize + crate::format::crypto::SEAL_OVERHEAD + 1024;
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             level: repo.config().compression_level,
@@ -239,7 +239,7 @@ impl SaverHandle {
         Ok(id)
     }
 
-    pub fn key(&self) -> &crate::crypto::MasterKey {
+    pub fn key(&self) -> &crate::format::crypto::MasterKey {
         self.shared.repo.key()
     }
 }

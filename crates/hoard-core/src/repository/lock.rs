@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::blob::seal_doc;
+use super::storage::{FileKind, Storage};
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::repository::{FileKind, Repository};
+use crate::format::id::Id;
 
 /// The document in a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,8 +86,8 @@ impl LockInfo {
         LockInfo {
             time: now,
             exclusive,
-            hostname: crate::hostname(),
-            username: crate::username(),
+            hostname: crate::host::hostname(),
+            username: crate::host::username(),
             pid: std::process::id(),
             pid_namespace: pid_namespace(),
             since: Some(now),
@@ -101,7 +100,7 @@ impl LockInfo {
         if age > timing.stale_after {
             return Some(format!("not refreshed for {}", human_duration(age)));
         }
-        if self.hostname == crate::hostname()
+        if self.hostname == crate::host::hostname()
             && self.pid_namespace.is_some()
             && self.pid_namespace == pid_namespace()
             && !process_exists(self.pid)
@@ -150,7 +149,7 @@ pub struct FoundLock {
 
 /// Reads every lock file. A file that disappears while listing (a refresh, an unlock) is left
 /// out; one that cannot be opened is returned without info.
-pub async fn list_locks(repo: &Repository) -> Result<Vec<FoundLock>> {
+pub async fn list_locks(repo: &Storage) -> Result<Vec<FoundLock>> {
     let mut out = Vec::new();
     for id in repo.list(FileKind::Lock).await? {
         match repo.load_doc::<LockInfo>(FileKind::Lock, &id).await {
@@ -174,7 +173,7 @@ pub async fn list_locks(repo: &Repository) -> Result<Vec<FoundLock>> {
 /// exclusive lock) until its modification time is older than the stale limit: it may be one
 /// being written right now.
 async fn stale_reason(
-    repo: &Repository,
+    repo: &Storage,
     l: &FoundLock,
     now: DateTime<Utc>,
     timing: &LockTiming,
@@ -199,7 +198,7 @@ async fn stale_reason(
 
 /// Removes lock files: all of them with `all`, else only stale ones. Returns how many were
 /// removed.
-pub async fn remove_locks(repo: &Repository, all: bool, timing: &LockTiming) -> Result<usize> {
+pub async fn remove_locks(repo: &Storage, all: bool, timing: &LockTiming) -> Result<usize> {
     let now = Utc::now();
     let mut removed = 0;
     for l in list_locks(repo).await? {
@@ -214,7 +213,7 @@ pub async fn remove_locks(repo: &Repository, all: bool, timing: &LockTiming) -> 
 /// Finds a live lock that conflicts with taking one of kind `exclusive`, removing stale locks
 /// on the way. `ours` is skipped.
 async fn conflict(
-    repo: &Repository,
+    repo: &Storage,
     exclusive: bool,
     ours: Option<&Id>,
     timing: &LockTiming,
@@ -257,7 +256,7 @@ struct Held {
 /// What a holder can ask about its lock while it works; cheap to clone.
 #[derive(Clone)]
 pub struct LockState {
-    repo: Repository,
+    repo: Storage,
     held: Arc<Mutex<Held>>,
     timing: LockTiming,
 }
@@ -291,48 +290,23 @@ impl Drop for LockGuard {
     }
 }
 
-/// How an operation takes its lock.
+/// How the operations on one repository handle take their locks: chosen once, when the
+/// repository is opened (the CLI's `--retry-lock` and `--no-lock`), and used by every
+/// operation through [`crate::Repository::with_lock_options`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LockOptions {
     /// How long to keep retrying while another process holds a conflicting lock.
     pub wait: Duration,
     pub timing: LockTiming,
-}
-
-impl LockOptions {
-    pub async fn lock(&self, repo: &Repository, exclusive: bool) -> Result<LockGuard> {
-        lock(repo, exclusive, self.wait, self.timing).await
-    }
-}
-
-/// Runs `work` under a lock and releases it afterwards, whatever `work` returned. The index is
-/// re-read first if another process replaced index files since it was loaded (a prune that
-/// ran before the lock was taken).
-pub async fn with_lock<T, F, Fut>(
-    repo: &Repository,
-    exclusive: bool,
-    opts: &LockOptions,
-    work: F,
-) -> Result<T>
-where
-    F: FnOnce(LockState) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let guard = opts.lock(repo, exclusive).await?;
-    let result = match repo.reload_index_if_changed().await {
-        Ok(()) => work(guard.state.clone()).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = guard.release().await {
-        tracing::warn!("cannot remove lock file: {e}");
-    }
-    result
+    /// Run read-only operations (restore, dump, check) without a lock, for credentials that
+    /// cannot write lock files. Operations that write (backup, forget, prune) always lock.
+    pub no_lock: bool,
 }
 
 /// Takes a lock. With a non-zero `wait`, a conflicting lock is retried (with growing pauses)
 /// until `wait` has passed.
 pub async fn lock(
-    repo: &Repository,
+    repo: &Storage,
     exclusive: bool,
     wait: Duration,
     timing: LockTiming,
@@ -364,7 +338,7 @@ fn rand_byte() -> u8 {
 }
 
 async fn try_lock(
-    repo: &Repository,
+    repo: &Storage,
     exclusive: bool,
     timing: LockTiming,
 ) -> Result<std::result::Result<LockGuard, String>> {
@@ -395,12 +369,11 @@ async fn try_lock(
     }))
 }
 
-async fn write_lock(repo: &Repository, info: &LockInfo) -> Result<Id> {
-    let sealed = seal_doc(repo.key(), info)?;
-    repo.create_file(FileKind::Lock, sealed).await
+async fn write_lock(repo: &Storage, info: &LockInfo) -> Result<Id> {
+    repo.create_doc(FileKind::Lock, info).await
 }
 
-async fn refresh_loop(repo: Repository, held: Arc<Mutex<Held>>, timing: LockTiming) {
+async fn refresh_loop(repo: Storage, held: Arc<Mutex<Held>>, timing: LockTiming) {
     loop {
         tokio::time::sleep(timing.refresh).await;
         let (old, mut info) = {
@@ -447,11 +420,7 @@ impl LockState {
             (h.id, h.last_refresh.elapsed(), h.lost)
         };
         let limit = self.timing.stale_after.saturating_sub(self.timing.refresh);
-        let present = match self.repo.operator().stat(&FileKind::Lock.path(&id)).await {
-            Ok(_) => true,
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::storage("stat", FileKind::Lock.path(&id), e)),
-        };
+        let present = self.repo.exists(FileKind::Lock, &id).await?;
         if lost || !present || age > limit {
             return Err(Error::LockLost(format!(
                 "lock {} was {} (last refreshed {} ago)",

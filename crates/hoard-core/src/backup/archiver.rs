@@ -1,0 +1,271 @@
+//! The walk: reads directories depth first and starts the work for each entry. Unchanged files
+//! reuse the parent snapshot's content ids; other files go to blocking reader tasks (bounded
+//! by a semaphore: the back-pressure on the walk). Each directory gets a small completion task
+//! that waits for its children and stores the tree blob, so trees are saved bottom-up while
+//! the walk goes on.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use globset::GlobSet;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::file::{read_file, ReadError};
+use super::layout::{Target, VirtualDir};
+use super::saver::SaverHandle;
+use super::CancelToken;
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::tree::{Node, NodeType, RawName, Tree};
+use crate::host::NameCache;
+use crate::progress::{FileError, Progress};
+use crate::repository::Repository;
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) files_new: AtomicU64,
+    pub(super) files_changed: AtomicU64,
+    pub(super) files_unmodified: AtomicU64,
+    pub(super) dirs_new: AtomicU64,
+    pub(super) dirs_changed: AtomicU64,
+    pub(super) dirs_unmodified: AtomicU64,
+    pub(super) bytes: AtomicU64,
+}
+
+pub(super) struct Archiver {
+    pub(super) repo: Repository,
+    pub(super) saver: SaverHandle,
+    pub(super) names: NameCache,
+    pub(super) excludes: GlobSet,
+    pub(super) readers: Arc<Semaphore>,
+    pub(super) counters: Counters,
+    pub(super) errors: Mutex<Vec<FileError>>,
+    pub(super) progress: Arc<dyn Progress>,
+    pub(super) cancel: CancelToken,
+}
+
+/// A child of a directory: known now, or being read.
+enum Pending {
+    Ready(Box<Node>),
+    /// Left out after a soft error.
+    Skipped,
+    Task(JoinHandle<Result<Option<Node>>>),
+}
+
+impl Archiver {
+    fn soft_error(&self, path: &Path, e: impl std::fmt::Display) {
+        let message = e.to_string();
+        tracing::debug!("{}: {message}", path.display());
+        self.progress.error(path, &message);
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(FileError {
+                path: path.to_path_buf(),
+                message,
+            });
+    }
+
+    async fn parent_tree(&self, id: Option<Id>) -> Option<Tree> {
+        let id = id?;
+        match self.repo.load_tree(&id).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    "parent tree {} unreadable, reading files again: {e}",
+                    id.short()
+                );
+                None
+            }
+        }
+    }
+
+    /// One level of the virtual tree above the backed-up paths.
+    pub(super) fn save_virtual(
+        self: Arc<Self>,
+        path: PathBuf,
+        dir: VirtualDir,
+        parent: Option<Id>,
+    ) -> BoxFuture<'static, Result<Id>> {
+        async move {
+            let parent = self.parent_tree(parent).await;
+            let mut children = Vec::new();
+            for (name, target) in dir.children {
+                let full = path.join(std::ffi::OsStr::from_bytes(&name));
+                let old = parent.as_ref().and_then(|t| t.find(&name)).cloned();
+                let md = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
+                let mut node = Node::from_metadata(RawName(name), &md, &self.names);
+                match target {
+                    Target::Path => children.push(self.clone().entry(full, node, old).await?),
+                    Target::Dir(sub) => {
+                        node.subtree = Some(
+                            self.clone()
+                                .save_virtual(full, sub, old.and_then(|o| o.subtree))
+                                .await?,
+                        );
+                        children.push(Pending::Ready(Box::new(node)));
+                    }
+                }
+            }
+            let nodes = collect(children).await?;
+            self.saver.save_tree(Tree { nodes }.to_bytes()).await
+        }
+        .boxed()
+    }
+
+    /// Starts the work for one entry found by the walk.
+    async fn entry(
+        self: Arc<Self>,
+        path: PathBuf,
+        mut node: Node,
+        old: Option<Node>,
+    ) -> Result<Pending> {
+        match node.node_type {
+            NodeType::Dir => self.walk_dir(path, node, old).await,
+            NodeType::File => {
+                if let Some(old) = old.as_ref().filter(|o| node.same_file_metadata(o)) {
+                    let content = old.content.clone().unwrap_or_default();
+                    let index = self.repo.index();
+                    if content.iter().all(|id| index.contains(id)) {
+                        drop(index);
+                        self.counters
+                            .files_unmodified
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+                        self.progress.file_done(&path, node.size, false);
+                        node.content = Some(content);
+                        return Ok(Pending::Ready(Box::new(node)));
+                    }
+                }
+                let counter = match &old {
+                    Some(_) => &self.counters.files_changed,
+                    None => &self.counters.files_new,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let permit = self
+                    .readers
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?;
+                let me = self.clone();
+                Ok(Pending::Task(tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    match read_file(
+                        &me.saver,
+                        &me.repo.config().chunker,
+                        &path,
+                        &mut node,
+                        &*me.progress,
+                        &me.cancel,
+                    ) {
+                        Ok(()) => {
+                            me.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+                            me.progress.file_done(&path, node.size, true);
+                            Ok(Some(node))
+                        }
+                        Err(ReadError::Soft(e)) => {
+                            me.soft_error(&path, e);
+                            Ok(None)
+                        }
+                        Err(ReadError::Fatal(e)) => Err(e),
+                    }
+                })))
+            }
+            NodeType::Symlink => match std::fs::read_link(&path) {
+                Ok(target) => {
+                    node.link_target = Some(RawName::from_os_str(target.as_os_str()));
+                    Ok(Pending::Ready(Box::new(node)))
+                }
+                Err(e) => {
+                    self.soft_error(&path, e);
+                    Ok(Pending::Skipped)
+                }
+            },
+            _ => Ok(Pending::Ready(Box::new(node))),
+        }
+    }
+
+    /// Reads a directory and starts its children; returns a task that yields the directory's
+    /// node once its tree blob is stored.
+    fn walk_dir(
+        self: Arc<Self>,
+        path: PathBuf,
+        mut node: Node,
+        old: Option<Node>,
+    ) -> BoxFuture<'static, Result<Pending>> {
+        async move {
+            let old_subtree = old.as_ref().and_then(|o| o.subtree);
+            let parent = self.parent_tree(old_subtree).await;
+            let p = path.clone();
+            let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(std::ffi::OsString, std::io::Result<std::fs::Metadata>)>> {
+                let mut v: Vec<_> = std::fs::read_dir(&p)?
+                    .map(|e| e.map(|e| (e.file_name(), e.metadata())))
+                    .collect::<std::io::Result<_>>()?;
+                v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                Ok(v)
+            })
+            .await?;
+            let listing = match listing {
+                Ok(l) => l,
+                Err(e) => {
+                    self.soft_error(&path, e);
+                    return Ok(Pending::Skipped);
+                }
+            };
+            let mut children = Vec::with_capacity(listing.len());
+            for (name, md) in listing {
+                let full = path.join(&name);
+                if self.excludes.is_match(&full) {
+                    continue;
+                }
+                let md = match md {
+                    Ok(md) => md,
+                    Err(e) => {
+                        self.soft_error(&full, e);
+                        continue;
+                    }
+                };
+                let child = Node::from_metadata(RawName::from_os_str(&name), &md, &self.names);
+                let old_child = parent.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
+                children.push(self.clone().entry(full, child, old_child).await?);
+            }
+            let me = self.clone();
+            Ok(Pending::Task(tokio::spawn(async move {
+                let nodes = collect(children).await?;
+                let id = me.saver.save_tree(Tree { nodes }.to_bytes()).await?;
+                let counter = match old_subtree {
+                    Some(o) if o == id => &me.counters.dirs_unmodified,
+                    Some(_) => &me.counters.dirs_changed,
+                    None => &me.counters.dirs_new,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                node.subtree = Some(id);
+                Ok(Some(node))
+            })))
+        }
+        .boxed()
+    }
+}
+
+/// Waits for a directory's children, in name order, dropping those that failed softly.
+async fn collect(children: Vec<Pending>) -> Result<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(children.len());
+    for c in children {
+        match c {
+            Pending::Ready(n) => nodes.push(*n),
+            Pending::Skipped => {}
+            Pending::Task(h) => {
+                if let Some(n) = h.await?? {
+                    nodes.push(n);
+                }
+            }
+        }
+    }
+    Ok(nodes)
+}

@@ -1,0 +1,256 @@
+//! Backup: turns directory trees into a snapshot.
+//!
+//! Read top-down, one file a stage:
+//! 1. this file: [`backup`] resolves the paths and the parent snapshot under a shared lock,
+//!    starts a [`BlobSaver`], and lays the absolute paths out as a virtual tree (`layout`:
+//!    `/home/u/docs` becomes `home` → `u` → `docs`, so restoring to `DIR` gives
+//!    `DIR/home/u/docs`).
+//! 2. `archiver`: the walk reads one directory at a time, depth first. Files whose size,
+//!    mtime, ctime and inode match the parent snapshot reuse its content ids without being
+//!    read; other files go to a blocking reader task (bounded by a semaphore: this is the
+//!    back-pressure on the walk). Each directory gets a small completion task that waits for
+//!    its children and stores the tree blob, so trees are saved bottom-up while the walk goes
+//!    on.
+//! 3. `file`: chunks one file with FastCDC and hands the chunks to the saver.
+//! 4. [`saver`]: dedup, compression, sealing, packing, upload and index files. It is
+//!    finished (packs, then index) and only then this file writes the snapshot.
+//!
+//! Files that cannot be read are reported in [`BackupResult::errors`] and left out; the
+//! snapshot is still written, and callers turn a non-empty error list into exit code 3.
+
+mod archiver;
+mod file;
+mod layout;
+pub mod saver;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
+use crate::host::NameCache;
+use crate::patterns::compile_patterns;
+use crate::progress::{FileError, Progress};
+use crate::repository::{FileKind, Lease, LockNeed, Repository};
+use archiver::{Archiver, Counters};
+use layout::{absolute, build_virtual};
+use saver::BlobSaver;
+
+/// Which snapshot to compare against to skip unchanged files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ParentSelection {
+    /// The newest snapshot with the same host and the same set of paths.
+    #[default]
+    Latest,
+    /// Read every file.
+    None,
+    Id(Id),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    /// Defaults to this machine's hostname.
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    /// Glob patterns; a pattern without `/` matches a name at any depth, a pattern starting
+    /// with `/` matches from the root, any other is matched at any depth.
+    pub excludes: Vec<String>,
+    pub parent: ParentSelection,
+    /// Defaults to now.
+    pub time: Option<DateTime<Utc>>,
+    /// Files read at once; defaults to the number of cores.
+    pub read_concurrency: Option<usize>,
+    /// Stops the backup early: what was uploaded is indexed, no snapshot is written, and
+    /// [`Error::Interrupted`] is returned.
+    pub cancel: Option<CancelToken>,
+}
+
+/// A flag that asks a running backup to stop.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupResult {
+    pub snapshot: SnapshotEntry,
+    pub summary: SnapshotSummary,
+    pub errors: Vec<FileError>,
+}
+
+/// Backs up `opts.paths` into a new snapshot, under a shared lock.
+pub async fn backup(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupResult> {
+    crate::testhook::hook("backup-before-lock").await;
+    repo.locked(LockNeed::Append, |lease| async move {
+        backup_locked(repo, opts, progress, &lease).await
+    })
+    .await
+}
+
+async fn backup_locked(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: Arc<dyn Progress>,
+    lock: &Lease,
+) -> Result<BackupResult> {
+    let start = Utc::now();
+    if opts.paths.is_empty() {
+        return Err(Error::invalid("backup paths", "no path given"));
+    }
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        let abs = absolute(p)?;
+        std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+        paths.push(abs);
+    }
+    paths.sort();
+    paths.dedup();
+    let path_strings: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
+    let parent = match &opts.parent {
+        ParentSelection::None => None,
+        ParentSelection::Id(id) => Some(repo.find_snapshot(&id.to_hex()).await?),
+        ParentSelection::Latest => repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|s| s.snapshot.hostname == host && s.snapshot.paths == path_strings),
+    };
+    if let Some(p) = &parent {
+        tracing::info!(parent = %p.id.short(), "using parent snapshot");
+    }
+
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let saver = BlobSaver::new(repo, cores, 2);
+    let handle = saver
+        .handle()
+        .ok_or_else(|| Error::Task("saver closed".into()))?;
+    let archiver = Arc::new(Archiver {
+        repo: repo.clone(),
+        saver: handle,
+        names: NameCache::default(),
+        excludes: compile_patterns(&opts.excludes, "exclude pattern")?,
+        readers: Arc::new(Semaphore::new(
+            opts.read_concurrency.unwrap_or(cores).max(1),
+        )),
+        counters: Counters::default(),
+        errors: Mutex::new(Vec::new()),
+        progress,
+        cancel: opts.cancel.clone().unwrap_or_default(),
+    });
+    let layout = build_virtual(&paths);
+    let walked = archiver
+        .clone()
+        .save_virtual(
+            PathBuf::from("/"),
+            layout,
+            parent.as_ref().map(|p| p.snapshot.tree),
+        )
+        .await;
+    // The archiver holds a saver handle; it must be gone before the saver can finish. After a
+    // failed or interrupted walk, file and directory tasks may still hold it: stop them and
+    // wait until they let go.
+    if walked.is_err() {
+        archiver.cancel.cancel();
+    }
+    let mut archiver = archiver;
+    let archiver = loop {
+        match Arc::try_unwrap(archiver) {
+            Ok(a) => break a,
+            Err(still_shared) => {
+                archiver = still_shared;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let Archiver {
+        saver: handle,
+        counters,
+        errors,
+        ..
+    } = archiver;
+    drop(handle);
+    // Packs and index are written even when the walk failed or was interrupted, so uploaded
+    // data is reusable. A failed upload also fails the walk with a generic error: report the
+    // upload's error, the cause.
+    let totals = saver.finish().await?;
+    let root = walked?;
+
+    let c = &counters;
+    let files_new = c.files_new.load(Ordering::Relaxed);
+    let files_changed = c.files_changed.load(Ordering::Relaxed);
+    let files_unmodified = c.files_unmodified.load(Ordering::Relaxed);
+    let mut summary = SnapshotSummary {
+        backup_start: Some(start),
+        backup_end: None,
+        files_new,
+        files_changed,
+        files_unmodified,
+        dirs_new: c.dirs_new.load(Ordering::Relaxed),
+        dirs_changed: c.dirs_changed.load(Ordering::Relaxed),
+        dirs_unmodified: c.dirs_unmodified.load(Ordering::Relaxed),
+        data_blobs: totals.data_blobs,
+        tree_blobs: totals.tree_blobs,
+        data_added: totals.data_added,
+        data_added_packed: totals.data_added_packed,
+        total_files_processed: files_new + files_changed + files_unmodified,
+        total_bytes_processed: c.bytes.load(Ordering::Relaxed),
+    };
+    summary.backup_end = Some(Utc::now());
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let snapshot = Snapshot {
+        time: opts.time.unwrap_or(start),
+        tree: root,
+        paths: path_strings,
+        hostname: host,
+        username: crate::host::username(),
+        uid,
+        gid,
+        tags: opts.tags.clone(),
+        excludes: opts.excludes.clone(),
+        parent: parent.map(|p| p.id),
+        program_version: format!("hoard {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(summary.clone()),
+    };
+    crate::testhook::hook("backup-before-snapshot").await;
+    // A lock lost while running means a prune may have removed blobs this snapshot uses.
+    lock.ensure_valid().await?;
+    let id = repo.save_doc(FileKind::Snapshot, &snapshot).await?;
+    tracing::info!(snapshot = %id.short(), "snapshot saved");
+    Ok(BackupResult {
+        snapshot: SnapshotEntry { id, snapshot },
+        summary,
+        errors: errors.into_inner().unwrap_or_else(|e| e.into_inner()),
+    })
+}

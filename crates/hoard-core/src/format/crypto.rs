@@ -1,0 +1,153 @@
+//! The master key and sealing (FORMAT.md, "Keys and key files" and "Sealed objects").
+//!
+//! A repository has one random [`MasterKey`]: a 32-byte XChaCha20-Poly1305 encryption key and
+//! a 32-byte BLAKE3 key for blob ids. Key files (see [`super::keyfile`]) seal it under
+//! password-derived keys.
+//!
+//! A sealed object is `nonce(24) ‖ ciphertext ‖ tag(16)` with a random nonce: 192-bit nonces
+//! make random generation safe for any number of objects.
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::id::Id;
+use super::random::fill_random;
+use crate::error::{Error, Result};
+
+pub const NONCE_LEN: usize = 24;
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed object has beyond its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The repository's secret: never printed, wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey {
+    encrypt: [u8; 32],
+    id: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    pub fn random() -> Self {
+        let mut k = MasterKey {
+            encrypt: [0; 32],
+            id: [0; 32],
+        };
+        fill_random(&mut k.encrypt);
+        fill_random(&mut k.id);
+        k
+    }
+
+    /// Id of a blob: keyed BLAKE3 of its plaintext.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.encrypt).into())
+    }
+
+    /// Encrypts and authenticates `plaintext` under a fresh random nonce.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.cipher(), plaintext)
+    }
+
+    /// Checks and decrypts a sealed object; `what` names it in the error.
+    pub fn open(&self, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        open_with(&self.cipher(), sealed, what)
+    }
+
+    pub(super) fn to_bytes(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&self.encrypt);
+        b[32..].copy_from_slice(&self.id);
+        b
+    }
+
+    pub(super) fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 64 {
+            return None;
+        }
+        let mut k = MasterKey {
+            encrypt: [0; 32],
+            id: [0; 32],
+        };
+        k.encrypt.copy_from_slice(&b[..32]);
+        k.id.copy_from_slice(&b[32..]);
+        Some(k)
+    }
+}
+
+pub(super) fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    // Encryption only fails for messages beyond 256 GiB, which no caller produces.
+    #[allow(clippy::expect_used)]
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[NONCE_LEN..])
+        .expect("plaintext within XChaCha20-Poly1305 limits");
+    out.extend_from_slice(&tag);
+    out
+}
+
+pub(super) fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::corrupt(what, "shorter than nonce and tag"));
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    cipher
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            b"",
+            &mut buf,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| Error::Authentication(what.to_string()))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let k = MasterKey::random();
+            let sealed = k.seal(&data);
+            prop_assert_eq!(sealed.len(), data.len() + SEAL_OVERHEAD);
+            prop_assert_eq!(k.open(&sealed, "t").unwrap(), data);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_rejected(data in proptest::collection::vec(any::<u8>(), 0..512), pos in any::<usize>(), bit in 0u8..8) {
+            let k = MasterKey::random();
+            let mut sealed = k.seal(&data);
+            let i = pos % sealed.len();
+            sealed[i] ^= 1 << bit;
+            prop_assert!(matches!(k.open(&sealed, "t"), Err(Error::Authentication(_))));
+        }
+    }
+
+    #[test]
+    fn other_key_and_truncation_are_rejected() {
+        let a = MasterKey::random();
+        let b = MasterKey::random();
+        let sealed = a.seal(b"hello");
+        assert!(b.open(&sealed, "t").is_err());
+        assert!(a.open(&sealed[..10], "t").is_err());
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+    }
+}

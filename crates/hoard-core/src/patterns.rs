@@ -1,0 +1,44 @@
+//! Path patterns for `--exclude` (backup) and `--include` (restore), read as restic reads them.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::error::{Error, Result};
+
+/// Compiles path patterns as restic reads them: one starting with `/` matches from the root,
+/// any other matches at any depth (`*.tmp`, `cache`, `sub/dir`); `*` never crosses `/`.
+pub(crate) fn compile_patterns(patterns: &[String], what: &'static str) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let full = if p.starts_with('/') {
+            p.clone()
+        } else {
+            format!("**/{p}")
+        };
+        let g = GlobBuilder::new(&full)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::invalid(what, format!("{p:?}: {e}")))?;
+        b.add(g);
+    }
+    b.build().map_err(|e| Error::invalid(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_match_names_anywhere_and_anchored_paths() {
+        let g = compile_patterns(
+            &["*.tmp".into(), "/data/cache".into(), "sub/skip".into()],
+            "exclude pattern",
+        )
+        .unwrap();
+        assert!(g.is_match("/x/y/z.tmp"));
+        assert!(g.is_match("/data/cache"));
+        assert!(!g.is_match("/other/data/cache"));
+        assert!(g.is_match("/a/sub/skip"));
+        assert!(!g.is_match("/x/y/z.tmpx"));
+        assert!(compile_patterns(&["[".into()], "exclude pattern").is_err());
+    }
+}

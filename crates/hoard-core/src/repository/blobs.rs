@@ -1,0 +1,110 @@
+//! Reading blobs: ranged reads of one blob, checked against its id, and trees through a small
+//! cache of whole tree packs (FORMAT.md "Blobs and blob ids", "Trees").
+
+use std::sync::Arc;
+
+use super::index::BlobLocation;
+use super::storage::FileKind;
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::format::blob::decode_blob;
+use crate::format::id::Id;
+use crate::format::pack::BlobType;
+use crate::format::tree::Tree;
+
+/// Tree packs kept in memory (each at most a pack size).
+const TREE_PACK_CACHE: usize = 4;
+
+impl Repository {
+    /// Reads, opens and verifies one blob.
+    pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+        let start = u64::from(loc.blob.offset);
+        let sealed = self
+            .read_range(
+                FileKind::Pack,
+                &loc.pack,
+                start..start + u64::from(loc.blob.length),
+            )
+            .await?;
+        self.decode_located_blob(&loc, &sealed)
+    }
+
+    /// Opens a blob's sealed bytes and checks them against its id.
+    pub fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        let what = format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
+        let plain = decode_blob(
+            self.key(),
+            sealed,
+            loc.blob.compressed,
+            loc.blob.raw_length,
+            &what,
+        )?;
+        if self.key().blob_id(&plain) != loc.blob.id {
+            return Err(Error::corrupt(what, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
+        match self.blob_location(id) {
+            Some(loc) if loc.blob.blob_type == BlobType::Tree => {}
+            Some(_) => {
+                return Err(Error::corrupt(
+                    format!("tree {}", id.short()),
+                    "indexed as a data blob",
+                ))
+            }
+            None => return Err(Error::BlobNotInIndex(*id)),
+        }
+        let bytes = self.read_tree_blob(id).await?;
+        Tree::from_bytes(&bytes).map_err(|e| Error::corrupt(format!("tree {}", id.short()), e))
+    }
+
+    /// Reads a tree blob through the tree-pack cache.
+    async fn read_tree_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+        let cached = {
+            let cache = self
+                .inner
+                .tree_packs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            cache
+                .iter()
+                .find(|(p, _)| *p == loc.pack)
+                .map(|(_, b)| b.clone())
+        };
+        let pack = match cached {
+            Some(b) => b,
+            None => {
+                let path = FileKind::Pack.path(&loc.pack);
+                let b = Arc::new(
+                    self.operator()
+                        .read(&path)
+                        .await
+                        .map_err(|e| Error::storage("read", path.as_str(), e))?
+                        .to_bytes(),
+                );
+                let mut cache = self
+                    .inner
+                    .tree_packs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= TREE_PACK_CACHE {
+                    cache.remove(0);
+                }
+                cache.push((loc.pack, b.clone()));
+                b
+            }
+        };
+        let range = loc.blob.offset as usize..loc.blob.offset as usize + loc.blob.length as usize;
+        let sealed = pack.get(range).ok_or_else(|| {
+            Error::corrupt(
+                FileKind::Pack.path(&loc.pack),
+                "shorter than the index says",
+            )
+        })?;
+        self.decode_located_blob(&loc, sealed)
+    }
+}

@@ -1,0 +1,158 @@
+//! Loading the index: the live index files (those no other file supersedes) streamed into the
+//! in-memory table, and reloaded when a prune replaced them (FORMAT.md "Index").
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+
+use super::index::{BlobLocation, Index};
+use super::storage::FileKind;
+use super::{IndexSource, Repository};
+use crate::error::Result;
+use crate::format::id::Id;
+use crate::format::index::IndexFile;
+
+impl Repository {
+    pub fn blob_location(&self, id: &Id) -> Option<BlobLocation> {
+        self.index().get(id)
+    }
+
+    /// Number of blobs in the index.
+    pub fn indexed_blobs(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Every indexed blob with its location.
+    pub fn indexed_blob_locations(&self) -> Vec<BlobLocation> {
+        self.index().iter().collect()
+    }
+
+    /// Re-reads every index file not superseded by another, streaming: at most a few index
+    /// files are decoded at once, so the peak is the in-memory table, not the table plus every
+    /// file's document.
+    pub async fn reload_index(&self) -> Result<()> {
+        let ids = self.list(FileKind::Index).await?;
+        let mut skip: HashSet<Id> = Default::default();
+        loop {
+            let todo: Vec<Id> = ids
+                .iter()
+                .filter(|id| !skip.contains(id))
+                .copied()
+                .collect();
+            let mut index = Index::new();
+            let mut superseded: HashSet<Id> = Default::default();
+            self.for_each_index_file(&todo, |_, f| {
+                let f = f?;
+                superseded.extend(f.supersedes.iter().copied());
+                index.add_file(&f);
+                Ok(())
+            })
+            .await?;
+            if todo.iter().any(|id| superseded.contains(id)) {
+                // Only after an interrupted prune: load again without the replaced files.
+                skip.extend(superseded);
+                continue;
+            }
+            self.set_index(
+                index,
+                IndexSource {
+                    listed: ids,
+                    live: todo,
+                },
+            );
+            return Ok(());
+        }
+    }
+
+    /// Ids of the live index files the in-memory index was built from.
+    pub fn loaded_index_files(&self) -> Vec<Id> {
+        self.index_source().live
+    }
+
+    /// Whether the in-memory index was built when exactly these index files (sorted) existed.
+    pub fn index_built_from(&self, listed: &[Id]) -> bool {
+        self.index_source().listed == listed
+    }
+
+    fn index_source(&self) -> IndexSource {
+        self.inner
+            .index_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Calls `each` with every listed index file (or the error reading it), a few downloads in
+    /// flight at once, in no particular order.
+    pub async fn for_each_index_file<F>(&self, ids: &[Id], mut each: F) -> Result<()>
+    where
+        F: FnMut(Id, Result<IndexFile>) -> Result<()>,
+    {
+        let mut files = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move { (id, self.load_doc::<IndexFile>(FileKind::Index, &id).await) })
+            .buffer_unordered(4);
+        while let Some((id, f)) = files.next().await {
+            each(id, f)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the in-memory index from these index files (those superseded by another one in
+    /// the list are skipped).
+    pub fn install_index(&self, files: &[(Id, IndexFile)]) {
+        let superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::new();
+        let mut source = IndexSource::default();
+        for (id, f) in files {
+            source.listed.push(*id);
+            if !superseded.contains(id) {
+                index.add_file(f);
+                source.live.push(*id);
+            }
+        }
+        source.listed.sort();
+        self.set_index(index, source);
+    }
+
+    fn set_index(&self, mut index: Index, source: IndexSource) {
+        index.finish_loading();
+        tracing::debug!(
+            blobs = index.len(),
+            files = source.live.len(),
+            "loaded index"
+        );
+        *self.index_mut() = index;
+        *self
+            .inner
+            .index_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = source;
+    }
+
+    /// Reloads the index when an index file it was built from is gone (prune replaced it).
+    pub async fn reload_index_if_changed(&self) -> Result<()> {
+        let present: HashSet<Id> = self.list(FileKind::Index).await?.into_iter().collect();
+        if self
+            .loaded_index_files()
+            .iter()
+            .any(|id| !present.contains(id))
+        {
+            tracing::info!("index files were replaced since the repository was opened; reloading");
+            self.reload_index().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes an index file and adds its blobs to the in-memory index.
+    pub async fn save_index(&self, file: &IndexFile) -> Result<Id> {
+        let id = self.save_doc(FileKind::Index, file).await?;
+        let mut index = self.index_mut();
+        for p in &file.packs {
+            index.add_pack(p.id, &p.blobs);
+        }
+        Ok(id)
+    }
+}

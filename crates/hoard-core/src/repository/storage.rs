@@ -1,0 +1,315 @@
+//! Storage: the repository's files on an OpenDAL [`Operator`], typed by folder, checked against
+//! their names, and sealed documents (FORMAT.md "Layout" and "Documents").
+//!
+//! Every file but `config` is written once under the BLAKE3 of its bytes and never modified;
+//! only prune deletes. This layer knows nothing of the index or of snapshots' meaning, so the
+//! lock module can build on it alone.
+
+use opendal::{ErrorKind, Operator};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::blob::{open_doc, seal_doc};
+use crate::format::crypto::MasterKey;
+use crate::format::id::Id;
+
+/// The kinds of files in a repository; each knows its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Key => "keys/",
+            FileKind::Pack => "data/",
+            FileKind::Index => "index/",
+            FileKind::Snapshot => "snapshots/",
+            FileKind::Lock => "locks/",
+        }
+    }
+
+    pub fn path(self, id: &Id) -> String {
+        let hex = id.to_hex();
+        match self {
+            FileKind::Pack => format!("data/{}/{}", &hex[..2], hex),
+            _ => format!("{}{}", self.dir(), hex),
+        }
+    }
+}
+
+pub const CONFIG_PATH: &str = "config";
+
+/// The files of an opened repository: the operator and the master key that seals them. Clones
+/// share the conditional-write probe.
+#[derive(Clone)]
+pub struct Storage {
+    op: Operator,
+    location: String,
+    key: MasterKey,
+    key_id: Id,
+    /// Whether the backend refuses a conditional create of an existing file (probed once).
+    conditional_create: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a repository is named in messages: scheme, bucket or name, and root.
+pub(crate) fn location_of(op: &Operator) -> String {
+    let info = op.info();
+    let name = info.name();
+    if name.is_empty() {
+        format!("{}:{}", info.scheme(), info.root())
+    } else {
+        format!(
+            "{}:{}/{}",
+            info.scheme(),
+            name,
+            info.root().trim_start_matches('/')
+        )
+    }
+}
+
+pub(crate) async fn read_all(op: &Operator, path: &str) -> Result<Vec<u8>> {
+    op.read(path)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| Error::storage("read", path, e))
+}
+
+/// Lists the ids of one kind of file; files whose names are not ids are skipped.
+pub async fn list_ids(op: &Operator, kind: FileKind) -> Result<Vec<Id>> {
+    let mut ids: Vec<Id> = list_entries(op, kind)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The files of one kind whose names are ids, with their sizes.
+async fn list_entries(op: &Operator, kind: FileKind) -> Result<Vec<(Id, u64)>> {
+    let entries = match op.list_with(kind.dir()).recursive(true).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::storage("list", kind.dir(), e)),
+    };
+    Ok(entries
+        .iter()
+        .filter(|e| !e.metadata().is_dir())
+        .filter_map(|e| Some((e.name().parse().ok()?, e.metadata().content_length())))
+        .collect())
+}
+
+/// Whether a repository exists at `op` (its config file is present).
+pub async fn repository_exists(op: &Operator) -> Result<bool> {
+    match op.stat(CONFIG_PATH).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::storage("stat", CONFIG_PATH, e)),
+    }
+}
+
+impl Storage {
+    pub(crate) fn new(op: Operator, location: String, key: MasterKey, key_id: Id) -> Storage {
+        Storage {
+            op,
+            location,
+            key,
+            key_id,
+            conditional_create: Default::default(),
+        }
+    }
+
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The key file this session opened the repository with.
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    pub async fn list(&self, kind: FileKind) -> Result<Vec<Id>> {
+        list_ids(&self.op, kind).await
+    }
+
+    /// Lists the ids of one kind of file with their sizes.
+    pub async fn list_sizes(&self, kind: FileKind) -> Result<Vec<(Id, u64)>> {
+        list_entries(&self.op, kind).await
+    }
+
+    /// Reads a whole file, checking that its name is the hash of its content.
+    pub async fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let path = kind.path(id);
+        let bytes = read_all(&self.op, &path).await?;
+        if Id::of_file(&bytes) != *id {
+            return Err(Error::corrupt(path, "content does not match its name"));
+        }
+        Ok(bytes)
+    }
+
+    /// Reads `range` of a file (no name check is possible on a part).
+    pub async fn read_range(
+        &self,
+        kind: FileKind,
+        id: &Id,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>> {
+        let path = kind.path(id);
+        self.op
+            .read_with(&path)
+            .range(range)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| Error::storage("read", path, e))
+    }
+
+    /// Stores bytes under their hash.
+    pub async fn write_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
+        let id = Id::of_file(&bytes);
+        self.write_named(kind, id, bytes).await?;
+        Ok(id)
+    }
+
+    /// Stores bytes whose hash the caller already computed (a pack is hashed as it is closed).
+    pub(crate) async fn write_named(&self, kind: FileKind, id: Id, bytes: Vec<u8>) -> Result<()> {
+        let path = kind.path(&id);
+        self.op
+            .write(&path, bytes)
+            .await
+            .map_err(|e| Error::storage("write", path, e))?;
+        Ok(())
+    }
+
+    /// Stores bytes under their hash, refusing to replace an existing file where the backend
+    /// can (see [`conditional_create_works`]).
+    pub async fn create_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
+        let conditional = *self
+            .conditional_create
+            .get_or_init(|| conditional_create_works(&self.op))
+            .await;
+        let id = Id::of_file(&bytes);
+        let path = kind.path(&id);
+        self.op
+            .write_with(&path, bytes)
+            .if_not_exists(conditional)
+            .await
+            .map_err(|e| Error::storage("write", path, e))?;
+        Ok(id)
+    }
+
+    /// Deletes a file; one that is already gone is not an error.
+    pub async fn delete_file(&self, kind: FileKind, id: &Id) -> Result<()> {
+        let path = kind.path(id);
+        match self.op.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", path, e)),
+        }
+    }
+
+    /// Whether a file exists (`false` only when the storage says it is not found).
+    pub(crate) async fn exists(&self, kind: FileKind, id: &Id) -> Result<bool> {
+        let path = kind.path(id);
+        match self.op.stat(&path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::storage("stat", path, e)),
+        }
+    }
+
+    pub async fn load_doc<T: DeserializeOwned>(&self, kind: FileKind, id: &Id) -> Result<T> {
+        let bytes = self.read_file(kind, id).await?;
+        open_doc(&self.key, &bytes, &kind.path(id))
+    }
+
+    pub async fn save_doc<T: Serialize>(&self, kind: FileKind, doc: &T) -> Result<Id> {
+        let sealed = seal_doc(&self.key, doc)?;
+        self.write_file(kind, sealed).await
+    }
+
+    /// Like [`Storage::save_doc`], with a conditional create (lock files).
+    pub(crate) async fn create_doc<T: Serialize>(&self, kind: FileKind, doc: &T) -> Result<Id> {
+        let sealed = seal_doc(&self.key, doc)?;
+        self.create_file(kind, sealed).await
+    }
+}
+
+/// Whether `write_with(..).if_not_exists(true)` really refuses to replace a file here. Backends
+/// that do not claim the capability are not asked; those that do are tested once, because some
+/// (Garage) accept If-None-Match and overwrite anyway.
+pub async fn conditional_create_works(op: &Operator) -> bool {
+    if !op.info().capability().write_with_if_not_exists {
+        return false;
+    }
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        return false;
+    }
+    let path = format!("{}probe-{}", FileKind::Lock.dir(), hex::encode(nonce));
+    let first = op
+        .write_with(&path, b"1".to_vec())
+        .if_not_exists(true)
+        .await;
+    let second = op
+        .write_with(&path, b"2".to_vec())
+        .if_not_exists(true)
+        .await;
+    let works = first.is_ok()
+        && matches!(&second, Err(e) if e.kind() == ErrorKind::ConditionNotMatch)
+        && op
+            .read(&path)
+            .await
+            .is_ok_and(|b| b.to_vec() == b"1".to_vec());
+    if let Err(e) = op.delete(&path).await {
+        tracing::warn!("cannot remove probe file {path}: {e}");
+    }
+    if !works {
+        tracing::warn!(
+            "the storage does not honour conditional writes (If-None-Match); lock and config \
+             files are written unconditionally"
+        );
+    }
+    works
+}
+
+/// An operator for a repository in a local directory. Files are written to `<root>/.tmp`,
+/// synced, and renamed into place, so a crash never leaves a half-written file under its final
+/// name. With `create` false a missing directory is [`Error::RepositoryNotFound`] (OpenDAL
+/// would otherwise create it).
+pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> {
+    let shown = path.display().to_string();
+    if !create && !path.join(CONFIG_PATH).exists() {
+        return Err(Error::RepositoryNotFound(shown));
+    }
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let root = abs.to_string_lossy();
+    let tmp = abs.join(".tmp");
+    let builder = opendal::services::Fs::default()
+        .root(&root)
+        .atomic_write_dir(&tmp.to_string_lossy());
+    Operator::new(builder).map_err(|e| Error::storage("open", shown, e))
+}
