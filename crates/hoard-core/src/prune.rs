@@ -27,14 +27,17 @@
 //! 60 bytes per pack, and a few index files and packs in flight.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::backup::counters::Counters;
+use crate::backup::saver::{BlobSaver, IndexMode};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{read_pack, BlobType, PackWriter, PackedBlob};
+use crate::format::pack::{read_pack, PackedBlob};
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::testhook::hook;
 use crate::walk::walk_unique_trees;
@@ -373,49 +376,56 @@ async fn mark_used(
     Ok(used)
 }
 
-/// Copies the used blobs of `repack` into new packs; returns the new packs' index entries.
+/// Copies the used blobs of `repack` into new packs through the blob saver; returns the new
+/// packs' index entries for prune's own index files.
 async fn repack_packs(
     repo: &Repository,
     repack: &[Id],
     used: &Bits,
     stats: &mut PruneStats,
 ) -> Result<Vec<IndexPack>> {
-    let target = repo.config().pack_size as usize;
-    let mut writers: HashMap<BlobType, PackWriter> = HashMap::new();
-    let mut out = Vec::new();
-    let mut reads = futures::stream::iter(repack.iter().copied())
-        .map(|id| async move { Ok::<_, Error>((id, repo.read_file(FileKind::Pack, &id).await?)) })
-        .buffered(2);
-    while let Some((pack_id, bytes)) = reads.try_next().await? {
-        // The pack's own header lists its blobs (and is authenticated).
-        let blobs = read_pack(repo.key(), &bytes, &FileKind::Pack.path(&pack_id))?;
-        let copied = used_blobs_of(repo, &pack_id, &bytes, &blobs, used)?;
-        for (b, sealed) in copied {
-            let w = writers.entry(b.blob_type).or_default();
-            w.add(b.id, b.blob_type, &sealed, b.compressed, b.raw_length);
-            if w.len() >= target {
-                let full = std::mem::take(w);
-                out.push(upload(repo, full, stats).await?);
+    let counters = Arc::new(Counters::default());
+    // Blobs arrive sealed: one (idle) compression worker is enough.
+    let saver = BlobSaver::new(repo, counters.clone(), IndexMode::Collect, 1, 2);
+    let handle = saver
+        .handle()
+        .ok_or_else(|| Error::Task("saver closed".into()))?;
+    let copied = async {
+        let mut reads =
+            futures::stream::iter(repack.iter().copied())
+                .map(|id| async move {
+                    Ok::<_, Error>((id, repo.read_file(FileKind::Pack, &id).await?))
+                })
+                .buffered(2);
+        while let Some((pack_id, bytes)) = reads.try_next().await? {
+            // The pack's own header lists its blobs (and is authenticated).
+            let blobs = read_pack(repo.key(), &bytes, &FileKind::Pack.path(&pack_id))?;
+            for (b, sealed) in used_blobs_of(repo, &pack_id, &bytes, &blobs, used)? {
+                handle.save_sealed(&b, sealed).await?;
             }
         }
+        Ok::<_, Error>(())
     }
-    for (_, w) in writers {
-        if !w.is_empty() {
-            out.push(upload(repo, w, stats).await?);
-        }
-    }
-    Ok(out)
+    .await;
+    drop(handle);
+    // Finish even after a failed copy: what was uploaded is only unreferenced, and the
+    // saver's tasks must end. The copy's error is the cause to report.
+    let packs = saver.finish().await;
+    copied?;
+    let packs = packs?;
+    (stats.packs_written, stats.bytes_written) = counters.packs();
+    Ok(packs)
 }
 
 /// The sealed bytes of the blobs in a downloaded pack that snapshots use from this copy,
 /// each verified.
-fn used_blobs_of(
+fn used_blobs_of<'a>(
     repo: &Repository,
     pack_id: &Id,
-    bytes: &[u8],
+    bytes: &'a [u8],
     blobs: &[PackedBlob],
     used: &Bits,
-) -> Result<Vec<(PackedBlob, Vec<u8>)>> {
+) -> Result<Vec<(PackedBlob, &'a [u8])>> {
     let index = repo.index();
     let mut copied = Vec::new();
     for b in blobs {
@@ -433,20 +443,9 @@ fn used_blobs_of(
         })?;
         // Never copy damage into a new pack: the old one is about to be deleted.
         repo.decode_located_blob(&loc, sealed)?;
-        copied.push((*b, sealed.to_vec()));
+        copied.push((*b, sealed));
     }
     Ok(copied)
-}
-
-async fn upload(repo: &Repository, w: PackWriter, stats: &mut PruneStats) -> Result<IndexPack> {
-    let pack = w.finish(repo.key());
-    stats.packs_written += 1;
-    stats.bytes_written += pack.bytes.len() as u64;
-    let id = repo.write_file(FileKind::Pack, pack.bytes).await?;
-    Ok(IndexPack {
-        id,
-        blobs: pack.blobs,
-    })
 }
 
 /// Groups packs into index files of about [`BLOBS_PER_INDEX_FILE`] blobs.
@@ -486,6 +485,7 @@ async fn delete_all(repo: &Repository, kind: FileKind, ids: &[Id]) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::BlobType;
 
     #[test]
     fn only_the_last_index_file_supersedes() {

@@ -6,7 +6,6 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -15,6 +14,7 @@ use globset::GlobSet;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::counters::{bump, Counters};
 use super::file::{read_file, ReadError};
 use super::layout::{Target, VirtualDir};
 use super::saver::SaverHandle;
@@ -26,24 +26,13 @@ use crate::host::NameCache;
 use crate::progress::{FileError, Progress};
 use crate::repository::Repository;
 
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) files_new: AtomicU64,
-    pub(super) files_changed: AtomicU64,
-    pub(super) files_unmodified: AtomicU64,
-    pub(super) dirs_new: AtomicU64,
-    pub(super) dirs_changed: AtomicU64,
-    pub(super) dirs_unmodified: AtomicU64,
-    pub(super) bytes: AtomicU64,
-}
-
 pub(super) struct Archiver {
     pub(super) repo: Repository,
     pub(super) saver: SaverHandle,
     pub(super) names: NameCache,
     pub(super) excludes: GlobSet,
     pub(super) readers: Arc<Semaphore>,
-    pub(super) counters: Counters,
+    pub(super) counters: Arc<Counters>,
     pub(super) errors: Mutex<Vec<FileError>>,
     pub(super) progress: Arc<dyn Progress>,
     pub(super) cancel: CancelToken,
@@ -130,13 +119,9 @@ impl Archiver {
             NodeType::File => {
                 if let Some(old) = old.as_ref().filter(|o| node.same_file_metadata(o)) {
                     let content = old.content.clone().unwrap_or_default();
-                    let index = self.repo.index();
-                    if content.iter().all(|id| index.contains(id)) {
-                        drop(index);
-                        self.counters
-                            .files_unmodified
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+                    if self.saver.known(&content) {
+                        bump(&self.counters.files_unmodified, 1);
+                        bump(&self.counters.bytes_processed, node.size);
                         self.progress.file_done(&path, node.size, false);
                         node.content = Some(content);
                         return Ok(Pending::Ready(Box::new(node)));
@@ -146,7 +131,7 @@ impl Archiver {
                     Some(_) => &self.counters.files_changed,
                     None => &self.counters.files_new,
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                bump(counter, 1);
                 let permit = self
                     .readers
                     .clone()
@@ -165,7 +150,7 @@ impl Archiver {
                         &me.cancel,
                     ) {
                         Ok(()) => {
-                            me.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+                            bump(&me.counters.bytes_processed, node.size);
                             me.progress.file_done(&path, node.size, true);
                             Ok(Some(node))
                         }
@@ -244,7 +229,7 @@ impl Archiver {
                     Some(_) => &me.counters.dirs_changed,
                     None => &me.counters.dirs_new,
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                bump(counter, 1);
                 node.subtree = Some(id);
                 Ok(Some(node))
             })))

@@ -19,6 +19,7 @@
 //! snapshot is still written, and callers turn a non-empty error list into exit code 3.
 
 mod archiver;
+pub(crate) mod counters;
 mod file;
 mod layout;
 pub mod saver;
@@ -37,9 +38,10 @@ use crate::host::NameCache;
 use crate::patterns::compile_patterns;
 use crate::progress::{FileError, Progress};
 use crate::repository::{FileKind, Lease, LockNeed, Repository};
-use archiver::{Archiver, Counters};
+use archiver::Archiver;
+use counters::Counters;
 use layout::{absolute, build_virtual};
-use saver::BlobSaver;
+use saver::{BlobSaver, IndexMode};
 
 /// Which snapshot to compare against to skip unchanged files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,7 +151,8 @@ async fn backup_locked(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let saver = BlobSaver::new(repo, cores, 2);
+    let counters = Arc::new(Counters::default());
+    let saver = BlobSaver::new(repo, counters.clone(), IndexMode::Write, cores, 2);
     let handle = saver
         .handle()
         .ok_or_else(|| Error::Task("saver closed".into()))?;
@@ -161,7 +164,7 @@ async fn backup_locked(
         readers: Arc::new(Semaphore::new(
             opts.read_concurrency.unwrap_or(cores).max(1),
         )),
-        counters: Counters::default(),
+        counters: counters.clone(),
         errors: Mutex::new(Vec::new()),
         progress,
         cancel: opts.cancel.clone().unwrap_or_default(),
@@ -193,7 +196,6 @@ async fn backup_locked(
     };
     let Archiver {
         saver: handle,
-        counters,
         errors,
         ..
     } = archiver;
@@ -201,30 +203,10 @@ async fn backup_locked(
     // Packs and index are written even when the walk failed or was interrupted, so uploaded
     // data is reusable. A failed upload also fails the walk with a generic error: report the
     // upload's error, the cause.
-    let totals = saver.finish().await?;
+    saver.finish().await?;
     let root = walked?;
 
-    let c = &counters;
-    let files_new = c.files_new.load(Ordering::Relaxed);
-    let files_changed = c.files_changed.load(Ordering::Relaxed);
-    let files_unmodified = c.files_unmodified.load(Ordering::Relaxed);
-    let mut summary = SnapshotSummary {
-        backup_start: Some(start),
-        backup_end: None,
-        files_new,
-        files_changed,
-        files_unmodified,
-        dirs_new: c.dirs_new.load(Ordering::Relaxed),
-        dirs_changed: c.dirs_changed.load(Ordering::Relaxed),
-        dirs_unmodified: c.dirs_unmodified.load(Ordering::Relaxed),
-        data_blobs: totals.data_blobs,
-        tree_blobs: totals.tree_blobs,
-        data_added: totals.data_added,
-        data_added_packed: totals.data_added_packed,
-        total_files_processed: files_new + files_changed + files_unmodified,
-        total_bytes_processed: c.bytes.load(Ordering::Relaxed),
-    };
-    summary.backup_end = Some(Utc::now());
+    let summary: SnapshotSummary = counters.summary(start, Utc::now());
     let (uid, gid) = (
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),

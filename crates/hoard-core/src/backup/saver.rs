@@ -11,42 +11,39 @@
 //! the input. [`BlobSaver::finish`] is the single place that orders writes: it flushes the
 //! last packs, waits for every upload, and writes the final index; only then may a snapshot
 //! that references these blobs be written.
+//!
+//! The saver owns everything between a blob and an indexed pack: dedup against the index and
+//! the blobs in flight, pack ids (hashed once, as a pack is closed), uploads, index files and
+//! the in-memory index updates. Prune repacks through it too ([`SaverHandle::save_sealed`]),
+//! collecting the new packs for its own superseding index instead of writing index files.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::counters::{bump, Counters};
 use crate::error::{Error, Result};
 use crate::format::blob::{encode_blob, EncodedBlob};
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{BlobType, FinishedPack, PackWriter};
+use crate::format::pack::{BlobType, FinishedPack, PackWriter, PackedBlob};
 use crate::repository::{FileKind, Repository};
 
 /// An index file is written after this many packs, so an interrupted backup leaves most of
 /// its uploaded data indexed and reusable by the next run.
 const INDEX_EVERY: usize = 64;
 
-#[derive(Debug, Default)]
-struct SaverStats {
-    data_blobs: AtomicU64,
-    tree_blobs: AtomicU64,
-    data_added: AtomicU64,
-    data_added_packed: AtomicU64,
-}
-
-/// What one run of the saver stored.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SaverTotals {
-    pub data_blobs: u64,
-    pub tree_blobs: u64,
-    /// Plaintext bytes of new blobs.
-    pub data_added: u64,
-    /// Their size in packs.
-    pub data_added_packed: u64,
+/// What the saver does with uploaded packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexMode {
+    /// Write index files (every [`INDEX_EVERY`] packs and at the end) and add the packs to
+    /// the in-memory index: a backup.
+    Write,
+    /// Hand the packs back from [`BlobSaver::finish`]: prune writes them into its own
+    /// superseding index files.
+    Collect,
 }
 
 struct Job {
@@ -62,7 +59,7 @@ struct Shared {
     in_flight: Mutex<HashSet<Id>>,
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
-    stats: SaverStats,
+    counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -84,20 +81,41 @@ impl Shared {
         }
     }
 
+    /// Whether every blob is indexed or being stored by this run.
+    fn known(&self, ids: &[Id]) -> bool {
+        let index = self.repo.index();
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .all(|id| index.contains(id) || in_flight.contains(id))
+    }
+
     /// Adds an encoded blob; returns the pack when it reached the target size.
     fn add(&self, t: BlobType, id: Id, e: EncodedBlob) -> Option<FinishedPack> {
-        let (blobs, added) = match t {
-            BlobType::Data => (&self.stats.data_blobs, &self.stats.data_added),
-            BlobType::Tree => (&self.stats.tree_blobs, &self.stats.data_added),
-        };
-        blobs.fetch_add(1, Ordering::Relaxed);
-        added.fetch_add(e.raw_len as u64, Ordering::Relaxed);
-        self.stats
-            .data_added_packed
-            .fetch_add(e.sealed.len() as u64, Ordering::Relaxed);
+        let c = &self.counters;
+        bump(
+            match t {
+                BlobType::Data => &c.data_blobs,
+                BlobType::Tree => &c.tree_blobs,
+            },
+            1,
+        );
+        bump(&c.data_added, u64::from(e.raw_len));
+        bump(&c.data_added_packed, e.sealed.len() as u64);
+        self.add_sealed(t, id, &e.sealed, e.compressed, e.raw_len)
+    }
+
+    /// Appends sealed bytes to the pack of their type; returns the pack when it is full.
+    fn add_sealed(
+        &self,
+        t: BlobType,
+        id: Id,
+        sealed: &[u8],
+        compressed: bool,
+        raw_len: u32,
+    ) -> Option<FinishedPack> {
         let full = {
             let mut p = self.packer(t).lock().unwrap_or_else(|e| e.into_inner());
-            p.add(id, t, &e.sealed, e.compressed, e.raw_len);
+            p.add(id, t, sealed, compressed, raw_len);
             (p.len() >= self.pack_size).then(|| std::mem::replace(&mut *p, self.new_packer()))
         };
         full.map(|p| p.finish(self.repo.key()))
@@ -120,7 +138,7 @@ pub struct BlobSaver {
     jobs: Option<crossbeam_channel::Sender<Job>>,
     uploads: Option<mpsc::Sender<FinishedPack>>,
     workers: Vec<std::thread::JoinHandle<()>>,
-    uploader: tokio::task::JoinHandle<Result<()>>,
+    uploader: tokio::task::JoinHandle<Result<Vec<IndexPack>>>,
 }
 
 /// What file readers and the tree saver use to store blobs.
@@ -136,7 +154,15 @@ fn stopped() -> Error {
 }
 
 impl BlobSaver {
-    pub fn new(repo: &Repository, workers: usize, upload_concurrency: usize) -> Self {
+    /// A saver with `workers` compression threads and `upload_concurrency` uploads at once,
+    /// counting into `counters`.
+    pub(crate) fn new(
+        repo: &Repository,
+        counters: Arc<Counters>,
+        mode: IndexMode,
+        workers: usize,
+        upload_concurrency: usize,
+    ) -> Self {
         let pack_size = repo.config().pack_size as usize;
         let max_blob =
             repo.config().chunker.max_size as usize + crate::format::crypto::SEAL_OVERHEAD + 1024;
@@ -148,7 +174,7 @@ impl BlobSaver {
             in_flight: Mutex::new(HashSet::new()),
             data_packer: Mutex::new(PackWriter::with_capacity(pack_size + max_blob)),
             tree_packer: Mutex::new(PackWriter::new()),
-            stats: SaverStats::default(),
+            counters,
         });
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
         let (up_tx, up_rx) = mpsc::channel::<FinishedPack>(1);
@@ -166,7 +192,12 @@ impl BlobSaver {
                     .ok()
             })
             .collect();
-        let uploader = tokio::spawn(upload_loop(repo.clone(), up_rx, upload_concurrency.max(1)));
+        let uploader = tokio::spawn(upload_loop(
+            shared.clone(),
+            mode,
+            up_rx,
+            upload_concurrency.max(1),
+        ));
         BlobSaver {
             shared,
             jobs: Some(job_tx),
@@ -185,8 +216,9 @@ impl BlobSaver {
     }
 
     /// Flushes everything, waits for all uploads and writes the last index file. Every
-    /// [`SaverHandle`] must have been dropped before. Returns what was stored.
-    pub async fn finish(mut self) -> Result<SaverTotals> {
+    /// [`SaverHandle`] must have been dropped before. In [`IndexMode::Collect`], returns the
+    /// uploaded packs (else nothing: they are indexed).
+    pub(crate) async fn finish(mut self) -> Result<Vec<IndexPack>> {
         drop(self.jobs.take());
         let workers = std::mem::take(&mut self.workers);
         tokio::task::spawn_blocking(move || {
@@ -204,14 +236,7 @@ impl BlobSaver {
             }
         }
         drop(uploads);
-        (&mut self.uploader).await??;
-        let s = &self.shared.stats;
-        Ok(SaverTotals {
-            data_blobs: s.data_blobs.load(Ordering::Relaxed),
-            tree_blobs: s.tree_blobs.load(Ordering::Relaxed),
-            data_added: s.data_added.load(Ordering::Relaxed),
-            data_added_packed: s.data_added_packed.load(Ordering::Relaxed),
-        })
+        (&mut self.uploader).await?
     }
 }
 
@@ -239,8 +264,25 @@ impl SaverHandle {
         Ok(id)
     }
 
-    pub fn key(&self) -> &crate::format::crypto::MasterKey {
-        self.shared.repo.key()
+    /// Whether every one of `ids` is indexed or being stored by this run, so a file whose
+    /// content they are can be taken over from the parent snapshot without reading it.
+    pub fn known(&self, ids: &[Id]) -> bool {
+        self.shared.known(ids)
+    }
+
+    /// Copies an already sealed blob into a new pack as it is (prune's repacking; the caller
+    /// verified it). No dedup: the caller copies each blob once.
+    pub(crate) async fn save_sealed(&self, blob: &PackedBlob, sealed: &[u8]) -> Result<()> {
+        if let Some(p) = self.shared.add_sealed(
+            blob.blob_type,
+            blob.id,
+            sealed,
+            blob.compressed,
+            blob.raw_length,
+        ) {
+            self.uploads.send(p).await.map_err(|_| stopped())?;
+        }
+        Ok(())
     }
 }
 
@@ -261,34 +303,49 @@ fn seal_worker(
 }
 
 async fn upload_loop(
-    repo: Repository,
+    shared: Arc<Shared>,
+    mode: IndexMode,
     rx: mpsc::Receiver<FinishedPack>,
     concurrency: usize,
-) -> Result<()> {
+) -> Result<Vec<IndexPack>> {
     let packs =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+    let repo = &shared.repo;
+    let counters = &shared.counters;
     let done = packs
-        .map(|p| {
-            let repo = repo.clone();
-            async move {
-                let FinishedPack { id, bytes, blobs } = p;
-                let stored = repo.write_file(FileKind::Pack, bytes).await?;
-                debug_assert_eq!(stored, id);
-                tracing::debug!(pack = %id.short(), blobs = blobs.len(), "uploaded pack");
-                Ok::<_, Error>(IndexPack { id, blobs })
-            }
+        .map(|p| async move {
+            let FinishedPack { id, bytes, blobs } = p;
+            bump(&counters.packs, 1);
+            bump(&counters.pack_bytes, bytes.len() as u64);
+            repo.write_named(FileKind::Pack, id, bytes).await?;
+            tracing::debug!(pack = %id.short(), blobs = blobs.len(), "uploaded pack");
+            Ok::<_, Error>(IndexPack { id, blobs })
         })
         .buffer_unordered(concurrency);
     let mut done = std::pin::pin!(done);
     let mut pending = IndexFile::default();
     while let Some(pack) = done.next().await {
         pending.packs.push(pack?);
-        if pending.packs.len() >= INDEX_EVERY {
-            repo.save_index(&std::mem::take(&mut pending)).await?;
+        if mode == IndexMode::Write && pending.packs.len() >= INDEX_EVERY {
+            save_index(repo, &std::mem::take(&mut pending)).await?;
         }
     }
-    if !pending.packs.is_empty() {
-        repo.save_index(&pending).await?;
+    if mode == IndexMode::Collect {
+        return Ok(pending.packs);
     }
-    Ok(())
+    if !pending.packs.is_empty() {
+        save_index(repo, &pending).await?;
+    }
+    Ok(Vec::new())
+}
+
+/// Writes an index file, then adds its packs to the in-memory index: from here on, later
+/// blobs of this run and later runs in this process dedup against them.
+async fn save_index(repo: &Repository, file: &IndexFile) -> Result<Id> {
+    let id = repo.save_doc(FileKind::Index, file).await?;
+    let mut index = repo.index_mut();
+    for p in &file.packs {
+        index.add_pack(p.id, &p.blobs);
+    }
+    Ok(id)
 }

@@ -145,14 +145,4 @@ impl Repository {
         }
         Ok(())
     }
-
-    /// Writes an index file and adds its blobs to the in-memory index.
-    pub async fn save_index(&self, file: &IndexFile) -> Result<Id> {
-        let id = self.save_doc(FileKind::Index, file).await?;
-        let mut index = self.index_mut();
-        for p in &file.packs {
-            index.add_pack(p.id, &p.blobs);
-        }
-        Ok(id)
-    }
 }
