@@ -97,6 +97,16 @@ impl RepositoryManifest {
         }
     }
 
+    /// The region the manifest names, if it names one (an empty `region` names none).
+    pub fn explicit_region(&self) -> Option<String> {
+        self.spec
+            .backend
+            .s3
+            .as_ref()
+            .and_then(|s| s.region.clone())
+            .filter(|r| !r.is_empty())
+    }
+
     /// The storage the Repository describes; endpoints without a scheme are https and the
     /// region defaults to us-east-1.
     pub fn target(&self) -> Result<Target, S3Error> {

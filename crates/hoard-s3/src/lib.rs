@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod crd;
 pub mod error;
 pub mod location;
+pub mod open;
 pub mod secrets;
 pub mod tls;
 
@@ -21,6 +22,7 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 pub use bucket::Credentials;
 pub use error::S3Error;
 pub use location::{BucketLookup, S3Location};
+pub use open::{Connection, Location, OpenError, OpenMode};
 pub use secrets::Secrets;
 
 use bucket::{BucketClient, Presence};

@@ -49,7 +49,7 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
 
 fn location_label(g: &GlobalArgs) -> String {
     repo::settings(g)
-        .map(|s| s.location.to_string())
+        .map(|s| s.conn.location.to_string())
         .unwrap_or_default()
 }
 

@@ -7,7 +7,7 @@ use crate::repo;
 
 pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
     let settings = repo::settings(g)?;
-    let pw = repo::password(g, &settings.secrets)?;
+    let pw = repo::password(g, &settings.conn.secrets)?;
     let d = InitOptions::default();
     let opts = InitOptions {
         kdf: a.kdf.params(),
