@@ -2,6 +2,8 @@
 //! deduplication, encryption and exit codes. Each scenario runs on a local repository and on
 //! the S3 test server over TLS (CA_CERT_DATA).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
 #[macro_use]
 mod common;
 

@@ -1,5 +1,7 @@
 //! The library API on an in-memory OpenDAL operator, as an embedding program uses it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
 mod common;
 
 use std::sync::Arc;

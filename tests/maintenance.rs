@@ -2,6 +2,8 @@
 //! diff and dump. The scenarios that matter on shared storage run on a local repository and
 //! on the S3 test server over TLS.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
 #[macro_use]
 mod common;
 

@@ -2,6 +2,8 @@
 //! made by the test): bucket creation, prefixes, every secret source, and the failure cases
 //! that must answer with one clear line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
 mod common;
 
 use std::fs;

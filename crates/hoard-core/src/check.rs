@@ -20,11 +20,11 @@ use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::index::IndexFile;
 use crate::format::pack::{pack_file_size, read_pack, BlobType, PackedBlob};
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
+use crate::id::Id;
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::walk::walk_unique_trees;
 

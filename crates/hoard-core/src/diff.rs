@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
 use crate::format::tree::{Node, NodeType, Tree};
+use crate::id::Id;
 use crate::repository::Repository;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

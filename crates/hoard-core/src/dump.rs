@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::tree::{Node, NodeType};
+use crate::id::Id;
 use crate::repository::{LockNeed, Repository};
 
 /// What a path in a snapshot names.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::format::id::Id;
+use crate::id::Id;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

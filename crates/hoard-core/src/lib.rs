@@ -9,12 +9,12 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | [`format`] | bytes on storage: ids, sealing, key files, config, blobs, packs, index files, trees, snapshots, the chunker (pure, no I/O) |
+//! | [`format`] | bytes on storage: sealing, key files, config, blobs, packs, index files, trees, snapshots, the chunker (pure, no I/O) |
 //! | [`repository`] | those files on an OpenDAL operator: storage, keys, locks, the in-memory index, reading blobs and trees, finding snapshots, [`Repository`] itself |
 //! | [`backup`] | directory trees to a snapshot: layout, walk, file reader, and the saver (pack, upload, index) |
 //! | [`restore`], [`dump`], [`diff`], [`walk`] | reading snapshots back |
 //! | [`forget`], [`prune`], [`check`] | maintenance |
-//! | [`host`], [`patterns`], [`progress`], [`error`] | small shared leaves: this machine's names, path patterns, progress events, the error type |
+//! | [`id`], [`host`], [`patterns`], [`progress`], [`error`] | small shared leaves: ids (the BLAKE3 names of files and blobs), this machine's names, path patterns, progress events, the error type |
 //!
 //! Arrows point down that table: `format` needs nothing above it, `repository` only
 //! `format`, and each operation only `repository` and `format`.
@@ -41,9 +41,11 @@ pub mod error;
 pub mod forget;
 pub mod format;
 pub mod host;
+pub mod id;
 pub mod patterns;
 pub mod progress;
 pub mod prune;
+pub(crate) mod random;
 pub mod repository;
 pub mod restore;
 #[cfg(feature = "test-hooks")]
@@ -61,10 +63,10 @@ pub use check::{check, CheckOptions, CheckReport, ReadData};
 pub use error::{Error, Result};
 pub use forget::{apply_policy, forget_snapshots, plan_forget, GroupBy, Policy, Span};
 pub use format::config::Config;
-pub use format::id::Id;
 pub use format::keyfile::KdfParams;
 pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 pub use format::tree::{Node, NodeType, Tree};
+pub use id::Id;
 pub use progress::{FileError, NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
 pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};

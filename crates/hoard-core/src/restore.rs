@@ -22,10 +22,10 @@ use futures::{StreamExt, TryStreamExt};
 use globset::GlobSet;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::pack::PackedBlob;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Node, NodeType};
+use crate::id::Id;
 use crate::progress::{FileError, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
 

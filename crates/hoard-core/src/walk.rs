@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::tree::{Node, NodeType, Tree};
+use crate::id::Id;
 use crate::repository::Repository;
 
 /// Calls `visit` for every node below `tree`, parents before children, with its snapshot path.

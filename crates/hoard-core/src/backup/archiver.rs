@@ -20,9 +20,9 @@ use super::layout::{Target, VirtualDir};
 use super::saver::SaverHandle;
 use super::CancelToken;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::tree::{Node, NodeType, RawName, Tree};
 use crate::host::NameCache;
+use crate::id::Id;
 use crate::progress::{FileError, Progress};
 use crate::repository::Repository;
 

@@ -32,9 +32,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 use crate::host::NameCache;
+use crate::id::Id;
 use crate::patterns::compile_patterns;
 use crate::progress::{FileError, Progress};
 use crate::repository::{FileKind, Lease, LockNeed, Repository};

@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use super::counters::{bump, Counters};
 use crate::error::{Error, Result};
 use crate::format::blob::{encode_blob, EncodedBlob};
-use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, FinishedPack, PackWriter, PackedBlob};
+use crate::id::Id;
 use crate::repository::{FileKind, Repository};
 
 /// An index file is written after this many packs, so an interrupted backup leaves most of

@@ -20,8 +20,8 @@ use chrono::TimeZone;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
 use crate::format::snapshot::SnapshotEntry;
+use crate::id::Id;
 use crate::repository::{FileKind, LockNeed, Repository};
 
 pub use group::{group_snapshots, GroupBy, GroupKey};

@@ -134,7 +134,7 @@ mod tests {
         );
 
         let mut random = vec![0u8; 300_000];
-        crate::format::random::fill_random(&mut random);
+        crate::random::fill_random(&mut random);
         let b = encode_blob(&k, &random, 3);
         assert!(!b.compressed);
         assert_eq!(

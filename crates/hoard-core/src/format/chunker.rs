@@ -48,7 +48,7 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
-        crate::format::random::fill_random(&mut v);
+        crate::random::fill_random(&mut v);
         v
     }
 

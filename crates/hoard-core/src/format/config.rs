@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::id::Id;
+use crate::id::Id;
 
 /// Current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -22,7 +22,7 @@ pub struct ChunkerParams {
 impl ChunkerParams {
     pub fn random() -> Self {
         let mut seed = [0u8; 8];
-        super::random::fill_random(&mut seed);
+        crate::random::fill_random(&mut seed);
         ChunkerParams {
             min_size: 512 * 1024,
             avg_size: 1024 * 1024,

@@ -11,9 +11,9 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::id::Id;
-use super::random::fill_random;
 use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::random::fill_random;
 
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::id::Id;
 use super::pack::PackedBlob;
+use crate::id::Id;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexFile {

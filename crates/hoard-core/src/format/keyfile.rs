@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use super::crypto::{open_with, seal_with, MasterKey};
-use super::random::fill_random;
 use crate::error::{Error, Result};
+use crate::random::fill_random;
 
 /// argon2id cost parameters, stored per key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{MasterKey, SEAL_OVERHEAD};
-use super::id::Id;
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 /// Length of one header entry.
 pub const ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 32;

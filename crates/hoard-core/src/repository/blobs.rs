@@ -8,9 +8,9 @@ use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::blob::decode_blob;
-use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::Tree;
+use crate::id::Id;
 
 /// Tree packs kept in memory (each at most a pack size).
 const TREE_PACK_CACHE: usize = 4;

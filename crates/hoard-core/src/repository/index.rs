@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::format::id::Id;
 use crate::format::index::IndexFile;
 use crate::format::pack::{BlobType, PackedBlob};
+use crate::id::Id;
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use super::index::{BlobLocation, Index};
 use super::storage::FileKind;
 use super::{IndexSource, Repository};
 use crate::error::Result;
-use crate::format::id::Id;
 use crate::format::index::IndexFile;
+use crate::id::Id;
 
 impl Repository {
     pub fn blob_location(&self, id: &Id) -> Option<BlobLocation> {

@@ -10,8 +10,8 @@ use opendal::Operator;
 use super::storage::{list_ids, read_all, FileKind, Storage};
 use crate::error::{Error, Result};
 use crate::format::crypto::MasterKey;
-use crate::format::id::Id;
 use crate::format::keyfile::{KdfParams, KeyFile};
+use crate::id::Id;
 
 /// A key file as listed.
 #[derive(Debug, Clone, Serialize)]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::storage::{FileKind, Storage};
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::id::Id;
 
 /// The document in a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

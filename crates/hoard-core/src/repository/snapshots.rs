@@ -5,8 +5,8 @@ use futures::{StreamExt, TryStreamExt};
 use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
 use crate::format::snapshot::{Snapshot, SnapshotEntry};
+use crate::id::Id;
 
 impl Repository {
     /// All snapshots, oldest first.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc, seal_doc};
 use crate::format::crypto::MasterKey;
-use crate::format::id::Id;
+use crate::id::Id;
 
 /// The kinds of files in a repository; each knows its folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ impl Id {
 
     pub fn random() -> Self {
         let mut b = [0u8; 32];
-        super::random::fill_random(&mut b);
+        crate::random::fill_random(&mut b);
         Id(b)
     }
 }
