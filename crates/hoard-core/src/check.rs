@@ -77,11 +77,46 @@ pub struct CheckOptions {
     pub read_data: ReadData,
 }
 
+/// What a check error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Damaged {
+    IndexFile,
+    Pack,
+    Snapshot,
+    /// A tree (directory listing) a snapshot needs.
+    Tree,
+    /// A data blob a file needs.
+    Blob,
+    /// A file in a snapshot that a damaged blob belongs to.
+    File,
+}
+
+/// One piece of damage: something a snapshot needs is missing or wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckError {
+    pub kind: Damaged,
+    /// The damaged object's id (for [`Damaged::File`], the snapshot's).
+    pub id: Id,
+    /// The whole finding in words, naming snapshots, paths and packs.
+    pub message: String,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn damage(kind: Damaged, id: Id, message: String) -> CheckError {
+    CheckError { kind, id, message }
+}
+
 /// What check found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
     /// Damage: something a snapshot needs is missing or wrong.
-    pub errors: Vec<String>,
+    pub errors: Vec<CheckError>,
     /// Harmless findings (e.g. packs only prune will remove).
     pub notes: Vec<String>,
     pub snapshots: u64,
@@ -114,7 +149,11 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
     repo.for_each_index_file(&ids, |id, f| {
         match f {
             Ok(f) => files.push((id, f)),
-            Err(e) => r.errors.push(format!("index file {}: {e}", id.short())),
+            Err(e) => r.errors.push(damage(
+                Damaged::IndexFile,
+                id,
+                format!("index file {}: {e}", id.short()),
+            )),
         }
         Ok(())
     })
@@ -148,12 +187,19 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
         match on_storage.get(id) {
             None => {
                 missing_packs.insert(*id);
-                r.errors
-                    .push(format!("pack {} is indexed but missing", id.short()));
+                r.errors.push(damage(
+                    Damaged::Pack,
+                    *id,
+                    format!("pack {} is indexed but missing", id.short()),
+                ));
             }
-            Some(size) if *size != expected => r.errors.push(format!(
-                "pack {} has {size} bytes, its index entries add up to {expected}",
-                id.short()
+            Some(size) if *size != expected => r.errors.push(damage(
+                Damaged::Pack,
+                *id,
+                format!(
+                    "pack {} has {size} bytes, its index entries add up to {expected}",
+                    id.short()
+                ),
             )),
             Some(_) => {}
         }
@@ -173,7 +219,11 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
     for id in repo.list(FileKind::Snapshot).await? {
         match repo.load_doc(FileKind::Snapshot, &id).await {
             Ok(snapshot) => snapshots.push(SnapshotEntry { id, snapshot }),
-            Err(e) => r.errors.push(format!("snapshot {}: {e}", id.short())),
+            Err(e) => r.errors.push(damage(
+                Damaged::Snapshot,
+                id,
+                format!("snapshot {}: {e}", id.short()),
+            )),
         }
     }
     r.snapshots = snapshots.len() as u64;
@@ -185,12 +235,16 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
         let tree = match tree {
             Ok(t) => t,
             Err(e) => {
-                errors.push(format!(
-                    "snapshot {}: directory {}: tree {} {}",
-                    snap.short(),
-                    dir.display(),
-                    tree_id.short(),
-                    short_error(&e)
+                errors.push(damage(
+                    Damaged::Tree,
+                    *tree_id,
+                    format!(
+                        "snapshot {}: directory {}: tree {} {}",
+                        snap.short(),
+                        dir.display(),
+                        tree_id.short(),
+                        short_error(&e)
+                    ),
                 ));
                 return Ok(());
             }
@@ -198,10 +252,14 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
         for node in &tree.nodes {
             let path = dir.join(node.name.as_os_str());
             if node.node_type == NodeType::Dir && node.subtree.is_none() {
-                errors.push(format!(
-                    "snapshot {}: {}: directory without a tree",
-                    snap.short(),
-                    path.display()
+                errors.push(damage(
+                    Damaged::Tree,
+                    *tree_id,
+                    format!(
+                        "snapshot {}: {}: directory without a tree",
+                        snap.short(),
+                        path.display()
+                    ),
                 ));
             }
             for id in node.content.iter().flatten() {
@@ -216,11 +274,15 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
                     Some(_) => None,
                 };
                 if let Some(p) = problem {
-                    errors.push(format!(
-                        "snapshot {}: {}: data blob {} {p}",
-                        snap.short(),
-                        path.display(),
-                        id.short()
+                    errors.push(damage(
+                        Damaged::Blob,
+                        *id,
+                        format!(
+                            "snapshot {}: {}: data blob {} {p}",
+                            snap.short(),
+                            path.display(),
+                            id.short()
+                        ),
                     ));
                 }
             }
@@ -241,8 +303,11 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
         let bytes = match read {
             Ok(b) => b.to_vec(),
             Err(e) => {
-                r.errors
-                    .push(format!("pack {}: cannot read: {e}", id.short()));
+                r.errors.push(damage(
+                    Damaged::Pack,
+                    id,
+                    format!("pack {}: cannot read: {e}", id.short()),
+                ));
                 continue;
             }
         };
@@ -264,12 +329,16 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
         for s in &snapshots {
             let files = affected(repo, s.snapshot.tree, &bad_blobs, &mut memo).await;
             for (path, why) in files {
-                r.errors.push(format!(
-                    "snapshot {} ({} {}): {} is damaged: {why}",
-                    s.id.short(),
-                    s.snapshot.hostname,
-                    s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
-                    Path::new("/").join(path).display(),
+                r.errors.push(damage(
+                    Damaged::File,
+                    s.id,
+                    format!(
+                        "snapshot {} ({} {}): {} is damaged: {why}",
+                        s.id.short(),
+                        s.snapshot.hostname,
+                        s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+                        Path::new("/").join(path).display(),
+                    ),
                 ));
             }
         }
@@ -328,12 +397,13 @@ fn verify_pack(
     id: &Id,
     bytes: &[u8],
     indexed: &[PackedBlob],
-    errors: &mut Vec<String>,
+    errors: &mut Vec<CheckError>,
     bad: &mut HashMap<Id, String>,
 ) {
     let what = format!("pack {}", id.short());
+    let mut push = |message: String| errors.push(damage(Damaged::Pack, *id, message));
     if Id::of_file(bytes) != *id {
-        errors.push(format!(
+        push(format!(
             "{what}: content does not match its name (damaged on storage)"
         ));
     }
@@ -344,10 +414,10 @@ fn verify_pack(
             a.sort();
             b.sort();
             if a != b {
-                errors.push(format!("{what}: header does not match the index"));
+                push(format!("{what}: header does not match the index"));
             }
         }
-        Err(e) => errors.push(format!("{what}: header: {e}")),
+        Err(e) => push(format!("{what}: header: {e}")),
     }
     for b in indexed {
         let loc = crate::repository::index::BlobLocation {
@@ -364,7 +434,7 @@ fn verify_pack(
                 BlobType::Data => "data",
                 BlobType::Tree => "tree",
             };
-            errors.push(format!("{what}: {kind} blob {}: {e}", b.id.short()));
+            push(format!("{what}: {kind} blob {}: {e}", b.id.short()));
             // Only the copy the index uses matters to snapshots.
             if repo.blob_location(&b.id).is_some_and(|l| l.pack == *id) {
                 bad.insert(

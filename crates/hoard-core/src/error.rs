@@ -7,6 +7,9 @@ use crate::id::Id;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error behind another one, kept so callers can walk the chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,7 +27,12 @@ pub enum Error {
         source: Box<opendal::Error>,
     },
     #[error("{what} is corrupt: {detail}")]
-    Corrupt { what: String, detail: String },
+    Corrupt {
+        what: String,
+        detail: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error(
         "{0} failed authentication: it was modified, damaged, or belongs to another repository"
     )]
@@ -44,9 +52,17 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("invalid {what}: {detail}")]
-    Invalid { what: &'static str, detail: String },
+    Invalid {
+        what: &'static str,
+        detail: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A pipeline stage stopped before its work was done (its own error is reported first).
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
     #[error("interrupted: uploaded data was indexed, no snapshot was written")]
     Interrupted,
     #[error("the repository is locked: {holder}. If that process is gone, its lock is ignored once stale (30 minutes without refresh, or at once on its own host); `hoard unlock` removes stale locks")]
@@ -75,17 +91,45 @@ impl Error {
         }
     }
 
+    /// Damage described in words.
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
         Error::Corrupt {
             what: what.into(),
             detail: detail.to_string(),
+            source: None,
         }
     }
 
+    /// Damage found by a decoder, whose error is kept as the source.
+    pub(crate) fn corrupt_by(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Bad input described in words.
     pub(crate) fn invalid(what: &'static str, detail: impl ToString) -> Self {
         Error::Invalid {
             what,
             detail: detail.to_string(),
+            source: None,
+        }
+    }
+
+    /// Bad input found by a parser or library, whose error is kept as the source.
+    pub(crate) fn invalid_by(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Invalid {
+            what,
+            detail: source.to_string(),
+            source: Some(Box::new(source)),
         }
     }
 }
@@ -97,11 +141,5 @@ impl Error {
             Error::Storage { source, .. } => Some(source),
             _ => None,
         }
-    }
-}
-
-impl From<tokio::task::JoinError> for Error {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Error::Task(e.to_string())
     }
 }

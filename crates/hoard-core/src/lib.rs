@@ -59,7 +59,7 @@ mod testhook {
 pub mod walk;
 
 pub use backup::{backup, BackupOptions, BackupResult, CancelToken, ParentSelection};
-pub use check::{check, CheckOptions, CheckReport, ReadData};
+pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};
 pub use error::{Error, Result};
 pub use forget::{apply_policy, forget_snapshots, plan_forget, GroupBy, Policy, Span};
 pub use format::config::Config;

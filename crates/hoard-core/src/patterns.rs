@@ -20,7 +20,7 @@ pub(crate) fn compile_patterns(patterns: &[String], what: &'static str) -> Resul
             .map_err(|e| Error::invalid(what, format!("{p:?}: {e}")))?;
         b.add(g);
     }
-    b.build().map_err(|e| Error::invalid(what, e))
+    b.build().map_err(|e| Error::invalid_by(what, e))
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ impl BucketClient {
             )
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(body)
-            .map_err(|e| S3Error::Config(format!("invalid S3 endpoint {}: {e}", self.endpoint)))?;
+            .map_err(|e| S3Error::parse(format!("invalid S3 endpoint {}", self.endpoint), e))?;
         let (mut parts, body) = req.into_parts();
         self.signer.sign(&mut parts, None).await.map_err(|e| {
             S3Error::Config(format!(

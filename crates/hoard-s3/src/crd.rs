@@ -160,14 +160,14 @@ pub fn parse_crd(text: &str) -> Result<CrdFile, S3Error> {
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let v = serde_yaml_ng::Value::deserialize(doc)
-            .map_err(|e| S3Error::Config(format!("not valid YAML or JSON: {e}")))?;
+            .map_err(|e| S3Error::parse("not valid YAML or JSON", e))?;
         flatten_list(v, &mut docs);
     }
     for v in docs {
         match v.get("kind").and_then(|k| k.as_str()) {
             Some("Repository") => repos.push(
                 serde_yaml_ng::from_value::<RepositoryManifest>(v)
-                    .map_err(|e| S3Error::Config(format!("invalid Repository: {e}")))?,
+                    .map_err(|e| S3Error::parse("invalid Repository", e))?,
             ),
             Some("Secret") => {
                 let name = v
@@ -176,8 +176,7 @@ pub fn parse_crd(text: &str) -> Result<CrdFile, S3Error> {
                     .and_then(|n| n.as_str())
                     .unwrap_or_default()
                     .to_string();
-                let text =
-                    serde_yaml_ng::to_string(&v).map_err(|e| S3Error::Config(e.to_string()))?;
+                let text = serde_yaml_ng::to_string(&v).map_err(|e| S3Error::parse("Secret", e))?;
                 secrets.push((name, Secrets::from_manifest(&text)?));
             }
             _ => {}

@@ -1,5 +1,18 @@
 use thiserror::Error;
 
+impl S3Error {
+    /// `what` did not parse; `source` says why.
+    pub fn parse(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> S3Error {
+        S3Error::Parse {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// Configuration and connection errors. Each message names what to fix; none contains a
 /// secret.
 #[derive(Debug, Error)]
@@ -7,6 +20,19 @@ use thiserror::Error;
 pub enum S3Error {
     #[error("{0}")]
     Config(String),
+    /// Configuration text that does not parse; the parser's error is the source.
+    #[error("{what}: {source}")]
+    Parse {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("CA_CERT_DATA is not usable: {0} (expected PEM text with one or more -----BEGIN CERTIFICATE----- blocks)")]
     BadPem(String),
     #[error("the TLS certificate of {endpoint} is not trusted ({detail}): put the PEM of the CA that signed it in CA_CERT_DATA (or pass --cacert FILE)")]

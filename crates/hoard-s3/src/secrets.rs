@@ -108,16 +108,19 @@ impl Secrets {
 
     /// Reads a mounted secret directory or a manifest file.
     pub fn from_path(path: &Path) -> Result<Secrets, S3Error> {
-        let md = std::fs::metadata(path)
-            .map_err(|e| S3Error::Config(format!("cannot read secret {}: {e}", path.display())))?;
+        let md = std::fs::metadata(path).map_err(|source| S3Error::Read {
+            what: format!("secret {}", path.display()),
+            source,
+        })?;
         if md.is_dir() {
             Self::from_dir(path)
         } else {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                S3Error::Config(format!("cannot read secret {}: {e}", path.display()))
+            let text = std::fs::read_to_string(path).map_err(|source| S3Error::Read {
+                what: format!("secret {}", path.display()),
+                source,
             })?;
             Self::from_manifest(&text)
-                .map_err(|e| S3Error::Config(format!("secret {}: {e}", path.display())))
+                .map_err(|e| S3Error::parse(format!("secret {}", path.display()), e))
         }
     }
 
@@ -160,7 +163,7 @@ impl Secrets {
         let mut found = false;
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let value = serde_yaml_ng::Value::deserialize(doc)
-                .map_err(|e| S3Error::Config(format!("not valid YAML or JSON: {e}")))?;
+                .map_err(|e| S3Error::parse("not valid YAML or JSON", e))?;
             found |= collect(&value, &mut out)?;
         }
         if !found {
@@ -173,7 +176,7 @@ impl Secrets {
 
     fn from_bucket_info_text(text: &str) -> Result<Secrets, S3Error> {
         let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| S3Error::Config(format!("BucketInfo is not valid JSON or YAML: {e}")))?;
+            .map_err(|e| S3Error::parse("BucketInfo is not valid JSON or YAML", e))?;
         let mut s = Secrets::default();
         if !collect(&value, &mut s)? {
             return Err(S3Error::Config(

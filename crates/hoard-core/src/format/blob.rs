@@ -73,7 +73,7 @@ pub fn decode_blob(
 ) -> Result<Vec<u8>> {
     let opened = key.open(sealed, what)?;
     let plain = if compressed {
-        zstd::bulk::decompress(&opened, raw_len as usize).map_err(|e| Error::corrupt(what, e))?
+        zstd::bulk::decompress(&opened, raw_len as usize).map_err(|e| Error::corrupt_by(what, e))?
     } else {
         opened
     };
@@ -88,11 +88,11 @@ pub fn decode_blob(
 
 /// Serialises, compresses and seals a document.
 pub fn seal_doc<T: Serialize>(key: &MasterKey, doc: &T) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(doc).map_err(|e| Error::invalid("document", e))?;
+    let json = serde_json::to_vec(doc).map_err(|e| Error::invalid_by("document", e))?;
     let mut plain = Vec::with_capacity(json.len() / 2 + 1);
     plain.push(DOC_JSON_ZSTD);
     zstd::stream::copy_encode(&json[..], &mut plain, 3)
-        .map_err(|e| Error::invalid("document", e))?;
+        .map_err(|e| Error::invalid_by("document", e))?;
     Ok(key.seal(&plain))
 }
 
@@ -100,7 +100,7 @@ pub fn seal_doc<T: Serialize>(key: &MasterKey, doc: &T) -> Result<Vec<u8>> {
 pub fn open_doc<T: DeserializeOwned>(key: &MasterKey, sealed: &[u8], what: &str) -> Result<T> {
     let plain = key.open(sealed, what)?;
     let json = decode_doc_payload(&plain, what)?;
-    serde_json::from_slice(&json).map_err(|e| Error::corrupt(what, e))
+    serde_json::from_slice(&json).map_err(|e| Error::corrupt_by(what, e))
 }
 
 /// The JSON inside an opened document, for `cat`.
@@ -108,7 +108,7 @@ pub fn decode_doc_payload(plain: &[u8], what: &str) -> Result<Vec<u8>> {
     match plain.split_first() {
         Some((&DOC_JSON_ZSTD, rest)) => {
             let mut out = Vec::new();
-            zstd::stream::copy_decode(rest, &mut out).map_err(|e| Error::corrupt(what, e))?;
+            zstd::stream::copy_decode(rest, &mut out).map_err(|e| Error::corrupt_by(what, e))?;
             Ok(out)
         }
         Some((&DOC_JSON, rest)) => Ok(rest.to_vec()),

@@ -110,10 +110,10 @@ impl KeyFile {
         let b64 = base64::engine::general_purpose::STANDARD;
         let salt = b64
             .decode(&self.salt)
-            .map_err(|e| Error::corrupt("key file salt", e))?;
+            .map_err(|e| Error::corrupt_by("key file salt", e))?;
         let data = b64
             .decode(&self.data)
-            .map_err(|e| Error::corrupt("key file data", e))?;
+            .map_err(|e| Error::corrupt_by("key file data", e))?;
         let cipher = self.params.derive(password, &salt)?;
         match open_with(&cipher, &data, "key") {
             Ok(mut plain) => {

@@ -29,7 +29,7 @@ pub async fn list_keys(repo: &Storage) -> Result<Vec<KeyEntry>> {
     for id in repo.list(FileKind::Key).await? {
         let bytes = repo.read_file(FileKind::Key, &id).await?;
         let kf: KeyFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(FileKind::Key.path(&id), e))?;
+            .map_err(|e| Error::corrupt_by(FileKind::Key.path(&id), e))?;
         out.push(KeyEntry {
             id,
             current: id == repo.key_id(),
@@ -77,7 +77,7 @@ pub async fn add_key(repo: &Storage, password: &[u8], kdf: KdfParams) -> Result<
 }
 
 pub(crate) async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {
-    let bytes = serde_json::to_vec_pretty(kf).map_err(|e| Error::invalid("key file", e))?;
+    let bytes = serde_json::to_vec_pretty(kf).map_err(|e| Error::invalid_by("key file", e))?;
     let id = Id::of_file(&bytes);
     let path = FileKind::Key.path(&id);
     op.write(&path, bytes)
