@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
-use crate::format::pack::{pack_file_size, read_pack, BlobType, PackedBlob};
+use crate::format::pack::{pack_file_len, read_pack, BlobType, PackedBlob};
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
 use crate::id::Id;
@@ -183,7 +183,7 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
     let mut sorted_packs: Vec<&Id> = packs.keys().collect();
     sorted_packs.sort();
     for id in sorted_packs {
-        let expected = pack_file_size(&packs[id]);
+        let expected = pack_file_len(&packs[id]);
         match on_storage.get(id) {
             None => {
                 missing_packs.insert(*id);

@@ -1,4 +1,4 @@
-//! Prune: give back the space of blobs no snapshot uses.
+//! Prune: give back the space of blobs no snapshot uses (FORMAT.md "Prune").
 //!
 //! Read top-down, all under an exclusive lock:
 //! 1. **Load**: the in-memory index, streamed from the live index files (unless the one

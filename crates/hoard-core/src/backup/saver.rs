@@ -99,9 +99,9 @@ impl Shared {
             },
             1,
         );
-        bump(&c.data_added, u64::from(e.raw_len));
+        bump(&c.data_added, u64::from(e.raw_length));
         bump(&c.data_added_packed, e.sealed.len() as u64);
-        self.add_sealed(t, id, &e.sealed, e.compressed, e.raw_len)
+        self.add_sealed(t, id, &e.sealed, e.compressed, e.raw_length)
     }
 
     /// Appends sealed bytes to the pack of their type; returns the pack when it is full.
@@ -111,11 +111,11 @@ impl Shared {
         id: Id,
         sealed: &[u8],
         compressed: bool,
-        raw_len: u32,
+        raw_length: u32,
     ) -> Option<FinishedPack> {
         let full = {
             let mut p = self.packer(t).lock().unwrap_or_else(|e| e.into_inner());
-            p.add(id, t, sealed, compressed, raw_len);
+            p.add(id, t, sealed, compressed, raw_length);
             (p.len() >= self.pack_size).then(|| std::mem::replace(&mut *p, self.new_packer()))
         };
         full.map(|p| p.finish(self.repo.key()))

@@ -6,7 +6,8 @@
 //! media is then stored raw for a fraction of the cost.
 //!
 //! Documents (config, index, snapshot, lock) are `seal(format ‖ payload)` where format
-//! [`DOC_JSON_ZSTD`] means the payload is zstd-compressed JSON.
+//! [`DOC_JSON_ZSTD`] means the payload is zstd-compressed JSON (FORMAT.md "Blobs and blob
+//! ids", "Documents").
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,7 +17,8 @@ use crate::error::{Error, Result};
 
 /// Format byte of a sealed document: zstd-compressed JSON.
 pub const DOC_JSON_ZSTD: u8 = 1;
-/// Format byte of a sealed document: plain JSON (small documents such as locks).
+/// Format byte of a sealed document: plain JSON. Readers accept it; hoard writes format 1
+/// only (FORMAT.md "Documents").
 pub const DOC_JSON: u8 = 0;
 
 /// Chunks at least this long are probed with a sample before full compression.
@@ -27,23 +29,23 @@ const SAMPLE_LEN: usize = 32 * 1024;
 pub struct EncodedBlob {
     pub sealed: Vec<u8>,
     pub compressed: bool,
-    pub raw_len: u32,
+    pub raw_length: u32,
 }
 
 /// Compresses (when it shrinks the data) and seals one blob.
 pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob {
-    let raw_len = plaintext.len() as u32;
+    let raw_length = plaintext.len() as u32;
     if let Some(c) = compress_if_smaller(plaintext, level) {
         return EncodedBlob {
             sealed: key.seal(&c),
             compressed: true,
-            raw_len,
+            raw_length,
         };
     }
     EncodedBlob {
         sealed: key.seal(plaintext),
         compressed: false,
-        raw_len,
+        raw_length,
     }
 }
 
@@ -68,19 +70,20 @@ pub fn decode_blob(
     key: &MasterKey,
     sealed: &[u8],
     compressed: bool,
-    raw_len: u32,
+    raw_length: u32,
     what: &str,
 ) -> Result<Vec<u8>> {
     let opened = key.open(sealed, what)?;
     let plain = if compressed {
-        zstd::bulk::decompress(&opened, raw_len as usize).map_err(|e| Error::corrupt_by(what, e))?
+        zstd::bulk::decompress(&opened, raw_length as usize)
+            .map_err(|e| Error::corrupt_by(what, e))?
     } else {
         opened
     };
-    if plain.len() != raw_len as usize {
+    if plain.len() != raw_length as usize {
         return Err(Error::corrupt(
             what,
-            format!("length {} where the index says {}", plain.len(), raw_len),
+            format!("length {} where the index says {}", plain.len(), raw_length),
         ));
     }
     Ok(plain)
@@ -129,7 +132,7 @@ mod tests {
         let b = encode_blob(&k, &text, 3);
         assert!(b.compressed && b.sealed.len() < text.len() / 10);
         assert_eq!(
-            decode_blob(&k, &b.sealed, true, b.raw_len, "t").unwrap(),
+            decode_blob(&k, &b.sealed, true, b.raw_length, "t").unwrap(),
             text
         );
 
@@ -138,10 +141,10 @@ mod tests {
         let b = encode_blob(&k, &random, 3);
         assert!(!b.compressed);
         assert_eq!(
-            decode_blob(&k, &b.sealed, false, b.raw_len, "t").unwrap(),
+            decode_blob(&k, &b.sealed, false, b.raw_length, "t").unwrap(),
             random
         );
-        assert!(decode_blob(&k, &b.sealed, false, b.raw_len + 1, "t").is_err());
+        assert!(decode_blob(&k, &b.sealed, false, b.raw_length + 1, "t").is_err());
     }
 
     proptest! {
@@ -149,7 +152,7 @@ mod tests {
         fn blob_round_trip(data in proptest::collection::vec(0u8..4, 0..20_000)) {
             let k = MasterKey::random();
             let b = encode_blob(&k, &data, 3);
-            prop_assert_eq!(decode_blob(&k, &b.sealed, b.compressed, b.raw_len, "t").unwrap(), data);
+            prop_assert_eq!(decode_blob(&k, &b.sealed, b.compressed, b.raw_length, "t").unwrap(), data);
         }
 
         #[test]

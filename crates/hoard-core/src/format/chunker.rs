@@ -1,4 +1,4 @@
-//! Content-defined chunking: bytes in, chunk lengths out, no I/O.
+//! Content-defined chunking (FORMAT.md "Chunking"): bytes in, chunk lengths out, no I/O.
 //!
 //! Backup streams files through FastCDC's `StreamCDC`; this in-memory form cuts at exactly the
 //! same places (tested below) and serves benchmarks, tests and tools that hold data in memory.

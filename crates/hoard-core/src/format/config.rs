@@ -1,4 +1,5 @@
-//! The repository's `config` file: parameters fixed at `init` that every writer must share.
+//! The repository's `config` file (FORMAT.md "Config"): parameters fixed at `init` that every
+//! writer must share.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,8 @@ pub struct Config {
     /// Random; distinguishes repositories (e.g. in caches and locks).
     pub id: Id,
     pub chunker: ChunkerParams,
-    /// Packs are closed once they reach this many bytes.
+    /// Target size: a pack is closed once its blobs reach this many bytes (the file is a
+    /// little larger, by its header).
     pub pack_size: u32,
     /// zstd level for blobs.
     pub compression_level: i32,

@@ -1,11 +1,11 @@
-//! Packs: the files under `data/` that hold blobs.
+//! Packs: the files under `data/` that hold blobs (FORMAT.md "Packs").
 //!
 //! ```text
 //! pack   = blob* ‖ header ‖ header_len (u32 LE)
 //! blob   = sealed blob bytes (see `blob`)
 //! header = seal(entry*)
-//! entry  = type (u8) ‖ flags (u8, bit 0 = compressed) ‖ sealed_len (u32 LE)
-//!          ‖ raw_len (u32 LE) ‖ id (32)
+//! entry  = type (u8) ‖ flags (u8, bit 0 = compressed) ‖ length (u32 LE)
+//!          ‖ raw_length (u32 LE) ‖ id (32)
 //! ```
 //! Blob offsets follow from the order of the entries. The pack's name is the plain BLAKE3 of
 //! all its bytes. Data and tree blobs go into separate packs so that tree packs stay small and
@@ -136,21 +136,21 @@ impl PackWriter {
 
 /// The size of a pack file holding these blobs (FORMAT.md "Packs": blobs, sealed header,
 /// four-byte header length).
-pub fn pack_file_size(blobs: &[PackedBlob]) -> u64 {
+pub fn pack_file_len(blobs: &[PackedBlob]) -> u64 {
     blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()
         + (SEAL_OVERHEAD + blobs.len() * ENTRY_LEN + 4) as u64
 }
 
 /// Where the sealed header sits, given the pack's total size and its last four bytes.
-pub fn header_range(pack_size: u64, trailer: [u8; 4]) -> Result<std::ops::Range<u64>> {
+pub fn header_range(file_len: u64, trailer: [u8; 4]) -> Result<std::ops::Range<u64>> {
     let header_len = u32::from_le_bytes(trailer) as u64;
-    if header_len < SEAL_OVERHEAD as u64 || header_len + 4 > pack_size {
+    if header_len < SEAL_OVERHEAD as u64 || header_len + 4 > file_len {
         return Err(Error::corrupt(
             "pack",
-            format!("header length {header_len} does not fit a pack of {pack_size} bytes"),
+            format!("header length {header_len} does not fit a pack of {file_len} bytes"),
         ));
     }
-    Ok(pack_size - 4 - header_len..pack_size - 4)
+    Ok(file_len - 4 - header_len..file_len - 4)
 }
 
 /// Opens a sealed header and lists its blobs with their offsets.
@@ -235,7 +235,7 @@ mod tests {
             for (data, tree) in &blobs {
                 let e = encode_blob(&k, data, 3);
                 let t = if *tree { BlobType::Tree } else { BlobType::Data };
-                w.add(k.blob_id(data), t, &e.sealed, e.compressed, e.raw_len);
+                w.add(k.blob_id(data), t, &e.sealed, e.compressed, e.raw_length);
             }
             let p = w.finish(&k);
             prop_assert_eq!(p.id, Id::of_file(&p.bytes));
@@ -259,7 +259,7 @@ mod tests {
             BlobType::Data,
             &e.sealed,
             e.compressed,
-            e.raw_len,
+            e.raw_length,
         );
         let p = w.finish(&k);
         for i in 0..p.bytes.len() {

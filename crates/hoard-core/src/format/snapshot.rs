@@ -1,4 +1,5 @@
-//! Snapshot documents (`snapshots/<id>`): the root tree of one backup and what produced it.
+//! Snapshot documents (`snapshots/<id>`, FORMAT.md "Snapshots"): the root tree of one backup and
+//! what produced it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,5 @@
-//! Trees: one blob per directory, holding its entries sorted by raw name bytes.
+//! Trees (FORMAT.md "Trees"): one blob per directory, holding its entries sorted by raw name
+//! bytes.
 //!
 //! Names and link targets are raw bytes, since Unix file names need not be UTF-8. In JSON a
 //! name that is valid UTF-8 is a string; any other name is an array of byte values, so no

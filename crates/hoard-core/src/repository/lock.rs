@@ -1,7 +1,10 @@
-//! Repository locks (`locks/<id>`): who is working on the repository right now.
+//! Repository locks (`locks/<id>`, FORMAT.md "Locks"): who is working on the repository right
+//! now.
 //!
-//! Backups hold shared locks, so many pods can write at once; prune (and check) hold an
-//! exclusive one, so nothing deletes data that a running backup is about to reference.
+//! Backup, forget, restore and dump hold shared locks, so many pods can work at once; prune
+//! and check hold an exclusive one, so nothing deletes data that a running backup is about to
+//! reference or a restore is reading. Which operation takes which is decided in one place,
+//! `locked.rs` ([`crate::repository::LockNeed`]).
 //!
 //! Taking a lock:
 //! 1. read every lock file; remove the stale ones (not refreshed for [`LockTiming::stale_after`],
@@ -14,7 +17,7 @@
 //!
 //! While held, a background task writes a fresh lock file every [`LockTiming::refresh`] and
 //! deletes the previous one. Before a backup writes its snapshot it calls
-//! [`LockGuard::ensure_valid`]: if the lock was lost (refresh failing long enough for others to
+//! [`LockState::ensure_valid`]: if the lock was lost (refresh failing long enough for others to
 //! call it stale, or the file removed by `unlock`), data it relies on may have been pruned, so
 //! it must not commit.
 
