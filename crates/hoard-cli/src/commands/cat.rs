@@ -1,5 +1,4 @@
 use anyhow::{anyhow, bail, Result};
-use hoard_core::format::blob::decode_doc_payload;
 use hoard_core::FileKind;
 
 use crate::args::{CatArgs, GlobalArgs};
@@ -15,9 +14,8 @@ pub async fn run(g: &GlobalArgs, a: CatArgs) -> Result<()> {
         "config" => serde_json::to_value(r.config())?,
         "index" => {
             let id = r.find_id(FileKind::Index, need_id()?).await?;
-            let sealed = r.read_file(FileKind::Index, &id).await?;
-            let plain = r.key().open(&sealed, "index")?;
-            serde_json::from_slice(&decode_doc_payload(&plain, "index")?)?
+            r.load_doc::<serde_json::Value>(FileKind::Index, &id)
+                .await?
         }
         "snapshot" => serde_json::to_value(r.find_snapshot(need_id()?).await?)?,
         "key" => {
@@ -26,10 +24,8 @@ pub async fn run(g: &GlobalArgs, a: CatArgs) -> Result<()> {
         }
         "pack" => {
             let id = r.find_id(FileKind::Pack, need_id()?).await?;
-            let bytes = r.read_file(FileKind::Pack, &id).await?;
-            let blobs =
-                hoard_core::format::pack::read_pack(r.key(), &bytes, &FileKind::Pack.path(&id))?;
-            serde_json::json!({ "id": id, "size": bytes.len(), "blobs": blobs })
+            let (size, blobs) = r.pack_blobs(&id).await?;
+            serde_json::json!({ "id": id, "size": size, "blobs": blobs })
         }
         other => bail!("cannot cat {other:?}: use config, index, snapshot, key or pack"),
     };

@@ -8,7 +8,7 @@ use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::blob::decode_blob;
-use crate::format::pack::BlobType;
+use crate::format::pack::{read_pack, BlobType, PackedBlob};
 use crate::format::tree::Tree;
 use crate::id::Id;
 
@@ -16,6 +16,14 @@ use crate::id::Id;
 const TREE_PACK_CACHE: usize = 4;
 
 impl Repository {
+    /// A pack's size and the blobs its (authenticated) header lists; the whole file is read
+    /// and checked against its name.
+    pub async fn pack_blobs(&self, id: &Id) -> Result<(u64, Vec<PackedBlob>)> {
+        let bytes = self.read_file(FileKind::Pack, id).await?;
+        let blobs = read_pack(self.key(), &bytes, &FileKind::Pack.path(id))?;
+        Ok((bytes.len() as u64, blobs))
+    }
+
     /// Reads, opens and verifies one blob.
     pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;

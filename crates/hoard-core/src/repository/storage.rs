@@ -143,7 +143,8 @@ impl Storage {
         &self.location
     }
 
-    pub fn key(&self) -> &MasterKey {
+    /// The master key: crate-private, so no safe public code can reach key material.
+    pub(crate) fn key(&self) -> &MasterKey {
         &self.key
     }
 
