@@ -22,7 +22,7 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 pub use bucket::Credentials;
 pub use error::S3Error;
 pub use location::{BucketLookup, S3Location};
-pub use open::{Connection, Location, OpenError, OpenMode};
+pub use open::{open, Connection, Location, OpenError, OpenMode};
 pub use secrets::Secrets;
 
 use bucket::{BucketClient, Presence};

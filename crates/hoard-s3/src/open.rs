@@ -215,6 +215,18 @@ impl Connection {
     }
 }
 
+/// Opens the repository at `location` (`/path`, `local:/path`, `s3:…`) with the credentials
+/// and the password (`RESTIC_PASSWORD`) in `secrets`; returns it and whether it was created.
+pub async fn open(
+    location: &str,
+    secrets: &Secrets,
+    mode: OpenMode,
+) -> Result<(Repository, bool), OpenError> {
+    let conn = Connection::new(location.parse()?, secrets.clone());
+    let password = conn.password()?;
+    conn.open(&password, mode).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +247,7 @@ mod tests {
 
     #[test]
     fn region_order() {
-        let loc = S3Location::from_parts("http://127.0.0.1:1", "b", "").unwrap();
+        let loc = S3Location::from_parts("http://127.0.0.1:1", "bkt", "").unwrap();
         let mut secrets = Secrets::default();
         secrets.set("AWS_ACCESS_KEY_ID", "a".into());
         secrets.set("AWS_SECRET_ACCESS_KEY", "s".into());

@@ -106,6 +106,31 @@ impl Secrets {
         s
     }
 
+    /// A Secret's `stringData` as a map (for a program that holds the values already, e.g.
+    /// from the Kubernetes API): the same keys as everywhere else, a `BucketInfo` key parsed,
+    /// trailing newlines of single-line values dropped, MinIO's names reported.
+    ///
+    /// ```
+    /// let s = hoard_s3::Secrets::from_map([
+    ///     ("RESTIC_PASSWORD", "pw"),
+    ///     ("AWS_ACCESS_KEY_ID", "AKIA"),
+    ///     ("AWS_SECRET_ACCESS_KEY", "sk\n"),
+    /// ])?;
+    /// assert_eq!(s.get("AWS_SECRET_ACCESS_KEY"), Some("sk"));
+    /// # Ok::<(), hoard_s3::S3Error>(())
+    /// ```
+    pub fn from_map<K, V>(values: impl IntoIterator<Item = (K, V)>) -> Result<Secrets, S3Error>
+    where
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut s = Secrets::default();
+        for (k, v) in values {
+            put(&mut s, k.as_ref(), v.into())?;
+        }
+        Ok(s)
+    }
+
     /// Reads a mounted secret directory or a manifest file.
     pub fn from_path(path: &Path) -> Result<Secrets, S3Error> {
         let md = std::fs::metadata(path).map_err(|source| S3Error::Read {
