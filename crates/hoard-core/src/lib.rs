@@ -61,7 +61,10 @@ pub mod walk;
 pub use backup::{backup, BackupOptions, BackupResult, CancelToken, ParentSelection};
 pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};
 pub use error::{Error, Result};
-pub use forget::{apply_policy, forget_snapshots, plan_forget, GroupBy, Policy, Span};
+pub use forget::{
+    apply_policy, forget, forget_in_zone, forget_snapshots, plan_forget, ForgetOptions,
+    ForgetResult, GroupBy, Policy, SnapshotFilter, Span,
+};
 pub use format::config::Config;
 pub use format::keyfile::KdfParams;
 pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};

@@ -1,6 +1,6 @@
 use anyhow::Result;
-use hoard_core::forget::{plan_forget, GroupDecision};
-use hoard_core::{GroupBy, Id, Policy, SnapshotEntry, Span};
+use hoard_core::forget::GroupDecision;
+use hoard_core::{ForgetOptions, GroupBy, Id, Policy, SnapshotEntry, SnapshotFilter, Span};
 
 use crate::args::{ForgetArgs, GlobalArgs};
 use crate::output::snapshot_table;
@@ -41,16 +41,6 @@ fn policy(a: &ForgetArgs) -> Result<Policy> {
     })
 }
 
-fn selected(a: &ForgetArgs, s: &SnapshotEntry) -> bool {
-    let tags = tag_lists(&a.tag);
-    (a.host.is_empty() || a.host.contains(&s.snapshot.hostname))
-        && (tags.is_empty()
-            || tags
-                .iter()
-                .any(|l| l.iter().all(|t| s.snapshot.tags.contains(t))))
-        && a.path.iter().all(|p| s.snapshot.paths.contains(p))
-}
-
 pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
     let policy = policy(&a)?;
     for n in [
@@ -73,41 +63,34 @@ pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
         crate::commands::prune::parse_max_unused(&a.max_unused)?;
     }
     let r = repo::open(g).await?;
-    let mut remove: Vec<Id> = Vec::new();
+    let mut by_id: Vec<Id> = Vec::new();
     for spec in &a.snapshots {
-        remove.push(r.find_snapshot(spec).await?.id);
+        by_id.push(r.find_snapshot(spec).await?.id);
     }
-    let plan: Vec<GroupDecision> = if policy.is_empty() {
-        if a.snapshots.is_empty() && !g.quiet {
-            eprintln!("hoard: no policy was given (--keep-*), so no snapshots are removed");
-        }
-        Vec::new()
-    } else {
-        let list: Vec<SnapshotEntry> = r
-            .snapshots()
-            .await?
-            .into_iter()
-            .filter(|s| selected(&a, s))
-            .collect();
-        plan_forget(list, group_by, &policy, &chrono::Local)
+    if policy.is_empty() && a.snapshots.is_empty() && !g.quiet {
+        eprintln!("hoard: no policy was given (--keep-*), so no snapshots are removed");
+    }
+    let opts = ForgetOptions {
+        group_by,
+        filter: SnapshotFilter {
+            hosts: a.host.clone(),
+            tags: tag_lists(&a.tag),
+            paths: a.path.clone(),
+        },
+        dry_run: a.dry_run,
     };
-    for group in &plan {
-        remove.extend(
-            group
-                .decisions
-                .iter()
-                .filter(|d| !d.keep)
-                .map(|d| d.snapshot.id),
-        );
+    // Buckets follow the local calendar, as restic's do.
+    let done = hoard_core::forget_in_zone(&r, &policy, &opts, &chrono::Local).await?;
+    print(g, &a, &done.groups)?;
+    if !a.dry_run && !by_id.is_empty() {
+        hoard_core::forget_snapshots(&r, &by_id).await?;
     }
-    remove.sort();
-    remove.dedup();
-    print(g, &a, &plan)?;
-    if !a.dry_run && !remove.is_empty() {
-        hoard_core::forget_snapshots(&r, &remove).await?;
-        if !g.quiet && !g.json {
-            println!("removed {} snapshots", remove.len());
-        }
+    let mut removed = done.removed;
+    removed.extend(by_id);
+    removed.sort();
+    removed.dedup();
+    if !a.dry_run && !removed.is_empty() && !g.quiet && !g.json {
+        println!("removed {} snapshots", removed.len());
     }
     if a.prune {
         crate::commands::prune::run_on(g, &r, &a.max_unused, a.dry_run).await?;

@@ -16,7 +16,7 @@ mod group;
 mod policy;
 mod span;
 
-use chrono::TimeZone;
+use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -49,6 +49,93 @@ pub fn plan_forget<Tz: TimeZone>(
             decisions: apply_policy(&list, policy, tz),
         })
         .collect()
+}
+
+/// Which snapshots [`forget`] considers (restic's `--host`, `--tag`, `--path`); empty lists
+/// select everything.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Snapshots of any of these hosts.
+    pub hosts: Vec<String>,
+    /// Snapshots carrying every tag of at least one of these lists.
+    pub tags: Vec<Vec<String>>,
+    /// Snapshots whose paths include all of these.
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `s` is selected.
+    pub fn matches(&self, s: &SnapshotEntry) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.snapshot.hostname))
+            && (self.tags.is_empty()
+                || self
+                    .tags
+                    .iter()
+                    .any(|l| l.iter().all(|t| s.snapshot.tags.contains(t))))
+            && self.paths.iter().all(|p| s.snapshot.paths.contains(p))
+    }
+}
+
+/// Options for [`forget`].
+#[derive(Debug, Clone, Default)]
+pub struct ForgetOptions {
+    /// How snapshots are grouped before the policy applies to each group (default: host and
+    /// paths, as restic).
+    pub group_by: GroupBy,
+    pub filter: SnapshotFilter,
+    /// Decide, but remove nothing.
+    pub dry_run: bool,
+}
+
+/// What [`forget`] decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetResult {
+    /// Per group, newest first: every snapshot with whether it is kept and why.
+    pub groups: Vec<GroupDecision>,
+    /// The snapshots removed (or, in a dry run, that would be).
+    pub removed: Vec<Id>,
+}
+
+/// Applies `policy` to the repository's snapshots and removes those it does not keep. Hours,
+/// days, weeks, months and years are those of UTC; [`forget_in_zone`] takes another zone (the
+/// CLI uses the local one, as restic does). An empty policy removes nothing.
+pub async fn forget(
+    repo: &Repository,
+    policy: &Policy,
+    opts: &ForgetOptions,
+) -> Result<ForgetResult> {
+    forget_in_zone(repo, policy, opts, &Utc).await
+}
+
+/// [`forget`] with the calendar of `tz`.
+pub async fn forget_in_zone<Tz: TimeZone>(
+    repo: &Repository,
+    policy: &Policy,
+    opts: &ForgetOptions,
+    tz: &Tz,
+) -> Result<ForgetResult> {
+    let groups = if policy.is_empty() {
+        Vec::new()
+    } else {
+        let list: Vec<SnapshotEntry> = repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|s| opts.filter.matches(s))
+            .collect();
+        plan_forget(list, opts.group_by, policy, tz)
+    };
+    let mut removed: Vec<Id> = groups
+        .iter()
+        .flat_map(|g| g.decisions.iter().filter(|d| !d.keep))
+        .map(|d| d.snapshot.id)
+        .collect();
+    removed.sort();
+    removed.dedup();
+    if !opts.dry_run && !removed.is_empty() {
+        forget_snapshots(repo, &removed).await?;
+    }
+    Ok(ForgetResult { groups, removed })
 }
 
 /// Deletes snapshot files under a shared lock: removing a snapshot frees nothing by itself, so
