@@ -337,7 +337,8 @@ pub struct SnapshotsArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id (or unique prefix), or `latest`.
+    /// Snapshot id (or unique prefix), or `latest`; `SNAPSHOT:/path` restores only that path
+    /// of it, a directory's contents straight into the target (as restic 0.17).
     pub snapshot: String,
     /// Directory to restore into.
     #[arg(short, long)]

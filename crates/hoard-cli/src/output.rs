@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -55,13 +54,39 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// Progress on stderr when it is a terminal; counts only otherwise.
+/// Progress on stderr when it is a terminal, restic-style JSON status lines with `--json`,
+/// nothing otherwise. Fed by the engine's progress events, so every command that reports
+/// progress shows it the same way.
 pub struct CliProgress {
     bar: Option<ProgressBar>,
-    files: AtomicU64,
-    bytes: AtomicU64,
-    /// In --json mode: restic-style status lines on stdout, at most one a second.
+    state: std::sync::Mutex<Counts>,
+    /// In --json mode: when the command started and when the last status line went out (at
+    /// most one a second).
     json_status: Option<std::sync::Mutex<(std::time::Instant, std::time::Instant)>>,
+}
+
+/// The current phase's numbers.
+#[derive(Default)]
+struct Counts {
+    phase: Option<hoard_core::progress::Phase>,
+    items: u64,
+    bytes: u64,
+    total_items: u64,
+    total_bytes: u64,
+    /// The totals are final.
+    complete: bool,
+}
+
+impl Counts {
+    /// Fraction done, by bytes where the phase has bytes, else by items.
+    fn fraction(&self) -> Option<f64> {
+        let (done, total) = if self.total_bytes > 0 {
+            (self.bytes, self.total_bytes)
+        } else {
+            (self.items, self.total_items)
+        };
+        (total > 0).then(|| (done as f64 / total as f64).min(1.0))
+    }
 }
 
 impl CliProgress {
@@ -78,31 +103,44 @@ impl CliProgress {
         let now = std::time::Instant::now();
         CliProgress {
             bar,
-            files: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            state: Default::default(),
             json_status: (json && !quiet).then(|| std::sync::Mutex::new((now, now))),
         }
     }
 
     fn update(&self) {
+        let c = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = &self.json_status {
             let mut t = status.lock().unwrap_or_else(|e| e.into_inner());
             if t.1.elapsed() >= std::time::Duration::from_secs(1) {
                 t.1 = std::time::Instant::now();
                 let _ = json_line(&serde_json::json!({
                     "message_type": "status",
+                    "phase": c.phase.map(|p| p.label()),
                     "seconds_elapsed": t.0.elapsed().as_secs(),
-                    "files_done": self.files.load(Ordering::Relaxed),
-                    "bytes_done": self.bytes.load(Ordering::Relaxed),
+                    "percent_done": c.fraction().unwrap_or(0.0),
+                    "total_files": c.total_items,
+                    "files_done": c.items,
+                    "total_bytes": c.total_bytes,
+                    "bytes_done": c.bytes,
                 }));
             }
         }
         if let Some(b) = &self.bar {
-            b.set_message(format!(
-                "{} files, {}",
-                self.files.load(Ordering::Relaxed),
-                size(self.bytes.load(Ordering::Relaxed))
-            ));
+            let label = c.phase.map(|p| p.label()).unwrap_or_default();
+            let amounts = if c.total_bytes > 0 {
+                format!("{} / {}", size(c.bytes), size(c.total_bytes))
+            } else {
+                format!("{} / {}", c.items, c.total_items)
+            };
+            b.set_message(match c.fraction() {
+                Some(f) => format!(
+                    "{label}: {:.1}% ({amounts}{})",
+                    f * 100.0,
+                    if c.complete { "" } else { ", still counting" }
+                ),
+                None => format!("{label}: {} files, {}", c.items, size(c.bytes)),
+            });
         }
     }
 
@@ -114,15 +152,29 @@ impl CliProgress {
 }
 
 impl hoard_core::Progress for CliProgress {
-    fn bytes_read(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
+    fn phase(&self, phase: hoard_core::progress::Phase) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Counts {
+            phase: Some(phase),
+            ..Default::default()
+        };
         self.update();
     }
 
-    fn file_done(&self, _path: &Path, size: u64, read: bool) {
-        self.files.fetch_add(1, Ordering::Relaxed);
-        if !read {
-            self.bytes.fetch_add(size, Ordering::Relaxed);
+    fn total(&self, items: u64, bytes: u64, complete: bool) {
+        {
+            let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            c.total_items = c.total_items.max(items);
+            c.total_bytes = c.total_bytes.max(bytes);
+            c.complete = complete;
+        }
+        self.update();
+    }
+
+    fn advance(&self, items: u64, bytes: u64) {
+        {
+            let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            c.items += items;
+            c.bytes += bytes;
         }
         self.update();
     }
@@ -133,6 +185,11 @@ impl hoard_core::Progress for CliProgress {
             Some(b) => b.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
+    }
+
+    /// A bar or status lines show percentages: worth the scan.
+    fn wants_totals(&self) -> bool {
+        self.bar.is_some() || self.json_status.is_some()
     }
 }
 

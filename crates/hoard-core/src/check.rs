@@ -25,6 +25,7 @@ use crate::format::pack::{pack_file_len, read_pack, BlobType, PackedBlob};
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
 use crate::id::Id;
+use crate::progress::{Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::walk::walk_unique_trees;
 
@@ -133,20 +134,31 @@ impl CheckReport {
     }
 }
 
-pub async fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+pub async fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     // Exclusive, as restic's check: nothing changes while it looks. With the handle's
     // `no_lock`, results may be off while a prune runs.
-    repo.locked(LockNeed::ReadAll, |_| check_unlocked(repo, opts))
+    repo.locked(LockNeed::ReadAll, |_| check_unlocked(repo, opts, progress))
         .await
 }
 
-async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+async fn check_unlocked(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     let mut r = CheckReport::default();
 
     // 1. Index.
     let mut files: Vec<(Id, IndexFile)> = Vec::new();
     let ids = repo.list(FileKind::Index).await?;
+    progress.phase(Phase::CheckIndex);
+    progress.total(ids.len() as u64, 0, true);
     repo.for_each_index_file(&ids, |id, f| {
+        progress.advance(1, 0);
         match f {
             Ok(f) => files.push((id, f)),
             Err(e) => r.errors.push(damage(
@@ -230,7 +242,9 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
     let roots: Vec<(Id, Id)> = snapshots.iter().map(|s| (s.id, s.snapshot.tree)).collect();
     let mut trees = 0u64;
     let mut errors = Vec::new();
-    walk_unique_trees(repo, &roots, |snap, dir, tree_id, tree| {
+    progress.phase(Phase::CheckSnapshots);
+    progress.total(roots.len() as u64, 0, true);
+    walk_unique_trees(repo, &roots, progress, |snap, dir, tree_id, tree| {
         trees += 1;
         let tree = match tree {
             Ok(t) => t,
@@ -295,6 +309,11 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
 
     // 3. Data.
     let selected = select_packs(&packs, &on_storage, opts.read_data);
+    if !selected.is_empty() {
+        progress.phase(Phase::CheckData);
+        let bytes = selected.iter().map(|id| on_storage[id]).sum();
+        progress.total(selected.len() as u64, bytes, true);
+    }
     let mut bad_blobs: HashMap<Id, String> = HashMap::new();
     let mut reads = futures::stream::iter(selected)
         .map(|id| async move { (id, repo.operator().read(&FileKind::Pack.path(&id)).await) })
@@ -308,11 +327,13 @@ async fn check_unlocked(repo: &Repository, opts: &CheckOptions) -> Result<CheckR
                     id,
                     format!("pack {}: cannot read: {e}", id.short()),
                 ));
+                progress.advance(1, 0);
                 continue;
             }
         };
         r.packs_read += 1;
         r.bytes_read += bytes.len() as u64;
+        progress.advance(1, bytes.len() as u64);
         verify_pack(
             repo,
             &id,

@@ -13,34 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeType};
 use crate::id::Id;
 use crate::repository::{LockNeed, Repository};
-
-/// What a path in a snapshot names.
-#[derive(Debug, Clone)]
-pub enum Found {
-    /// The snapshot's root directory.
-    Root(Id),
-    Node(Box<Node>),
-}
-
-/// Looks up `path` (absolute in the snapshot, `/` for the root).
-pub async fn find_path(repo: &Repository, root: Id, path: &str) -> Result<Found> {
-    let mut current = Found::Root(root);
-    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        let tree_id = match &current {
-            Found::Root(id) => *id,
-            Found::Node(n) => match (n.node_type, n.subtree) {
-                (NodeType::Dir, Some(id)) => id,
-                _ => return Err(Error::PathNotInSnapshot(path.to_string())),
-            },
-        };
-        let tree = repo.load_tree(&tree_id).await?;
-        let node = tree
-            .find(part.as_bytes())
-            .ok_or_else(|| Error::PathNotInSnapshot(path.to_string()))?;
-        current = Found::Node(Box::new(node.clone()));
-    }
-    Ok(current)
-}
+use crate::walk::{find_path, Found};
 
 /// Writes the file at `path` as is, or the directory at `path` as a tar archive, to `out`.
 /// Runs on a blocking thread (tar and most writers are synchronous) and returns the writer.

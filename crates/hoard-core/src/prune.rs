@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{read_pack, PackedBlob};
 use crate::id::Id;
+use crate::progress::{Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::testhook::hook;
 use crate::walk::walk_unique_trees;
@@ -119,18 +120,26 @@ struct PackUse {
 }
 
 /// Removes unused data under an exclusive lock.
-pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
+pub async fn prune(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneStats> {
     if !(0.0..=100.0).contains(&opts.max_unused_percent) {
         return Err(Error::invalid(
             "--max-unused",
             format!("{}% (must be 0–100)", opts.max_unused_percent),
         ));
     }
-    repo.locked(LockNeed::Exclusive, |_| prune_locked(repo, opts))
+    repo.locked(LockNeed::Exclusive, |_| prune_locked(repo, opts, progress))
         .await
 }
 
-async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
+async fn prune_locked(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneStats> {
     let mut stats = PruneStats {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -148,7 +157,9 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     // 2. Mark.
     let snapshots = repo.snapshots().await?;
     stats.snapshots = snapshots.len() as u64;
-    let used = mark_used(repo, &snapshots).await?;
+    progress.phase(Phase::PruneMark);
+    progress.total(snapshots.len() as u64, 0, true);
+    let used = mark_used(repo, &snapshots, progress).await?;
 
     // 3. Plan, from a second pass over the index files (one record per pack, no blob lists).
     let mut packs: HashMap<Id, PackUse> = HashMap::new();
@@ -273,7 +284,10 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
     }
 
     // 4. Repack.
-    let new_packs = repack_packs(repo, &repack, &used, &mut stats).await?;
+    progress.phase(Phase::PruneRepack);
+    let repack_bytes = repack.iter().map(|id| on_storage[id]).sum();
+    progress.total(repack.len() as u64, repack_bytes, true);
+    let new_packs = repack_packs(repo, &repack, &used, &mut stats, progress).await?;
     hook("prune-after-repack").await;
 
     // 5. Index: the kept packs' entries, copied from the old index files one file at a time,
@@ -314,15 +328,24 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
         .chain(&unreferenced)
         .copied()
         .collect();
+    progress.phase(Phase::PruneDelete);
+    let index_doomed = if index_needs_rewrite {
+        all_index_files.len()
+    } else {
+        0
+    };
+    progress.total((doomed.len() + index_doomed) as u64, 0, true);
     let half = doomed.len() / 2;
     for (i, chunk) in doomed.chunks(half.max(1)).enumerate() {
         delete_all(repo, FileKind::Pack, chunk).await?;
+        progress.advance(chunk.len() as u64, 0);
         if i == 0 {
             hook("prune-mid-delete").await;
         }
     }
     if index_needs_rewrite {
         delete_all(repo, FileKind::Index, &all_index_files).await?;
+        progress.advance(all_index_files.len() as u64, 0);
         stats.index_files_deleted = all_index_files.len() as u64;
     }
     stats.bytes_freed = freed_by_delete.saturating_sub(stats.bytes_written);
@@ -335,10 +358,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions) -> Result<PruneSta
 async fn mark_used(
     repo: &Repository,
     snapshots: &[crate::format::snapshot::SnapshotEntry],
+    progress: &dyn Progress,
 ) -> Result<Bits> {
     let mut used = Bits::new(repo.index().len());
     let roots: Vec<(Id, Id)> = snapshots.iter().map(|s| (s.id, s.snapshot.tree)).collect();
-    walk_unique_trees(repo, &roots, |snapshot, dir, tree_id, tree| {
+    walk_unique_trees(repo, &roots, progress, |snapshot, dir, tree_id, tree| {
         let tree = tree.map_err(|e| {
             Error::corrupt(
                 format!("snapshot {} at {}", snapshot.short(), dir.display()),
@@ -383,6 +407,7 @@ async fn repack_packs(
     repack: &[Id],
     used: &Bits,
     stats: &mut PruneStats,
+    progress: &dyn Progress,
 ) -> Result<Vec<IndexPack>> {
     let counters = Arc::new(Counters::default());
     // Blobs arrive sealed: one (idle) compression worker is enough.
@@ -398,6 +423,7 @@ async fn repack_packs(
                 })
                 .buffered(2);
         while let Some((pack_id, bytes)) = reads.try_next().await? {
+            progress.advance(1, bytes.len() as u64);
             // The pack's own header lists its blobs (and is authenticated).
             let blobs = read_pack(repo.key(), &bytes, &FileKind::Pack.path(&pack_id))?;
             for (b, sealed) in used_blobs_of(repo, &pack_id, &bytes, &blobs, used)? {

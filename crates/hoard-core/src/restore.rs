@@ -16,6 +16,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -26,8 +27,9 @@ use crate::format::pack::PackedBlob;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::{Node, NodeType};
 use crate::id::Id;
-use crate::progress::{FileError, Progress};
+use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
+use crate::walk::{find_path, Found};
 
 /// Ranged reads merge neighbouring blobs up to this size.
 const MAX_READ: u64 = 8 * 1024 * 1024;
@@ -44,6 +46,11 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Set owners (uid/gid). Defaults to whether the process runs as root.
     pub owners: Option<bool>,
+    /// Restore only this path of the snapshot (restic's `snapshot:path`): a directory's
+    /// contents go straight into `target`, anything else lands as `target/<its name>`. `None`
+    /// (or `/`) restores the whole snapshot below `target`, by absolute path. Include
+    /// patterns still match whole snapshot paths.
+    pub source_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -116,17 +123,66 @@ async fn restore_unlocked(
     let started = std::time::Instant::now();
     let mut plan = Plan::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    plan_tree(
-        repo,
-        snapshot.snapshot.tree,
-        &opts.target,
-        Path::new("/"),
-        include.as_ref(),
-        include.is_none(),
-        &mut plan,
-        &mut links,
-    )
-    .await?;
+    let everything = include.is_none();
+    let root = snapshot.snapshot.tree;
+    let source = opts
+        .source_path
+        .as_deref()
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .filter(|p| p != "/");
+    let found = match &source {
+        Some(p) => find_path(repo, root, p).await?,
+        None => Found::Root(root),
+    };
+    match found {
+        Found::Root(tree) => {
+            let (dest, sp) = (&opts.target, Path::new("/"));
+            plan_tree(
+                repo,
+                tree,
+                dest,
+                sp,
+                include.as_ref(),
+                everything,
+                &mut plan,
+                &mut links,
+            )
+            .await?;
+        }
+        Found::Node(node) => {
+            let sp = PathBuf::from(source.as_deref().unwrap_or("/"));
+            match (node.node_type, node.subtree) {
+                (NodeType::Dir, Some(tree)) => {
+                    let dest = &opts.target;
+                    plan_tree(
+                        repo,
+                        tree,
+                        dest,
+                        &sp,
+                        include.as_ref(),
+                        everything,
+                        &mut plan,
+                        &mut links,
+                    )
+                    .await?;
+                }
+                _ => {
+                    let dest = opts.target.join(safe_name(&node)?);
+                    plan_node(
+                        repo,
+                        *node,
+                        dest,
+                        &sp,
+                        include.as_ref(),
+                        everything,
+                        &mut plan,
+                        &mut links,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
     let owners = opts
         .owners
         .unwrap_or_else(|| nix::unistd::geteuid().is_root());
@@ -165,6 +221,9 @@ async fn restore_unlocked(
 
     // Prepare files: skip identical ones, create the others at their final size.
     let files = std::mem::take(&mut plan.files);
+    progress.phase(Phase::Restore);
+    let total_bytes = files.iter().map(|f| f.node.size).sum();
+    progress.total(files.len() as u64, total_bytes, true);
     // In batches: one blocking task per file would cost more than the file itself.
     let mut batches: Vec<Vec<PlannedFile>> = Vec::new();
     let mut files = files.into_iter().peekable();
@@ -200,28 +259,42 @@ async fn restore_unlocked(
     // Plan reads by pack.
     let mut by_pack: HashMap<Id, Vec<(PackedBlob, usize, u64)>> = HashMap::new();
     let mut file_paths = Vec::with_capacity(prepared.len());
+    // Blob writes each file still waits for: it is done when they are.
+    let mut blobs_left = Vec::with_capacity(prepared.len());
     for (i, (f, write)) in prepared.iter().enumerate() {
         file_paths.push(f.dest.clone());
         let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
         if !write {
             s.files_skipped += 1;
+            drop(s);
+            blobs_left.push(AtomicUsize::new(0));
+            progress.advance(1, f.node.size);
             continue;
         }
         s.files_restored += 1;
         drop(s);
+        let mut uses = 0;
         for (id, offset) in &f.blobs {
             match repo.blob_location(id) {
-                Some(loc) => by_pack
-                    .entry(loc.pack)
-                    .or_default()
-                    .push((loc.blob, i, *offset)),
+                Some(loc) => {
+                    uses += 1;
+                    by_pack
+                        .entry(loc.pack)
+                        .or_default()
+                        .push((loc.blob, i, *offset));
+                }
                 None => soft(&summary, &f.dest, &Error::BlobNotInIndex(*id)),
             }
         }
+        if uses == 0 {
+            progress.advance(1, 0);
+        }
+        blobs_left.push(AtomicUsize::new(uses));
     }
     let ctx = Arc::new(PackContext {
         repo: repo.clone(),
         files: file_paths,
+        blobs_left,
         progress: progress.clone(),
         summary: summary.clone(),
         failed: Mutex::default(),
@@ -275,7 +348,8 @@ async fn restore_unlocked(
     Ok(s)
 }
 
-/// Walks one tree; returns whether anything below was selected.
+/// Plans every entry of `tree`, restored below `dest`; `snap_path` is the tree's path in the
+/// snapshot. Returns whether anything below was selected.
 #[allow(clippy::too_many_arguments)]
 fn plan_tree<'a>(
     repo: &'a Repository,
@@ -294,65 +368,81 @@ fn plan_tree<'a>(
             let name = safe_name(&node)?;
             let d = dest.join(name);
             let sp = snap_path.join(name);
-            let sel = selected || include.is_some_and(|g| g.is_match(&sp));
-            match node.node_type {
-                NodeType::Dir => {
-                    let Some(sub) = node.subtree else {
-                        return Err(Error::corrupt(
-                            "tree",
-                            format!("directory {} has no subtree", sp.display()),
-                        ));
-                    };
-                    let pos = plan.dirs.len();
-                    plan.dirs.push((d.clone(), node));
-                    let below = plan_tree(repo, sub, &d, &sp, include, sel, plan, links).await?;
-                    if sel || below {
-                        any = true;
-                    } else {
-                        plan.dirs.remove(pos);
-                    }
-                }
-                _ if !sel => {}
-                NodeType::File => {
-                    any = true;
-                    if node.links > 1 {
-                        if let Some(first) = links.get(&(node.device, node.inode)) {
-                            plan.hardlinks.push((d, first.clone()));
-                            continue;
-                        }
-                        links.insert((node.device, node.inode), d.clone());
-                    }
-                    let mut blobs = Vec::new();
-                    let mut offset = 0u64;
-                    for id in node.content.iter().flatten() {
-                        blobs.push((*id, offset));
-                        let loc = repo.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
-                        offset += loc.blob.raw_length as u64;
-                    }
-                    if offset != node.size {
-                        return Err(Error::corrupt(
-                            "tree",
-                            format!(
-                                "{}: content adds up to {offset} bytes, size says {}",
-                                sp.display(),
-                                node.size
-                            ),
-                        ));
-                    }
-                    plan.files.push(PlannedFile {
-                        dest: d,
-                        node,
-                        blobs,
-                    });
-                }
-                _ => {
-                    any = true;
-                    plan.others.push((d, node));
-                }
-            }
+            any |= plan_node(repo, node, d, &sp, include, selected, plan, links).await?;
         }
         Ok(any)
     })
+}
+
+/// Plans one entry, restored at `d`; `sp` is its path in the snapshot. Returns whether it (or
+/// anything below it) was selected.
+#[allow(clippy::too_many_arguments)]
+async fn plan_node(
+    repo: &Repository,
+    node: Node,
+    d: PathBuf,
+    sp: &Path,
+    include: Option<&GlobSet>,
+    selected: bool,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<bool> {
+    let sel = selected || include.is_some_and(|g| g.is_match(sp));
+    match node.node_type {
+        NodeType::Dir => {
+            let Some(sub) = node.subtree else {
+                return Err(Error::corrupt(
+                    "tree",
+                    format!("directory {} has no subtree", sp.display()),
+                ));
+            };
+            let pos = plan.dirs.len();
+            plan.dirs.push((d.clone(), node));
+            let below = plan_tree(repo, sub, &d, sp, include, sel, plan, links).await?;
+            if sel || below {
+                return Ok(true);
+            }
+            plan.dirs.remove(pos);
+            Ok(false)
+        }
+        _ if !sel => Ok(false),
+        NodeType::File => {
+            if node.links > 1 {
+                if let Some(first) = links.get(&(node.device, node.inode)) {
+                    plan.hardlinks.push((d, first.clone()));
+                    return Ok(true);
+                }
+                links.insert((node.device, node.inode), d.clone());
+            }
+            let mut blobs = Vec::new();
+            let mut offset = 0u64;
+            for id in node.content.iter().flatten() {
+                blobs.push((*id, offset));
+                let loc = repo.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+                offset += loc.blob.raw_length as u64;
+            }
+            if offset != node.size {
+                return Err(Error::corrupt(
+                    "tree",
+                    format!(
+                        "{}: content adds up to {offset} bytes, size says {}",
+                        sp.display(),
+                        node.size
+                    ),
+                ));
+            }
+            plan.files.push(PlannedFile {
+                dest: d,
+                node,
+                blobs,
+            });
+            Ok(true)
+        }
+        _ => {
+            plan.others.push((d, node));
+            Ok(true)
+        }
+    }
 }
 
 /// Leaves an identical file alone (false) or creates it at its final size (true).
@@ -416,6 +506,8 @@ fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
 struct PackContext {
     repo: Repository,
     files: Vec<PathBuf>,
+    /// Per file, the blob writes still to come.
+    blobs_left: Vec<AtomicUsize>,
     progress: Arc<dyn Progress>,
     summary: Arc<Mutex<RestoreSummary>>,
     /// Files already reported as failed, so each is reported once.
@@ -525,7 +617,10 @@ fn write_group(
             .and_then(|f| f.write_all_at(plain, *offset));
         match written {
             Ok(()) => {
-                ctx.progress.bytes_read(plain.len() as u64);
+                ctx.progress.advance(0, plain.len() as u64);
+                if ctx.blobs_left[*file].fetch_sub(1, Ordering::Relaxed) == 1 {
+                    ctx.progress.advance(1, 0);
+                }
                 ctx.summary
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -9,7 +9,36 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeType, Tree};
 use crate::id::Id;
+use crate::progress::Progress;
 use crate::repository::Repository;
+
+/// What a path in a snapshot names.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// The snapshot's root directory.
+    Root(Id),
+    Node(Box<Node>),
+}
+
+/// Looks up `path` (absolute in the snapshot, `/` for the root).
+pub async fn find_path(repo: &Repository, root: Id, path: &str) -> Result<Found> {
+    let mut current = Found::Root(root);
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let tree_id = match &current {
+            Found::Root(id) => *id,
+            Found::Node(n) => match (n.node_type, n.subtree) {
+                (NodeType::Dir, Some(id)) => id,
+                _ => return Err(Error::PathNotInSnapshot(path.to_string())),
+            },
+        };
+        let tree = repo.load_tree(&tree_id).await?;
+        let node = tree
+            .find(part.as_bytes())
+            .ok_or_else(|| Error::PathNotInSnapshot(path.to_string()))?;
+        current = Found::Node(Box::new(node.clone()));
+    }
+    Ok(current)
+}
 
 /// Calls `visit` for every node below `tree`, parents before children, with its snapshot path.
 pub async fn walk_tree<F>(repo: &Repository, tree: Id, mut visit: F) -> Result<()>
@@ -37,8 +66,14 @@ where
 /// directories is loaded the first time only, so walking hundreds of snapshots of a mostly
 /// unchanged tree costs little more than walking one. `visit` gets the root it was reached
 /// from first, the directory's path there, and the tree or the error loading it (the walk
-/// goes on past broken trees; the visitor decides whether that is fatal).
-pub async fn walk_unique_trees<F>(repo: &Repository, roots: &[(Id, Id)], mut visit: F) -> Result<()>
+/// goes on past broken trees; the visitor decides whether that is fatal). `progress` advances
+/// by one item per root walked.
+pub async fn walk_unique_trees<F>(
+    repo: &Repository,
+    roots: &[(Id, Id)],
+    progress: &dyn Progress,
+    mut visit: F,
+) -> Result<()>
 where
     F: FnMut(&Id, &Path, &Id, Result<Tree>) -> Result<()>,
 {
@@ -59,6 +94,7 @@ where
             }
             visit(root, &dir, &id, loaded)?;
         }
+        progress.advance(1, 0);
     }
     Ok(())
 }

@@ -13,7 +13,10 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<()> {
     };
     let r = repo::open(g).await?;
     let opts = CheckOptions { read_data };
-    let report = hoard_core::check(&r, &opts).await?;
+    let progress = crate::output::CliProgress::new(g.quiet, g.json);
+    let report = hoard_core::check(&r, &opts, &progress).await;
+    progress.finish();
+    let report = report?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["message_type"] = "check".into();

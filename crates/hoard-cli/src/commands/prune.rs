@@ -31,8 +31,10 @@ pub async fn run_on(
         max_unused_percent: parse_max_unused(max_unused)?,
         dry_run,
     };
-    let stats = hoard_core::prune(r, &opts).await?;
-    print(g, &stats)
+    let progress = crate::output::CliProgress::new(g.quiet, g.json);
+    let stats = hoard_core::prune(r, &opts, &progress).await;
+    progress.finish();
+    print(g, &stats?)
 }
 
 fn print(g: &GlobalArgs, s: &PruneStats) -> Result<()> {

@@ -9,7 +9,12 @@ use crate::repo;
 
 pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<()> {
     let r = repo::open(g).await?;
-    let snap = r.find_snapshot(&a.snapshot).await?;
+    // `latest:/etc` names a path in the snapshot; snapshot ids hold no colon.
+    let (spec, source_path) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s, Some(p.to_string())),
+        None => (a.snapshot.as_str(), None),
+    };
+    let snap = r.find_snapshot(spec).await?;
     if !g.quiet && !g.json {
         println!(
             "restoring snapshot {} of {:?} to {}",
@@ -22,6 +27,7 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<()> {
         target: a.target,
         include: a.include,
         owners: None,
+        source_path,
     };
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));
     let result = hoard_core::restore(&r, &snap, &opts, progress.clone()).await;

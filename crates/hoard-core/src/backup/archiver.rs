@@ -122,6 +122,7 @@ impl Archiver {
                     if self.saver.known(&content) {
                         bump(&self.counters.files_unmodified, 1);
                         bump(&self.counters.bytes_processed, node.size);
+                        self.progress.advance(1, node.size);
                         self.progress.file_done(&path, node.size, false);
                         node.content = Some(content);
                         return Ok(Pending::Ready(Box::new(node)));
@@ -151,6 +152,7 @@ impl Archiver {
                     ) {
                         Ok(()) => {
                             bump(&me.counters.bytes_processed, node.size);
+                            me.progress.advance(1, 0);
                             me.progress.file_done(&path, node.size, true);
                             Ok(Some(node))
                         }

@@ -35,7 +35,7 @@ pub(super) fn read_file(
             return Err(ReadError::Fatal(Error::Interrupted));
         }
         size += data.len() as u64;
-        progress.bytes_read(data.len() as u64);
+        progress.advance(0, data.len() as u64);
         let (id, _) = saver.save_data_blocking(data).map_err(ReadError::Fatal)?;
         content.push(id);
         Ok(())

@@ -22,7 +22,8 @@ mod archiver;
 pub(crate) mod counters;
 mod file;
 mod layout;
-pub mod saver;
+pub(crate) mod saver;
+mod scan;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -36,7 +37,7 @@ use crate::format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 use crate::host::NameCache;
 use crate::id::Id;
 use crate::patterns::compile_patterns;
-use crate::progress::{FileError, Progress};
+use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{FileKind, Lease, LockNeed, Repository};
 use archiver::Archiver;
 use counters::Counters;
@@ -156,11 +157,22 @@ async fn backup_locked(
     let handle = saver
         .handle()
         .ok_or_else(|| Error::Task("saver closed".into()))?;
+    let excludes = compile_patterns(&opts.excludes, "exclude pattern")?;
+    progress.phase(Phase::Backup);
+    let scan_stop = CancelToken::new();
+    let scan = progress.wants_totals().then(|| {
+        scan::spawn_scan(
+            paths.clone(),
+            excludes.clone(),
+            progress.clone(),
+            scan_stop.clone(),
+        )
+    });
     let archiver = Arc::new(Archiver {
         repo: repo.clone(),
         saver: handle,
         names: NameCache::default(),
-        excludes: compile_patterns(&opts.excludes, "exclude pattern")?,
+        excludes,
         readers: Arc::new(Semaphore::new(
             opts.read_concurrency.unwrap_or(cores).max(1),
         )),
@@ -178,6 +190,16 @@ async fn backup_locked(
             parent.as_ref().map(|p| p.snapshot.tree),
         )
         .await;
+    // A finished walk lets the scan finish too (it only reads metadata, and is mostly done),
+    // so the last totals are complete; a failed or interrupted one stops it.
+    if walked.is_err() {
+        scan_stop.cancel();
+    }
+    if let Some(scan) = scan {
+        if let Err(e) = scan.await {
+            tracing::debug!("the progress scan ended early: {e}");
+        }
+    }
     // The archiver holds a saver handle; it must be gone before the saver can finish. After a
     // failed or interrupted walk, file and directory tasks may still hold it: stop them and
     // wait until they let go.
