@@ -371,3 +371,48 @@ fn corrupt_pack_is_detected_on_restore(env: Env) {
         "{err}"
     );
 }
+
+#[test]
+fn restore_of_one_snapshot_path_lands_straight_in_the_target() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+
+    // A directory: its contents go into the target, as restic 0.17's `latest:/path`.
+    let dir = env.path("dir-out");
+    let spec = format!("latest:{}/docs", src.display());
+    assert_ok(&env.hoard(&["restore", &spec, "--target", dir.to_str().unwrap()]));
+    for f in ["text.txt", "deep/deeper/small.txt"] {
+        assert_eq!(
+            fs::read(dir.join(f)).unwrap(),
+            fs::read(src.join("docs").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let mut top: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["deep", "text.txt"], "nothing above docs/ came along");
+
+    // A file: it lands as TARGET/<name>.
+    let one = env.path("file-out");
+    let spec = format!("latest:{}/docs/deep/deeper/small.txt", src.display());
+    assert_ok(&env.hoard(&["restore", &spec, "--target", one.to_str().unwrap()]));
+    assert_eq!(
+        fs::read(one.join("small.txt")).unwrap(),
+        fs::read(src.join("docs/deep/deeper/small.txt")).unwrap()
+    );
+    assert_eq!(fs::read_dir(&one).unwrap().count(), 1);
+
+    // A path the snapshot does not have: one clear line, non-zero exit.
+    let out = env.hoard(&["restore", "latest:/no/such/path", "--target", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/no/such/path") && err.contains("not found"),
+        "{err}"
+    );
+}

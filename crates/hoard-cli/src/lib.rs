@@ -1,6 +1,8 @@
 //! The `hoard` command line: parses flags into library options, runs one command, and maps
 //! the outcome to restic's exit codes. All work happens in `hoard-core`.
 
+#![warn(missing_docs)]
+
 mod args;
 mod commands;
 mod metrics;
@@ -11,10 +13,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+use args::Cli;
 
 /// Exit codes, as restic defines them.
-pub mod exit {
+mod exit {
     pub const OK: u8 = 0;
     pub const FATAL: u8 = 1;
     pub const INCOMPLETE: u8 = 3;
@@ -26,7 +28,7 @@ pub mod exit {
 
 /// A command that finished but must still exit non-zero (e.g. a backup with unreadable files).
 #[derive(Debug)]
-pub struct Incomplete(pub String);
+pub(crate) struct Incomplete(pub String);
 
 impl std::fmt::Display for Incomplete {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

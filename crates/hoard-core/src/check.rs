@@ -33,12 +33,16 @@ use crate::walk::walk_unique_trees;
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum ReadData {
     #[default]
+    /// Download nothing: structure only.
     None,
+    /// Every pack.
     All,
     /// Part `n` of `t` (1-based): packs whose id, as a number, is `n - 1` modulo `t`. Running
     /// 1/t … t/t on successive days reads everything once.
     Part {
+        /// Which part, from 1.
         n: u64,
+        /// Of how many parts.
         t: u64,
     },
     /// A random share of the packs, in percent.
@@ -74,7 +78,9 @@ impl std::str::FromStr for ReadData {
 }
 
 #[derive(Debug, Clone, Default)]
+/// What [`check`] verifies beyond the structure.
 pub struct CheckOptions {
+    /// Which packs to download and verify blob by blob.
     pub read_data: ReadData,
 }
 
@@ -82,8 +88,11 @@ pub struct CheckOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Damaged {
+    /// An index file that cannot be read.
     IndexFile,
+    /// A pack: missing, the wrong size, or damaged.
     Pack,
+    /// A snapshot file that cannot be read.
     Snapshot,
     /// A tree (directory listing) a snapshot needs.
     Tree,
@@ -96,6 +105,7 @@ pub enum Damaged {
 /// One piece of damage: something a snapshot needs is missing or wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckError {
+    /// What kind of object is damaged.
     pub kind: Damaged,
     /// The damaged object's id (for [`Damaged::File`], the snapshot's).
     pub id: Id,
@@ -120,20 +130,29 @@ pub struct CheckReport {
     pub errors: Vec<CheckError>,
     /// Harmless findings (e.g. packs only prune will remove).
     pub notes: Vec<String>,
+    /// Snapshots checked.
     pub snapshots: u64,
+    /// Distinct trees walked.
     pub trees: u64,
+    /// Index files read.
     pub index_files: u64,
+    /// Packs on storage.
     pub packs: u64,
+    /// Packs downloaded and verified.
     pub packs_read: u64,
+    /// Bytes downloaded.
     pub bytes_read: u64,
 }
 
 impl CheckReport {
+    /// No damage was found (notes do not count).
     pub fn is_clean(&self) -> bool {
         self.errors.is_empty()
     }
 }
 
+/// Checks the repository under an exclusive lock (see the module docs for the steps); problems are
+/// collected in the report, not returned as errors.
 pub async fn check(
     repo: &Repository,
     opts: &CheckOptions,

@@ -13,19 +13,31 @@ use crate::id::Id;
 use crate::repository::Repository;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One path that differs between the two snapshots.
 pub struct Change {
+    /// Its path in the snapshots.
     pub path: String,
+    /// `+` added, `-` removed, `M` content changed, `T` type changed, `U` metadata only (as restic
+    /// prints them).
     pub modifier: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Counts over the whole diff.
 pub struct DiffStats {
+    /// Files present in both whose content or metadata differ.
     pub changed_files: u64,
+    /// Files only in the second snapshot.
     pub added_files: u64,
+    /// Directories only in the second snapshot.
     pub added_dirs: u64,
+    /// Other entries (links, devices, …) only in the second snapshot.
     pub added_others: u64,
+    /// Files only in the first snapshot.
     pub removed_files: u64,
+    /// Directories only in the first snapshot.
     pub removed_dirs: u64,
+    /// Other entries only in the first snapshot.
     pub removed_others: u64,
     /// Sizes of added files and of the new versions of changed files.
     pub added_bytes: u64,

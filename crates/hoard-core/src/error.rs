@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::id::Id;
 
+/// The result of every fallible engine call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The error behind another one, kept so callers can walk the chain.
@@ -12,62 +13,94 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+/// Everything that can go wrong in the engine; the variants a caller acts on differently are
+/// distinct.
 pub enum Error {
     #[error("there is no repository at {0} (create one with `hoard init`)")]
+    /// No `config` file at this location (the CLI's exit code 10).
     RepositoryNotFound(String),
     #[error("a repository already exists at {0}")]
+    /// `init` found a repository already there.
     AlreadyInitialised(String),
     #[error("wrong password: no key in the repository opens with the given password")]
+    /// No key file opens with the password (the CLI's exit code 12).
     WrongPassword,
     #[error("storage {op} of {path:?} failed: {source}")]
+    /// The storage refused or failed an operation.
     Storage {
+        /// The operation (`read`, `write`, `list`, …).
         op: &'static str,
+        /// The file it was about.
         path: String,
         #[source]
+        /// OpenDAL's error, for its kind (not found, permission denied, temporary …).
         source: Box<opendal::Error>,
     },
     #[error("{what} is corrupt: {detail}")]
+    /// A repository file is damaged or not what its name says.
     Corrupt {
+        /// Which file or object.
         what: String,
+        /// What is wrong with it.
         detail: String,
         #[source]
+        /// The decoder's error, where one found the damage.
         source: Option<BoxError>,
     },
     #[error(
         "{0} failed authentication: it was modified, damaged, or belongs to another repository"
     )]
+    /// A sealed object did not authenticate (names the object).
     Authentication(String),
     #[error("blob {0} is not in the index (the repository is incomplete; run `hoard check`)")]
+    /// A snapshot needs a blob that no index lists.
     BlobNotInIndex(Id),
     #[error("no snapshot matches {0:?}")]
+    /// No snapshot matches the id, prefix or `latest`.
     SnapshotNotFound(String),
     #[error("snapshot prefix {0:?} is ambiguous; give more digits")]
+    /// Several snapshots start with the given prefix.
     AmbiguousSnapshot(String),
     #[error("path {0:?} was not found in the snapshot")]
+    /// The path does not exist in the snapshot.
     PathNotInSnapshot(String),
     #[error("{}: {source}", path.display())]
+    /// A local file operation failed.
     Io {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// The operating system's error.
         source: std::io::Error,
     },
     #[error("invalid {what}: {detail}")]
+    /// An argument or option is not acceptable.
     Invalid {
+        /// Which argument.
         what: &'static str,
+        /// Why not.
         detail: String,
         #[source]
+        /// The parser's error, where one rejected it.
         source: Option<BoxError>,
     },
     /// A pipeline stage stopped before its work was done (its own error is reported first).
     #[error("background task failed: {0}")]
     Task(String),
     #[error("background task failed: {0}")]
+    /// A background task panicked or was cancelled.
     Join(#[from] tokio::task::JoinError),
     #[error("interrupted: uploaded data was indexed, no snapshot was written")]
+    /// The backup was cancelled (the CLI's exit code 130).
     Interrupted,
     #[error("the repository is locked: {holder}. If that process is gone, its lock is ignored once stale (30 minutes without refresh, or at once on its own host); `hoard unlock` removes stale locks")]
-    Locked { holder: String },
+    /// Another process holds a conflicting lock (the CLI's exit code 11).
+    Locked {
+        /// Who holds it, since when, last refreshed when.
+        holder: String,
+    },
     #[error("lost the repository lock: {0}; nothing was committed")]
+    /// This process lost its lock while working.
     LockLost(String),
 }
 

@@ -17,6 +17,7 @@ impl Id {
         Id(*blake3::hash(bytes).as_bytes())
     }
 
+    /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -26,6 +27,7 @@ impl Id {
         hex::encode(&self.0[..4])
     }
 
+    /// A random id (repository ids).
     pub fn random() -> Self {
         let mut b = [0u8; 32];
         crate::random::fill_random(&mut b);

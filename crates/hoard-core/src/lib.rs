@@ -9,12 +9,12 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | [`format`] | bytes on storage: sealing, key files, config, blobs, packs, index files, trees, snapshots, the chunker (pure, no I/O) |
+//! | [`format`](mod@format) | bytes on storage: sealing, key files, config, blobs, packs, index files, trees, snapshots, the chunker (pure, no I/O) |
 //! | [`repository`] | those files on an OpenDAL operator: storage, keys, locks, the in-memory index, reading blobs and trees, finding snapshots, [`Repository`] itself |
-//! | [`backup`] | directory trees to a snapshot: layout, walk, file reader, and the saver (pack, upload, index) |
-//! | [`restore`], [`dump`], [`diff`], [`walk`] | reading snapshots back |
-//! | [`forget`], [`prune`], [`check`] | maintenance |
-//! | [`id`], [`host`], [`patterns`], [`progress`], [`error`] | small shared leaves: ids (the BLAKE3 names of files and blobs), this machine's names, path patterns, progress events, the error type |
+//! | [`backup`](mod@backup) | directory trees to a snapshot: layout, walk, file reader, and the saver (pack, upload, index) |
+//! | [`restore`](mod@restore), [`dump`], [`diff`](mod@diff), [`walk`] | reading snapshots back |
+//! | [`forget`](mod@forget), [`prune`](mod@prune), [`check`](mod@check) | maintenance |
+//! | [`id`], `host`, `patterns`, [`progress`], [`error`] | small shared leaves: ids (the BLAKE3 names of files and blobs), this machine's names, path patterns, progress events, the error type |
 //!
 //! Arrows point down that table: `format` needs nothing above it, `repository` only
 //! `format`, and each operation only `repository` and `format`.
@@ -33,6 +33,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod check;
 pub mod diff;
@@ -40,9 +42,9 @@ pub mod dump;
 pub mod error;
 pub mod forget;
 pub mod format;
-pub mod host;
+pub(crate) mod host;
 pub mod id;
-pub mod patterns;
+pub(crate) mod patterns;
 pub mod progress;
 pub mod prune;
 pub(crate) mod random;
@@ -57,6 +59,9 @@ mod testhook {
     pub(crate) async fn hook(_point: &str) {}
 }
 pub mod walk;
+
+/// Times and time zones in the API (snapshot times, [`forget_in_zone`]).
+pub use chrono;
 
 pub use backup::{backup, BackupOptions, BackupResult, CancelToken, ParentSelection};
 pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};

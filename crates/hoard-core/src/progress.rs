@@ -81,6 +81,8 @@ impl Progress for NoProgress {}
 /// A file or directory that could not be read (backup) or written (restore) and was left out.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileError {
+    /// The file or directory.
     pub path: PathBuf,
+    /// Why it was left out.
     pub message: String,
 }

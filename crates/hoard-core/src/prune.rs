@@ -47,6 +47,7 @@ use crate::walk::walk_unique_trees;
 const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
 #[derive(Debug, Clone, Copy)]
+/// How much unused space prune may leave, and whether it changes anything.
 pub struct PruneOptions {
     /// Unused share of the repository tolerated after prune, in percent (0–100): partly used
     /// packs are repacked until the rest is below it. 100 repacks nothing.
@@ -67,30 +68,45 @@ impl Default for PruneOptions {
 /// What prune found and did (or would do, in a dry run).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneStats {
+    /// Snapshots whose data is kept.
     pub snapshots: u64,
+    /// Packs on storage before.
     pub packs_before: u64,
+    /// Their bytes.
     pub bytes_before: u64,
+    /// Blobs some snapshot uses.
     pub blobs_used: u64,
+    /// Their bytes in packs.
     pub bytes_used: u64,
+    /// Blobs no snapshot uses.
     pub blobs_unused: u64,
+    /// Their bytes in packs.
     pub bytes_unused: u64,
     /// Packs holding only unused blobs.
     pub packs_deleted: u64,
     /// Packs on storage that no index names.
     pub packs_unreferenced: u64,
+    /// Their bytes.
     pub bytes_unreferenced: u64,
+    /// Partly used packs whose used blobs were copied out.
     pub packs_repacked: u64,
+    /// New packs written by repacking.
     pub packs_written: u64,
+    /// Their bytes.
     pub bytes_written: u64,
     /// Indexed packs that were missing but held nothing in use (dropped from the index).
     pub packs_missing_unused: u64,
+    /// Index files written.
     pub index_files_written: u64,
+    /// Index files deleted.
     pub index_files_deleted: u64,
     /// Bytes no longer stored afterwards.
     pub bytes_freed: u64,
+    /// Pack bytes on storage afterwards.
     pub bytes_after: u64,
     /// Unused bytes left in kept packs.
     pub bytes_unused_after: u64,
+    /// Nothing was changed (a plan only).
     pub dry_run: bool,
 }
 

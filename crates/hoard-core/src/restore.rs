@@ -39,7 +39,9 @@ const PACK_CONCURRENCY: usize = 4;
 const PREPARE_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Default)]
+/// Where and what to restore.
 pub struct RestoreOptions {
+    /// The directory to restore into (created if missing).
     pub target: PathBuf,
     /// Glob patterns over snapshot paths (`/home/u/*.txt`); a match restores that entry and
     /// everything below it. Empty means everything.
@@ -54,14 +56,21 @@ pub struct RestoreOptions {
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
+/// What a restore did.
 pub struct RestoreSummary {
+    /// Files written.
     pub files_restored: u64,
     /// Files already identical on disk.
     pub files_skipped: u64,
+    /// Directories created or updated.
     pub dirs: u64,
+    /// Hard links made.
     pub links: u64,
+    /// Symlinks, fifos and devices made.
     pub specials: u64,
+    /// Content bytes written.
     pub bytes_written: u64,
+    /// Files that could not be restored whole, and why.
     pub errors: Vec<FileError>,
 }
 

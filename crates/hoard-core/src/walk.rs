@@ -17,6 +17,7 @@ use crate::repository::Repository;
 pub enum Found {
     /// The snapshot's root directory.
     Root(Id),
+    /// An entry below it.
     Node(Box<Node>),
 }
 
@@ -100,15 +101,19 @@ where
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What `stats` reports about a set of snapshots.
 pub struct RepoStats {
+    /// Snapshots counted.
     pub snapshots: u64,
     /// Sum of file sizes over the snapshots, as a restore would write them.
     pub total_restore_size: u64,
+    /// Files in them (counted once per snapshot).
     pub total_file_count: u64,
     /// Plaintext of the distinct blobs the snapshots use.
     pub total_uncompressed_size: u64,
     /// Bytes those blobs take in packs.
     pub total_size: u64,
+    /// Distinct blobs they use.
     pub total_blob_count: u64,
     /// Restore size divided by the distinct plaintext.
     pub dedup_ratio: f64,

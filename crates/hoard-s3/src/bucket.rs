@@ -44,11 +44,16 @@ impl reqsign_core::HttpSend for ReqwestSend {
 /// Static keys, or the AWS default chain (env, profile, web identity, ECS, IMDS).
 #[derive(Clone)]
 pub enum Credentials {
+    /// Keys given explicitly (from a Secret or the environment).
     Static {
+        /// The access key id (shown in messages).
         access_key_id: String,
+        /// The secret key (never shown).
         secret_access_key: zeroize::Zeroizing<String>,
+        /// A session token for temporary credentials.
         session_token: Option<zeroize::Zeroizing<String>>,
     },
+    /// Whatever the AWS default chain finds.
     DefaultChain,
 }
 
@@ -62,6 +67,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The access key id, or empty for the default chain (for messages).
     pub fn access_key_id(&self) -> &str {
         match self {
             Credentials::Static { access_key_id, .. } => access_key_id,

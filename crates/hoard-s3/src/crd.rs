@@ -21,67 +21,93 @@ use crate::error::S3Error;
 use crate::location::S3Location;
 use crate::secrets::Secrets;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+/// A Stash `Repository` object.
 pub struct RepositoryManifest {
     #[serde(rename = "apiVersion", default)]
+    /// `stash.appscode.com/v1alpha1` (not checked).
     pub api_version: String,
+    /// `Repository`.
     pub kind: String,
     #[serde(default)]
+    /// Name and namespace.
     pub metadata: Metadata,
+    /// Where the repository lives.
     pub spec: RepositorySpec,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+/// The object's name and namespace.
 pub struct Metadata {
     #[serde(default)]
+    /// `metadata.name`.
     pub name: String,
     #[serde(default)]
+    /// `metadata.namespace`.
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+/// A Repository's `spec`.
 pub struct RepositorySpec {
+    /// The storage backend.
     pub backend: Backend,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+/// `spec.backend`: one storage kind and the Secret with its credentials.
 pub struct Backend {
     #[serde(default)]
+    /// An S3 bucket.
     pub s3: Option<S3Spec>,
     #[serde(default)]
+    /// A mounted volume.
     pub local: Option<LocalSpec>,
     #[serde(rename = "storageSecretName", default)]
+    /// The Secret holding `RESTIC_PASSWORD` and the storage credentials.
     pub storage_secret_name: Option<String>,
     /// Any other backend (gcs, azure, swift, b2, rest, …), kept to name it in the error.
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+    other: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+/// `spec.backend.s3`.
 pub struct S3Spec {
+    /// Host and port, with or without a scheme (none means https).
     pub endpoint: String,
+    /// The bucket.
     pub bucket: String,
     #[serde(default)]
+    /// Key prefix inside the bucket.
     pub prefix: String,
     #[serde(default)]
+    /// The bucket's region.
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+/// `spec.backend.local`: a volume mounted into the pod.
 pub struct LocalSpec {
     #[serde(rename = "mountPath")]
+    /// Where the volume is mounted.
     pub mount_path: String,
     #[serde(rename = "subPath", default)]
+    /// A directory inside it.
     pub sub_path: Option<String>,
 }
 
 /// Where a Repository points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// An S3 bucket.
     S3 {
+        /// Endpoint, bucket and prefix.
         location: S3Location,
+        /// The region (us-east-1 when the manifest names none).
         region: String,
     },
+    /// A directory.
     Local(PathBuf),
 }
 
@@ -89,6 +115,7 @@ pub enum Target {
 pub const SUPPORTED: &str = "s3, local";
 
 impl RepositoryManifest {
+    /// `metadata.name`, or `<unnamed>`.
     pub fn name(&self) -> &str {
         if self.metadata.name.is_empty() {
             "<unnamed>"
@@ -149,7 +176,9 @@ impl RepositoryManifest {
 /// What a `--crd` file holds: the Repository, and the Secrets that came with it by name.
 #[derive(Debug, Clone)]
 pub struct CrdFile {
+    /// The Repository.
     pub repository: RepositoryManifest,
+    /// Secrets that came in the same file, by name.
     pub secrets: Vec<(String, Secrets)>,
 }
 

@@ -19,47 +19,86 @@ impl S3Error {
 #[non_exhaustive]
 pub enum S3Error {
     #[error("{0}")]
+    /// A setting is missing, conflicting or malformed; the message says which and what to set.
     Config(String),
     /// Configuration text that does not parse; the parser's error is the source.
     #[error("{what}: {source}")]
     Parse {
+        /// What did not parse.
         what: String,
         #[source]
+        /// The parser's error.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     #[error("cannot read {what}: {source}")]
+    /// A file could not be read.
     Read {
+        /// Which file.
         what: String,
         #[source]
+        /// The operating system's error.
         source: std::io::Error,
     },
     #[error("CA_CERT_DATA is not usable: {0} (expected PEM text with one or more -----BEGIN CERTIFICATE----- blocks)")]
+    /// CA_CERT_DATA (or `--cacert`) is not usable PEM.
     BadPem(String),
     #[error("the TLS certificate of {endpoint} is not trusted ({detail}): put the PEM of the CA that signed it in CA_CERT_DATA (or pass --cacert FILE)")]
-    UntrustedCertificate { endpoint: String, detail: String },
+    /// The server's certificate chain does not lead to a trusted CA.
+    UntrustedCertificate {
+        /// The endpoint.
+        endpoint: String,
+        /// What TLS said.
+        detail: String,
+    },
     #[error("cannot reach the S3 endpoint {endpoint}: {detail}")]
-    Unreachable { endpoint: String, detail: String },
+    /// The endpoint cannot be reached (DNS, connection, timeout).
+    Unreachable {
+        /// The endpoint.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
     #[error("the S3 server refused access key id {key_id:?} for bucket {bucket:?} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    /// The server refused the credentials.
     AccessDenied {
+        /// The access key id used (never the secret).
         key_id: String,
+        /// The bucket.
         bucket: String,
+        /// The server's error code.
         code: String,
     },
     #[error("bucket {bucket:?} does not exist at {endpoint}")]
-    NoSuchBucket { endpoint: String, bucket: String },
-    #[error("creating bucket {bucket:?} failed: HTTP {status} {code}: {message}")]
-    CreateBucket {
+    /// The bucket does not exist (and was not to be created).
+    NoSuchBucket {
+        /// The endpoint.
+        endpoint: String,
+        /// The bucket.
         bucket: String,
+    },
+    #[error("creating bucket {bucket:?} failed: HTTP {status} {code}: {message}")]
+    /// The server refused to create the bucket.
+    CreateBucket {
+        /// The bucket.
+        bucket: String,
+        /// The HTTP status.
         status: u16,
+        /// The server's error code.
         code: String,
+        /// The server's message.
         message: String,
     },
     #[error("S3 request to {endpoint} failed: HTTP {status} {detail}")]
+    /// Another HTTP failure.
     Http {
+        /// The endpoint.
         endpoint: String,
+        /// The HTTP status.
         status: u16,
+        /// What the server said.
         detail: String,
     },
     #[error("cannot set up the S3 client: {0}")]
+    /// The HTTP client or operator could not be built.
     Setup(String),
 }

@@ -6,13 +6,16 @@
 //! fix), create it on `init`, then build the operator with retry (jittered backoff), timeout
 //! and concurrency layers. Everything the repository writes lives under the prefix.
 
-pub mod bucket;
+#![warn(missing_docs)]
+
+pub(crate) mod bucket;
 pub mod crd;
+/// Errors of this crate.
 pub mod error;
 pub mod location;
 pub mod open;
 pub mod secrets;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::time::Duration;
 
@@ -33,17 +36,23 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Everything needed to reach one S3 repository.
 #[derive(Debug, Clone)]
 pub struct S3Config {
+    /// Endpoint, bucket and prefix.
     pub location: S3Location,
+    /// Keys, or the default chain.
     pub credentials: Credentials,
     /// Explicit region (configuration, `AWS_REGION`, `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
     /// Extra trusted CAs (PEM), on top of the system roots.
     pub ca_pem: Option<String>,
+    /// Path-style or virtual-host addressing.
     pub bucket_lookup: BucketLookup,
+    /// Limit on connecting.
     pub connect_timeout: Duration,
     /// Per-request limit on any one operation; large uploads also get `io_timeout` per chunk.
     pub request_timeout: Duration,
+    /// Requests in flight at once.
     pub max_connections: usize,
+    /// Retries of a temporary failure, with jittered backoff.
     pub retries: usize,
 }
 

@@ -41,6 +41,7 @@ impl std::str::FromStr for BucketLookup {
 pub struct S3Location {
     /// Scheme, host and port, e.g. `https://minio.local:9000`.
     pub endpoint: String,
+    /// The bucket name.
     pub bucket: String,
     /// Key prefix without leading or trailing slashes; empty for the bucket root.
     pub prefix: String,
@@ -107,6 +108,7 @@ impl S3Location {
         S3Location::parse(&joined)
     }
 
+    /// Whether requests name the bucket in the host (virtual-host style) rather than the path.
     pub fn use_virtual_host(&self, lookup: BucketLookup) -> bool {
         match lookup {
             BucketLookup::Auto => self.aws,

@@ -22,7 +22,9 @@ use crate::{connect, BucketMode, S3Config};
 /// Where a repository lives, as given by `-r`, `RESTIC_REPOSITORY` or a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A local directory.
     Local(PathBuf),
+    /// An S3 bucket and prefix.
     S3(S3Location),
 }
 
@@ -73,17 +75,22 @@ pub enum OpenMode {
 #[non_exhaustive]
 pub enum OpenError {
     #[error(transparent)]
+    /// Configuration or connection.
     Config(#[from] S3Error),
     #[error(transparent)]
+    /// The repository itself (missing, wrong password, damaged, …).
     Repository(#[from] hoard_core::Error),
     #[error("no password given: set RESTIC_PASSWORD (in the environment or the Secret)")]
+    /// The secrets hold no `RESTIC_PASSWORD`.
     MissingPassword,
 }
 
 /// Everything needed to reach one repository.
 #[derive(Debug, Clone)]
 pub struct Connection {
+    /// Where the repository lives.
     pub location: Location,
+    /// Password, credentials and CA.
     pub secrets: Secrets,
     /// The region a Repository manifest names.
     pub region: Option<String>,
@@ -95,6 +102,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection with no region, options or extra CAs.
     pub fn new(location: Location, secrets: Secrets) -> Connection {
         Connection {
             location,

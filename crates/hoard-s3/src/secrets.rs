@@ -21,10 +21,15 @@ use zeroize::Zeroizing;
 
 use crate::error::S3Error;
 
+/// The repository password.
 pub const RESTIC_PASSWORD: &str = "RESTIC_PASSWORD";
+/// S3 access key id.
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// S3 secret access key.
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// Session token of temporary S3 credentials.
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// PEM of the CA(s) that signed the S3 server's certificate.
 pub const CA_CERT_DATA: &str = "CA_CERT_DATA";
 
 /// Keys read from the environment and from secret sources.
@@ -39,8 +44,11 @@ pub const KEYS: [&str; 5] = [
 /// Bucket facts a COSI BucketInfo carries besides credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketInfo {
+    /// `spec.bucketName`.
     pub bucket: String,
+    /// `spec.secretS3.endpoint`.
     pub endpoint: String,
+    /// `spec.secretS3.region`, when not empty.
     pub region: Option<String>,
 }
 
@@ -68,6 +76,7 @@ impl std::fmt::Debug for Secrets {
 const FOREIGN: [&str; 2] = ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"];
 
 impl Secrets {
+    /// A value, when present and not empty.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values
             .get(key)
@@ -75,6 +84,7 @@ impl Secrets {
             .filter(|v| !v.is_empty())
     }
 
+    /// Sets a value.
     pub fn set(&mut self, key: &str, value: String) {
         self.values.insert(key.to_string(), Zeroizing::new(value));
     }
@@ -91,6 +101,7 @@ impl Secrets {
         self.foreign_keys.extend(other.foreign_keys);
     }
 
+    /// The keys from the environment (and MinIO's names, to say they are not read).
     pub fn from_env() -> Secrets {
         let mut s = Secrets::default();
         for k in KEYS {

@@ -4,6 +4,8 @@
 //! The server runs on its own thread and runtime, so synchronous tests, async tests and CLI
 //! processes spawned by tests can all use it. It stops when the [`S3Server`] is dropped.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,16 +26,19 @@ pub const ACCESS_KEY: &str = "HOARDTESTACCESSKEY";
 /// Secret key the server accepts.
 pub const SECRET_KEY: &str = "hoard-test-secret-key-0123456789abcdef";
 
+/// Any error of setting the server up.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
 pub struct TestCa {
+    /// The CA's certificate, PEM (what CA_CERT_DATA holds).
     pub ca_pem: String,
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
 }
 
 impl TestCa {
+    /// A fresh CA and a server certificate it signed.
     pub fn generate() -> Result<TestCa, BoxError> {
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -80,6 +85,7 @@ impl TestCa {
 pub struct S3Server {
     /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The address it listens on.
     pub addr: SocketAddr,
     /// PEM of the CA that signed the server's certificate (TLS servers only).
     pub ca_pem: Option<String>,
@@ -101,6 +107,7 @@ impl S3Server {
         Self::start(Some(TestCa::generate()?))
     }
 
+    /// Starts a server, over TLS with `tls`, else plain HTTP.
     pub fn start(tls: Option<TestCa>) -> Result<S3Server, BoxError> {
         let dir = tempfile::tempdir()?;
         let root = dir.path().to_path_buf();

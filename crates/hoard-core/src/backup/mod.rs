@@ -2,7 +2,7 @@
 //!
 //! Read top-down, one file a stage:
 //! 1. this file: [`backup`] resolves the paths and the parent snapshot under a shared lock,
-//!    starts a [`BlobSaver`], and lays the absolute paths out as a virtual tree (`layout`:
+//!    starts the blob saver, and lays the absolute paths out as a virtual tree (`layout`:
 //!    `/home/u/docs` becomes `home` → `u` → `docs`, so restoring to `DIR` gives
 //!    `DIR/home/u/docs`).
 //! 2. `archiver`: the walk reads one directory at a time, depth first. Files whose size,
@@ -12,7 +12,7 @@
 //!    its children and stores the tree blob, so trees are saved bottom-up while the walk goes
 //!    on.
 //! 3. `file`: chunks one file with FastCDC and hands the chunks to the saver.
-//! 4. [`saver`]: dedup, compression, sealing, packing, upload and index files. It is
+//! 4. `saver`: dedup, compression, sealing, packing, upload and index files. It is
 //!    finished (packs, then index) and only then this file writes the snapshot.
 //!
 //! Files that cannot be read are reported in [`BackupResult::errors`] and left out; the
@@ -52,18 +52,24 @@ pub enum ParentSelection {
     Latest,
     /// Read every file.
     None,
+    /// A given snapshot.
     Id(Id),
 }
 
 #[derive(Debug, Clone, Default)]
+/// What to back up and how; `Default` plus `paths` is a complete backup.
 pub struct BackupOptions {
+    /// Files and directories to back up; relative paths are made absolute (symlinks in them are not
+    /// resolved).
     pub paths: Vec<PathBuf>,
     /// Defaults to this machine's hostname.
     pub host: Option<String>,
+    /// Tags recorded in the snapshot (for `forget --keep-tag`, filters).
     pub tags: Vec<String>,
     /// Glob patterns; a pattern without `/` matches a name at any depth, a pattern starting
     /// with `/` matches from the root, any other is matched at any depth.
     pub excludes: Vec<String>,
+    /// Which snapshot's metadata lets unchanged files be taken over without reading them.
     pub parent: ParentSelection,
     /// Defaults to now.
     pub time: Option<DateTime<Utc>>,
@@ -79,23 +85,30 @@ pub struct BackupOptions {
 pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
 
 impl CancelToken {
+    /// A token nobody has cancelled yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Asks the backup to stop; it returns [`Error::Interrupted`] soon after.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
+    /// Whether [`CancelToken::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }
 
 #[derive(Debug, Clone)]
+/// What a backup made.
 pub struct BackupResult {
+    /// The snapshot written (with its id).
     pub snapshot: SnapshotEntry,
+    /// Its counters, as stored in the snapshot.
     pub summary: SnapshotSummary,
+    /// Files and directories that could not be read and were left out (exit code 3 in the CLI).
     pub errors: Vec<FileError>,
 }
 

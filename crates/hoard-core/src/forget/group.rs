@@ -10,8 +10,11 @@ use crate::format::snapshot::SnapshotEntry;
 /// What snapshots are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct GroupBy {
+    /// Group by hostname.
     pub host: bool,
+    /// Group by the set of backed-up paths.
     pub paths: bool,
+    /// Group by the set of tags.
     pub tags: bool,
 }
 
@@ -56,10 +59,13 @@ impl std::str::FromStr for GroupBy {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
 pub struct GroupKey {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's host, when grouped by host.
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's paths, when grouped by paths.
     pub paths: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's tags, when grouped by tags.
     pub tags: Option<Vec<String>>,
 }
 

@@ -31,7 +31,9 @@ pub use span::Span;
 /// The decisions for one group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupDecision {
+    /// What the group's snapshots share.
     pub group: GroupKey,
+    /// Every snapshot of the group, newest first.
     pub decisions: Vec<Decision>,
 }
 
@@ -82,6 +84,7 @@ pub struct ForgetOptions {
     /// How snapshots are grouped before the policy applies to each group (default: host and
     /// paths, as restic).
     pub group_by: GroupBy,
+    /// Which snapshots are considered at all.
     pub filter: SnapshotFilter,
     /// Decide, but remove nothing.
     pub dry_run: bool,

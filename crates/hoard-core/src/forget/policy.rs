@@ -9,25 +9,37 @@ use crate::format::snapshot::SnapshotEntry;
 /// A retention policy. Counts: 0 = rule off, -1 = unlimited.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Policy {
+    /// Keep the newest N snapshots.
     pub last: i64,
+    /// Keep the newest snapshot of each of the last N hours.
     pub hourly: i64,
+    /// Keep the newest snapshot of each of the last N days.
     pub daily: i64,
+    /// Keep the newest snapshot of each of the last N ISO weeks.
     pub weekly: i64,
+    /// Keep the newest snapshot of each of the last N months.
     pub monthly: i64,
+    /// Keep the newest snapshot of each of the last N years.
     pub yearly: i64,
+    /// Keep every snapshot within this span of the newest.
     pub within: Option<Span>,
     /// The newest snapshot of each hour, day, ISO week, month and year within a span of the
     /// newest snapshot (`--keep-within-hourly` … `--keep-within-yearly`).
     pub within_hourly: Option<Span>,
+    /// See `within_hourly`.
     pub within_daily: Option<Span>,
+    /// See `within_hourly`.
     pub within_weekly: Option<Span>,
+    /// See `within_hourly`.
     pub within_monthly: Option<Span>,
+    /// See `within_hourly`.
     pub within_yearly: Option<Span>,
     /// Keep snapshots carrying all tags of any one entry.
     pub tags: Vec<Vec<String>>,
 }
 
 impl Policy {
+    /// Whether no rule is set (an empty policy keeps everything).
     pub fn is_empty(&self) -> bool {
         [
             self.last,
@@ -56,7 +68,9 @@ impl Policy {
 /// What one snapshot got, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
+    /// The snapshot.
     pub snapshot: SnapshotEntry,
+    /// Whether the policy keeps it.
     pub keep: bool,
     /// The rules that kept it (empty when removed).
     pub reasons: Vec<String>,

@@ -9,9 +9,13 @@ use crate::error::{Error, Result};
 /// A span for `--keep-within`, as restic writes it: `1y2m3d4h` (years, months, days, hours).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Span {
+    /// Calendar years.
     pub years: i32,
+    /// Calendar months.
     pub months: i32,
+    /// Days.
     pub days: i32,
+    /// Hours.
     pub hours: i32,
 }
 

@@ -27,8 +27,11 @@ const SAMPLE_LEN: usize = 32 * 1024;
 
 /// A blob ready to go into a pack.
 pub struct EncodedBlob {
+    /// The sealed bytes, as they go into a pack.
     pub sealed: Vec<u8>,
+    /// Whether the plaintext was zstd-compressed before sealing.
     pub compressed: bool,
+    /// The plaintext length.
     pub raw_length: u32,
 }
 

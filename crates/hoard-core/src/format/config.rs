@@ -12,8 +12,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// index small for large repositories while still deduplicating edits within large files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
+    /// No chunk is shorter (but a file's last).
     pub min_size: u32,
+    /// The size chunks tend to.
     pub avg_size: u32,
+    /// No chunk is longer.
     pub max_size: u32,
     /// XOR'd into FastCDC's gear table so chunk boundaries (and thus chunk lengths) do not
     /// reveal file contents to someone who knows the plaintext of other files.
@@ -21,6 +24,7 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
+    /// The default sizes with a fresh random gear seed.
     pub fn random() -> Self {
         let mut seed = [0u8; 8];
         crate::random::fill_random(&mut seed);
@@ -48,10 +52,13 @@ impl ChunkerParams {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// The `config` document (FORMAT.md "Config").
 pub struct Config {
+    /// The format version ([`FORMAT_VERSION`]).
     pub version: u32,
     /// Random; distinguishes repositories (e.g. in caches and locks).
     pub id: Id,
+    /// How files are cut into chunks; fixed for the life of the repository, so chunks dedup.
     pub chunker: ChunkerParams,
     /// Target size: a pack is closed once its blobs reach this many bytes (the file is a
     /// little larger, by its header).
@@ -61,6 +68,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// A config for a new repository, with a random id and gear seed.
     pub fn new(pack_size: u32, compression_level: i32) -> Self {
         Config {
             version: FORMAT_VERSION,

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::random::fill_random;
 
+/// Bytes of the random nonce that starts every sealed object.
 pub const NONCE_LEN: usize = 24;
+/// Bytes of the Poly1305 tag that ends it.
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object has beyond its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
@@ -34,6 +36,7 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// A fresh random key (for `init`).
     pub fn random() -> Self {
         let mut k = MasterKey {
             encrypt: [0; 32],

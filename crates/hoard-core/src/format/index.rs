@@ -8,19 +8,26 @@ use super::pack::PackedBlob;
 use crate::id::Id;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One index file.
 pub struct IndexFile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Index files this one replaces; readers ignore those.
     pub supersedes: Vec<Id>,
+    /// The packs it lists.
     pub packs: Vec<IndexPack>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One pack and its blobs.
 pub struct IndexPack {
+    /// The pack's id (its name under `data/`).
     pub id: Id,
+    /// Its blobs, in pack order.
     pub blobs: Vec<PackedBlob>,
 }
 
 impl IndexFile {
+    /// How many blobs all its packs hold.
     pub fn blob_count(&self) -> usize {
         self.packs.iter().map(|p| p.blobs.len()).sum()
     }

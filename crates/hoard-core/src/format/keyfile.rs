@@ -63,12 +63,18 @@ impl KdfParams {
 /// readable before anything can be decrypted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyFile {
+    /// Key file format version (1).
     pub version: u32,
+    /// When the key was made.
     pub created: chrono::DateTime<chrono::Utc>,
+    /// Where it was made.
     pub hostname: String,
+    /// By whom.
     pub username: String,
+    /// The key derivation function: `argon2id`.
     pub kdf: String,
     #[serde(flatten)]
+    /// Its cost parameters.
     pub params: KdfParams,
     /// Salt, base64.
     pub salt: String,
@@ -77,6 +83,7 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
+    /// Seals `master` under a key derived from `password` with a fresh salt.
     pub fn create(master: &MasterKey, password: &[u8], params: KdfParams) -> Result<Self> {
         use base64::Engine;
         let mut salt = [0u8; 32];

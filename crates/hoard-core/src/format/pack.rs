@@ -22,8 +22,11 @@ pub const ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
+/// What a blob holds.
 pub enum BlobType {
+    /// A chunk of file content.
     Data,
+    /// A directory listing.
     Tree,
 }
 
@@ -39,14 +42,18 @@ impl BlobType {
 /// One blob in a pack, as the header and the index describe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackedBlob {
+    /// The blob's id (keyed BLAKE3 of its plaintext).
     pub id: Id,
     #[serde(rename = "type")]
+    /// What it holds.
     pub blob_type: BlobType,
+    /// Where its sealed bytes start in the pack.
     pub offset: u32,
     /// Sealed length in the pack.
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
+    /// Whether it was compressed before sealing.
     pub compressed: bool,
 }
 
@@ -58,8 +65,11 @@ pub struct PackWriter {
 
 /// A closed pack ready to upload.
 pub struct FinishedPack {
+    /// The pack's id: BLAKE3 of `bytes`.
     pub id: Id,
+    /// The whole file.
     pub bytes: Vec<u8>,
+    /// What it holds.
     pub blobs: Vec<PackedBlob>,
 }
 
@@ -70,6 +80,7 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
+    /// An empty pack.
     pub fn new() -> Self {
         PackWriter {
             buf: Vec::new(),
@@ -86,6 +97,7 @@ impl PackWriter {
         }
     }
 
+    /// Appends a sealed blob.
     pub fn add(
         &mut self,
         id: Id,
@@ -105,14 +117,17 @@ impl PackWriter {
         self.buf.extend_from_slice(sealed);
     }
 
+    /// Bytes of blobs so far (without the header).
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
+    /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
+    /// Seals the header, appends it and its length, and names the pack.
     pub fn finish(self, key: &MasterKey) -> FinishedPack {
         let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_LEN);
         for b in &self.blobs {

@@ -20,10 +20,12 @@ use crate::id::Id;
 pub struct RawName(pub Vec<u8>);
 
 impl RawName {
+    /// The name as an OS string.
     pub fn as_os_str(&self) -> &OsStr {
         OsStr::from_bytes(&self.0)
     }
 
+    /// The bytes of an OS string.
     pub fn from_os_str(s: &OsStr) -> Self {
         RawName(s.as_bytes().to_vec())
     }
@@ -75,15 +77,21 @@ impl<'de> Deserialize<'de> for RawName {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What a node is.
 pub enum NodeType {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
     /// Block device.
     Dev,
     /// Character device.
     Chardev,
+    /// A named pipe.
     Fifo,
+    /// A Unix socket (recorded, not restored).
     Socket,
 }
 
@@ -91,33 +99,48 @@ pub enum NodeType {
 /// entries sharing `device` and `inode` within a snapshot are restored as one inode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
+    /// The entry's name (raw bytes).
     pub name: RawName,
     #[serde(rename = "type")]
+    /// What it is.
     pub node_type: NodeType,
     /// Permission bits including setuid, setgid and sticky (st_mode & 0o7777).
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Owner gid.
     pub gid: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Owner name (empty when unknown).
     pub user: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Group name (empty when unknown).
     pub group: String,
     /// Nanoseconds since the Unix epoch.
     pub mtime: i64,
+    /// Recorded as `mtime` (FORMAT.md "Trees").
     pub atime: i64,
+    /// Status change time, nanoseconds since the epoch.
     pub ctime: i64,
+    /// Inode number, for hard links and change detection.
     pub inode: u64,
+    /// Device number of the file system, likewise.
     pub device: u64,
+    /// Hard link count.
     pub links: u64,
+    /// File size in bytes (0 for everything else).
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Symlink target.
     pub link_target: Option<RawName>,
     /// Device number of a block or character device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A file's content: blob ids in order.
     pub content: Option<Vec<Id>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A directory's tree blob.
     pub subtree: Option<Id>,
 }
 
@@ -193,14 +216,17 @@ impl Node {
 /// The entries of one directory, sorted by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
+    /// The entries, sorted by name bytes.
     pub nodes: Vec<Node>,
 }
 
 impl Tree {
+    /// Sorts the entries by name bytes, as the format requires.
     pub fn sort(&mut self) {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
+    /// The entry with this name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes
             .binary_search_by(|n| n.name.0.as_slice().cmp(name))
@@ -208,11 +234,13 @@ impl Tree {
             .map(|i| &self.nodes[i])
     }
 
+    /// The tree blob's plaintext (JSON).
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain data to a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Decodes a tree blob's plaintext.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }

@@ -39,7 +39,7 @@ impl Repository {
     }
 
     /// Opens a blob's sealed bytes and checks them against its id.
-    pub fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         let what = format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
         let plain = decode_blob(
             self.key(),
@@ -54,6 +54,7 @@ impl Repository {
         Ok(plain)
     }
 
+    /// Loads and decodes a tree blob (through a small cache of tree packs).
     pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
         match self.blob_location(id) {
             Some(loc) if loc.blob.blob_type == BlobType::Tree => {}

@@ -4,7 +4,7 @@
 //! table of fixed-size entries (52 bytes per blob) searched by binary search, plus a small
 //! hash map of blobs added since the table was built.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::format::index::IndexFile;
 use crate::format::pack::{BlobType, PackedBlob};
@@ -126,22 +126,6 @@ impl Index {
 
     pub fn len(&self) -> usize {
         self.sorted.len() + self.recent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn pack_ids(&self) -> HashSet<Id> {
-        self.packs.iter().copied().collect()
-    }
-
-    /// Every blob with its location.
-    pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.sorted
-            .iter()
-            .chain(self.recent.values())
-            .filter_map(|e| self.get(&Id(e.id)))
     }
 }
 

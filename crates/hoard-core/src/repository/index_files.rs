@@ -13,24 +13,14 @@ use crate::format::index::IndexFile;
 use crate::id::Id;
 
 impl Repository {
-    pub fn blob_location(&self, id: &Id) -> Option<BlobLocation> {
+    pub(crate) fn blob_location(&self, id: &Id) -> Option<BlobLocation> {
         self.index().get(id)
-    }
-
-    /// Number of blobs in the index.
-    pub fn indexed_blobs(&self) -> usize {
-        self.index().len()
-    }
-
-    /// Every indexed blob with its location.
-    pub fn indexed_blob_locations(&self) -> Vec<BlobLocation> {
-        self.index().iter().collect()
     }
 
     /// Re-reads every index file not superseded by another, streaming: at most a few index
     /// files are decoded at once, so the peak is the in-memory table, not the table plus every
     /// file's document.
-    pub async fn reload_index(&self) -> Result<()> {
+    pub(crate) async fn reload_index(&self) -> Result<()> {
         let ids = self.list(FileKind::Index).await?;
         let mut skip: HashSet<Id> = Default::default();
         loop {
@@ -65,12 +55,12 @@ impl Repository {
     }
 
     /// Ids of the live index files the in-memory index was built from.
-    pub fn loaded_index_files(&self) -> Vec<Id> {
+    pub(crate) fn loaded_index_files(&self) -> Vec<Id> {
         self.index_source().live
     }
 
     /// Whether the in-memory index was built when exactly these index files (sorted) existed.
-    pub fn index_built_from(&self, listed: &[Id]) -> bool {
+    pub(crate) fn index_built_from(&self, listed: &[Id]) -> bool {
         self.index_source().listed == listed
     }
 
@@ -84,7 +74,7 @@ impl Repository {
 
     /// Calls `each` with every listed index file (or the error reading it), a few downloads in
     /// flight at once, in no particular order.
-    pub async fn for_each_index_file<F>(&self, ids: &[Id], mut each: F) -> Result<()>
+    pub(crate) async fn for_each_index_file<F>(&self, ids: &[Id], mut each: F) -> Result<()>
     where
         F: FnMut(Id, Result<IndexFile>) -> Result<()>,
     {
@@ -99,7 +89,7 @@ impl Repository {
 
     /// Builds the in-memory index from these index files (those superseded by another one in
     /// the list are skipped).
-    pub fn install_index(&self, files: &[(Id, IndexFile)]) {
+    pub(crate) fn install_index(&self, files: &[(Id, IndexFile)]) {
         let superseded: HashSet<Id> = files
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())
@@ -133,7 +123,7 @@ impl Repository {
     }
 
     /// Reloads the index when an index file it was built from is gone (prune replaced it).
-    pub async fn reload_index_if_changed(&self) -> Result<()> {
+    pub(crate) async fn reload_index_if_changed(&self) -> Result<()> {
         let present: HashSet<Id> = self.list(FileKind::Index).await?.into_iter().collect();
         if self
             .loaded_index_files()

@@ -16,14 +16,19 @@ use crate::id::Id;
 /// A key file as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyEntry {
+    /// The key file's id.
     pub id: Id,
     /// Whether this session opened the repository with it.
     pub current: bool,
+    /// When it was made.
     pub created: chrono::DateTime<chrono::Utc>,
+    /// Where it was made.
     pub hostname: String,
+    /// By whom.
     pub username: String,
 }
 
+/// Every key file, oldest first; a damaged one is an error naming it.
 pub async fn list_keys(repo: &Storage) -> Result<Vec<KeyEntry>> {
     let mut out = Vec::new();
     for id in repo.list(FileKind::Key).await? {
@@ -42,6 +47,7 @@ pub async fn list_keys(repo: &Storage) -> Result<Vec<KeyEntry>> {
     Ok(out)
 }
 
+/// Removes a key file; not the last one, and not the one this session opened with.
 pub async fn remove_key(repo: &Storage, id: &Id) -> Result<()> {
     if *id == repo.key_id() {
         return Err(Error::invalid(

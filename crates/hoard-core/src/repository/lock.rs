@@ -36,9 +36,13 @@ use crate::id::Id;
 pub struct LockInfo {
     /// When the lock was written (refreshing writes a new file with a new time).
     pub time: DateTime<Utc>,
+    /// Whether it excludes every other lock.
     pub exclusive: bool,
+    /// The holder's host.
     pub hostname: String,
+    /// The holder's user.
     pub username: String,
+    /// The holder's process id.
     pub pid: u32,
     /// `/proc/self/ns/pid` of the holder: two containers of one pod share a hostname but not
     /// their process ids, so a pid is only checked when the namespaces match.
@@ -52,7 +56,9 @@ pub struct LockInfo {
 /// How often locks are refreshed and when they count as abandoned.
 #[derive(Debug, Clone, Copy)]
 pub struct LockTiming {
+    /// How often a holder writes a fresh lock file.
     pub refresh: Duration,
+    /// How old a lock file may get before others ignore and remove it.
     pub stale_after: Duration,
 }
 
@@ -84,6 +90,7 @@ fn process_exists(pid: u32) -> bool {
 }
 
 impl LockInfo {
+    /// A lock held by this process, now.
     pub fn new(exclusive: bool) -> Self {
         let now = Utc::now();
         LockInfo {
@@ -145,6 +152,7 @@ pub(crate) fn human_duration(d: Duration) -> String {
 /// A lock file as found in the repository.
 #[derive(Debug, Clone)]
 pub struct FoundLock {
+    /// The lock file's id.
     pub id: Id,
     /// `None` when the file could not be read or opened.
     pub info: Option<LockInfo>,
@@ -300,6 +308,7 @@ impl Drop for LockGuard {
 pub struct LockOptions {
     /// How long to keep retrying while another process holds a conflicting lock.
     pub wait: Duration,
+    /// Refresh period and staleness limit.
     pub timing: LockTiming,
     /// Run read-only operations (restore, dump, check) without a lock, for credentials that
     /// cannot write lock files. Operations that write (backup, forget, prune) always lock.
@@ -411,6 +420,7 @@ async fn refresh_loop(repo: Storage, held: Arc<Mutex<Held>>, timing: LockTiming)
 }
 
 impl LockState {
+    /// The id of the current lock file (it changes with every refresh).
     pub fn id(&self) -> Id {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).id
     }

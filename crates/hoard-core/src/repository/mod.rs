@@ -12,7 +12,7 @@
 //! - [`storage`]: typed files checked against their names, sealed documents;
 //! - [`keys`]: key files, finding the one the password opens;
 //! - [`lock`]: lock files, staleness, refresh;
-//! - [`index`]: the in-memory index table;
+//! - `index`: the in-memory index table;
 //! - this file: [`Repository`] = storage + config + index, `init` and `open`;
 //! - `index_files`, `blobs`, `snapshots`: loading the index, reading blobs and trees (with a
 //!   small tree-pack cache), finding snapshots;
@@ -21,7 +21,7 @@
 //! `config` is written last by `init`, so a repository exists exactly when its config does.
 
 mod blobs;
-pub mod index;
+pub(crate) mod index;
 mod index_files;
 pub mod keys;
 pub mod lock;
@@ -51,8 +51,11 @@ pub use storage::{
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
 pub struct InitOptions {
+    /// argon2id cost for the first key.
     pub kdf: KdfParams,
+    /// Target pack size in bytes.
     pub pack_size: u32,
+    /// zstd level for blobs.
     pub compression_level: i32,
 }
 
@@ -209,10 +212,12 @@ impl Repository {
         self
     }
 
+    /// How operations on this handle take their locks.
     pub fn lock_options(&self) -> &LockOptions {
         &self.lock
     }
 
+    /// The repository's config (chunker parameters, pack size, …).
     pub fn config(&self) -> &Config {
         &self.inner.config
     }

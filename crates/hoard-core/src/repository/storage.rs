@@ -17,14 +17,20 @@ use crate::id::Id;
 /// The kinds of files in a repository; each knows its folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// `keys/`: key files.
     Key,
+    /// `data/`: packs.
     Pack,
+    /// `index/`: index files.
     Index,
+    /// `snapshots/`: snapshot files.
     Snapshot,
+    /// `locks/`: lock files.
     Lock,
 }
 
 impl FileKind {
+    /// The folder, with a trailing slash.
     pub fn dir(self) -> &'static str {
         match self {
             FileKind::Key => "keys/",
@@ -35,6 +41,7 @@ impl FileKind {
         }
     }
 
+    /// The path of the file with this id.
     pub fn path(self, id: &Id) -> String {
         let hex = id.to_hex();
         match self {
@@ -44,6 +51,7 @@ impl FileKind {
     }
 }
 
+/// Where the config document lives.
 pub const CONFIG_PATH: &str = "config";
 
 /// The files of an opened repository: the operator and the master key that seals them. Clones
@@ -135,10 +143,12 @@ impl Storage {
         }
     }
 
+    /// The storage itself.
     pub fn operator(&self) -> &Operator {
         &self.op
     }
 
+    /// How the repository is named in messages (scheme, bucket or name, root).
     pub fn location(&self) -> &str {
         &self.location
     }
@@ -153,6 +163,7 @@ impl Storage {
         self.key_id
     }
 
+    /// The ids of one kind of file, sorted; names that are not ids are skipped.
     pub async fn list(&self, kind: FileKind) -> Result<Vec<Id>> {
         list_ids(&self.op, kind).await
     }
@@ -242,11 +253,13 @@ impl Storage {
         }
     }
 
+    /// Reads, checks, opens and decodes a sealed document.
     pub async fn load_doc<T: DeserializeOwned>(&self, kind: FileKind, id: &Id) -> Result<T> {
         let bytes = self.read_file(kind, id).await?;
         open_doc(&self.key, &bytes, &kind.path(id))
     }
 
+    /// Seals a document and stores it under its hash.
     pub async fn save_doc<T: Serialize>(&self, kind: FileKind, doc: &T) -> Result<Id> {
         let sealed = seal_doc(&self.key, doc)?;
         self.write_file(kind, sealed).await
