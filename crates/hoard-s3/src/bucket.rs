@@ -10,6 +10,7 @@ use reqsign_aws_v4::{
 use reqsign_core::{Context, OsEnv, Signer};
 
 use crate::error::S3Error;
+use crate::secrets::SecretString;
 use crate::tls::classify_transport_error;
 
 /// Lets reqsign's credential providers (IMDS, ECS, STS) use our client.
@@ -49,9 +50,9 @@ pub enum Credentials {
         /// The access key id (shown in messages).
         access_key_id: String,
         /// The secret key (never shown).
-        secret_access_key: zeroize::Zeroizing<String>,
+        secret_access_key: SecretString,
         /// A session token for temporary credentials.
-        session_token: Option<zeroize::Zeroizing<String>>,
+        session_token: Option<SecretString>,
     },
     /// Whatever the AWS default chain finds.
     DefaultChain,
@@ -113,9 +114,10 @@ impl BucketClient {
                 secret_access_key,
                 session_token,
             } => {
-                let mut p = StaticCredentialProvider::new(access_key_id, secret_access_key);
+                let mut p =
+                    StaticCredentialProvider::new(access_key_id, secret_access_key.expose());
                 if let Some(t) = session_token {
-                    p = p.with_session_token(t);
+                    p = p.with_session_token(t.expose());
                 }
                 Signer::new(ctx, p, RequestSigner::new("s3", region))
             }

@@ -26,7 +26,7 @@ pub use bucket::Credentials;
 pub use error::S3Error;
 pub use location::{BucketLookup, S3Location};
 pub use open::{open, Connection, Location, OpenError, OpenMode};
-pub use secrets::Secrets;
+pub use secrets::{SecretString, Secrets};
 
 use bucket::{BucketClient, Presence};
 
@@ -81,10 +81,8 @@ impl S3Config {
         let credentials = match (ak, sk) {
             (Some(ak), Some(sk)) => Credentials::Static {
                 access_key_id: ak.to_string(),
-                secret_access_key: zeroize::Zeroizing::new(sk.to_string()),
-                session_token: secrets
-                    .get(AWS_SESSION_TOKEN)
-                    .map(|t| zeroize::Zeroizing::new(t.to_string())),
+                secret_access_key: sk.into(),
+                session_token: secrets.get(AWS_SESSION_TOKEN).map(SecretString::from),
             },
             (Some(_), None) => {
                 return Err(S3Error::Config(
@@ -202,9 +200,9 @@ pub async fn connect(cfg: &S3Config, mode: BucketMode) -> Result<Operator, S3Err
     {
         b = b
             .access_key_id(access_key_id)
-            .secret_access_key(secret_access_key);
+            .secret_access_key(secret_access_key.expose());
         if let Some(t) = session_token {
-            b = b.session_token(t);
+            b = b.session_token(t.expose());
         }
     }
     let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(

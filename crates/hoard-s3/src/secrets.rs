@@ -41,6 +41,35 @@ pub const KEYS: [&str; 5] = [
     CA_CERT_DATA,
 ];
 
+/// A secret value: wiped from memory when dropped, never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        SecretString(Zeroizing::new(s))
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(s: &str) -> Self {
+        SecretString(Zeroizing::new(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString(..)")
+    }
+}
+
 /// Bucket facts a COSI BucketInfo carries besides credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketInfo {

@@ -22,7 +22,7 @@ pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
 }
 
 /// A chunker over a reader, yielding owned chunks: what backup uses for large files.
-pub fn stream<R: std::io::Read>(params: &ChunkerParams, reader: R) -> StreamCDC<R> {
+pub(crate) fn stream<R: std::io::Read>(params: &ChunkerParams, reader: R) -> StreamCDC<R> {
     StreamCDC::with_level_and_seed(
         reader,
         params.min_size as usize,

@@ -240,9 +240,9 @@ impl Tree {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes a tree blob's plaintext.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Decodes a tree blob's plaintext; `what` names it in the error.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> crate::error::Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| crate::error::Error::corrupt_by(what, e))
     }
 }
 
@@ -293,7 +293,7 @@ mod tests {
         fn tree_round_trip(nodes in proptest::collection::vec(node_strategy(), 0..20)) {
             let mut t = Tree { nodes };
             t.sort();
-            let back = Tree::from_bytes(&t.to_bytes()).unwrap();
+            let back = Tree::from_bytes(&t.to_bytes(), "t").unwrap();
             prop_assert_eq!(&back, &t);
             for n in &t.nodes {
                 prop_assert!(back.find(&n.name.0).is_some());

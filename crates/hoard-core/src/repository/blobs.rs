@@ -67,7 +67,7 @@ impl Repository {
             None => return Err(Error::BlobNotInIndex(*id)),
         }
         let bytes = self.read_tree_blob(id).await?;
-        Tree::from_bytes(&bytes).map_err(|e| Error::corrupt_by(format!("tree {}", id.short()), e))
+        Tree::from_bytes(&bytes, &format!("tree {}", id.short()))
     }
 
     /// Reads a tree blob through the tree-pack cache.
