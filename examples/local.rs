@@ -1,11 +1,15 @@
-//! Back up a directory into a local repository and restore it, through the library API.
+//! Back up a directory into a local repository, restore it, then forget, prune and check,
+//! through the library API.
 //!
 //! `cargo run --example local -- [DIR]` (default: this crate's `src/`). The repository and the
 //! restored copy go to a temporary directory that is removed at the end.
 
 use std::sync::Arc;
 
-use hoard::{backup, restore, BackupOptions, InitOptions, NoProgress, Repository, RestoreOptions};
+use hoard::{
+    backup, check, forget, prune, restore, BackupOptions, CheckOptions, ForgetOptions, InitOptions,
+    NoProgress, Policy, PruneOptions, ReadData, Repository, RestoreOptions,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,6 +52,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         done.files_restored,
         done.bytes_written,
         target.display()
+    );
+
+    // Keep only the newest snapshot, give back the space nothing uses any more, and verify
+    // every pack.
+    let policy = Policy {
+        last: 1,
+        ..Default::default()
+    };
+    let forgotten = forget(&repo, &policy, &ForgetOptions::default()).await?;
+    println!("forgot {} snapshots", forgotten.removed.len());
+    let popts = PruneOptions {
+        max_unused_percent: 0.0,
+        ..Default::default()
+    };
+    let pruned = prune(&repo, &popts, &NoProgress).await?;
+    println!("prune freed {} bytes", pruned.bytes_freed);
+    let copts = CheckOptions {
+        read_data: ReadData::All,
+    };
+    let report = check(&repo, &copts, &NoProgress).await?;
+    println!(
+        "check read {} packs: {}",
+        report.packs_read,
+        if report.is_clean() {
+            "no errors"
+        } else {
+            "ERRORS"
+        }
     );
     Ok(())
 }
