@@ -339,3 +339,173 @@ fn unreachable_endpoints_fail_fast() {
     );
     drop(silent);
 }
+
+/// Hikube's Secret key `BucketInfo` exactly as its documentation shows it (no `apiVersion`,
+/// no `kind`, an empty region), for a bucket provisioned with a per-bucket key.
+fn hikube_bucket_info(endpoint: &str) -> String {
+    format!(
+        r#"{{"metadata":{{"name":"bc-8d2f","creationTimestamp":null}},"spec":{{"bucketName":"{bucket}","authenticationType":"KEY","secretS3":{{"endpoint":"{endpoint}","region":"","accessKeyID":"{ak}","accessSecretKey":"{sk}"}},"secretAzure":null,"protocols":["s3"]}}}}"#,
+        bucket = hoard_testkit::SCOPED_BUCKET,
+        ak = hoard_testkit::SCOPED_ACCESS_KEY,
+        sk = hoard_testkit::SCOPED_SECRET_KEY,
+    )
+}
+
+/// One line on stderr, returned.
+fn single_line(out: &std::process::Output) -> String {
+    let e = stderr(out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    e
+}
+
+#[test]
+fn hikube_bucket_info_as_documented_opens_its_provisioned_bucket() {
+    let server = S3Server::https().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let info = hikube_bucket_info(&server.endpoint);
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("a.txt"), b"hello hikube").unwrap();
+    fs::write(src.join("d/b.bin"), random_bytes(300_000, 5)).unwrap();
+    let ca: String = server
+        .ca_pem
+        .as_deref()
+        .unwrap()
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+
+    // A Secret manifest: BucketInfo base64 under data, password and CA under stringData. No
+    // -r: the BucketInfo names endpoint and bucket.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&info);
+    let manifest = dir.path().join("secret.yaml");
+    fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: bucket-creds\ntype: Opaque\ndata:\n  BucketInfo: {b64}\nstringData:\n  RESTIC_PASSWORD: hikube pw\n  CA_CERT_DATA: |\n{ca}"),
+    )
+    .unwrap();
+    let hoard = |secret: &std::path::Path, args: &[&str]| {
+        bare()
+            .arg("--secret")
+            .arg(secret)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    assert_ok(&hoard(&manifest, &init));
+    assert_ok(&hoard(&manifest, &["backup", "-q", src.to_str().unwrap()]));
+    let out = dir.path().join("out");
+    assert_ok(&hoard(
+        &manifest,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    ));
+    assert_same_tree(&src, &out.join(src.strip_prefix("/").unwrap()));
+    let keys = server.object_keys(hoard_testkit::SCOPED_BUCKET);
+    assert!(keys.iter().any(|k| k.starts_with("data/")), "{keys:?}");
+    let buckets: Vec<String> = fs::read_dir(&server.root)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(buckets, [hoard_testkit::SCOPED_BUCKET], "no bucket was created");
+
+    // A mounted Secret directory: one file per key, BucketInfo among them.
+    let mounted = dir.path().join("mounted");
+    fs::create_dir(&mounted).unwrap();
+    fs::write(mounted.join("BucketInfo"), &info).unwrap();
+    fs::write(mounted.join("RESTIC_PASSWORD"), "hikube pw\n").unwrap();
+    fs::write(
+        mounted.join("CA_CERT_DATA"),
+        server.ca_pem.as_deref().unwrap(),
+    )
+    .unwrap();
+    let listed = hoard(&mounted, &["--json", "snapshots"]);
+    assert_ok(&listed);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn refused_requests_name_the_servers_reason() {
+    let server = S3Server::https().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = server.ca_pem.clone().unwrap();
+    let run = |repo: &str, ak: &str, sk: &str, token: Option<&str>, args: &[&str]| {
+        let mut c = bare();
+        c.env("RESTIC_PASSWORD", "pw")
+            .env("AWS_ACCESS_KEY_ID", ak)
+            .env("AWS_SECRET_ACCESS_KEY", sk)
+            .env("CA_CERT_DATA", &ca)
+            .args(["-r", repo])
+            .args(args);
+        if let Some(t) = token {
+            c.env("AWS_SESSION_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    let (sk_ak, sk_sk) = (
+        hoard_testkit::SCOPED_ACCESS_KEY,
+        hoard_testkit::SCOPED_SECRET_KEY,
+    );
+
+    // A per-bucket key asked to create a bucket: it is the key's policy, not its keys.
+    let missing = format!("s3:{}/not-provisioned/p", server.endpoint);
+    let out = run(&missing, sk_ak, sk_sk, None, &init);
+    assert_eq!(out.status.code(), Some(1));
+    let e = single_line(&out);
+    assert!(
+        e.contains("may not create buckets")
+            && e.contains("\"not-provisioned\"")
+            && e.contains("s3:CreateBucket"),
+        "{e}"
+    );
+    assert!(!e.contains(sk_sk));
+
+    // The same key on somebody else's bucket: the server's AccessDenied, and what it means.
+    fs::create_dir(server.root.join("somebody-else")).unwrap();
+    let other = format!("s3:{}/somebody-else/p", server.endpoint);
+    let out = run(&other, sk_ak, sk_sk, None, &["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = single_line(&out);
+    assert!(
+        e.contains("AccessDenied") && e.contains("may not list") && e.contains(sk_ak),
+        "{e}"
+    );
+
+    // Temporary credentials with a session token the server does not accept (expired,
+    // or from other keys): InvalidToken, and what to do about it.
+    let repo = format!("s3:{}/temp-bucket/p", server.endpoint);
+    let (tk_ak, tk_sk) = (
+        hoard_testkit::TEMPORARY_ACCESS_KEY,
+        hoard_testkit::TEMPORARY_SECRET_KEY,
+    );
+    for token in [Some("stale-token"), None] {
+        let out = run(&repo, tk_ak, tk_sk, token, &init);
+        assert_eq!(out.status.code(), Some(1), "{token:?}");
+        let e = single_line(&out);
+        assert!(
+            e.contains("InvalidToken") && e.contains("AWS_SESSION_TOKEN"),
+            "{token:?}: {e}"
+        );
+        assert!(!e.contains("stale-token") && !e.contains(tk_sk), "{e}");
+    }
+    // With the right token the same keys work.
+    let token = Some(hoard_testkit::SESSION_TOKEN);
+    assert_ok(&run(&repo, tk_ak, tk_sk, token, &init));
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"temporary").unwrap();
+    assert_ok(&run(
+        &repo,
+        tk_ak,
+        tk_sk,
+        token,
+        &["backup", src.to_str().unwrap()],
+    ));
+}

@@ -82,6 +82,8 @@ pub(crate) struct BucketClient {
     signer: Signer<Credential>,
     endpoint: String,
     bucket: String,
+    /// The repository's prefix: policies often allow listing below one prefix only.
+    prefix: String,
     url: String,
     key_id: String,
 }
@@ -101,6 +103,7 @@ impl BucketClient {
         creds: &Credentials,
         endpoint: &str,
         bucket: &str,
+        prefix: &str,
         region: &str,
         virtual_host: bool,
     ) -> BucketClient {
@@ -140,6 +143,7 @@ impl BucketClient {
             signer,
             endpoint: endpoint.to_string(),
             bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
             url,
             key_id: creds.access_key_id().to_string(),
         }
@@ -150,9 +154,18 @@ impl BucketClient {
         method: http::Method,
         body: Bytes,
     ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S3Error> {
+        self.send_to(&self.url, method, body).await
+    }
+
+    async fn send_to(
+        &self,
+        url: &str,
+        method: http::Method,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), S3Error> {
         let req = http::Request::builder()
             .method(method)
-            .uri(&self.url)
+            .uri(url)
             .header(
                 "x-amz-content-sha256",
                 reqsign_core::hash::hex_sha256(&body),
@@ -185,23 +198,94 @@ impl BucketClient {
 
     pub async fn presence(&self) -> Result<Presence, S3Error> {
         let (status, headers, _) = self.send(http::Method::HEAD, Bytes::new()).await?;
-        let region = headers
-            .get("x-amz-bucket-region")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        Ok(match status.as_u16() {
-            200..=299 => Presence::Exists,
-            404 => Presence::Missing,
-            301 | 400 if region.is_some() => Presence::WrongRegion(region.unwrap_or_default()),
-            401 | 403 => Presence::Forbidden,
-            s => {
-                return Err(S3Error::Http {
+        let region = header_region(&headers);
+        match status.as_u16() {
+            200..=299 => return Ok(Presence::Exists),
+            404 => return Ok(Presence::Missing),
+            301 | 400 if region.is_some() => {
+                return Ok(Presence::WrongRegion(region.unwrap_or_default()))
+            }
+            _ => {}
+        }
+        // A HEAD answer has no body, so it cannot say why: ask again with a request whose
+        // answer has one (a one-key listing), and read the server's code and message.
+        let Some(why) = self.reason().await? else {
+            return match status.as_u16() {
+                401 | 403 => Ok(Presence::Forbidden),
+                s => Err(S3Error::Http {
                     endpoint: self.endpoint.clone(),
                     status: s,
                     detail: format!("on HEAD of bucket {:?}", self.bucket),
-                })
+                }),
+            };
+        };
+        tracing::debug!(code = %why.code, "HEAD of the bucket refused");
+        match why.code.as_str() {
+            // The key may not even list the repository's objects, which every command does.
+            "AccessDenied" | "AllAccessDisabled" => Err(S3Error::Refused {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                status: why.status,
+                hint: format!(
+                    "access key id {:?} may not list {:?} in this bucket, and hoard lists, reads, writes and deletes objects there: check the bucket name and the key's policy; if the bucket does not exist yet, create it first",
+                    self.key_id,
+                    if self.prefix.is_empty() { "/" } else { &self.prefix }
+                ),
+                code: why.code,
+                message: why.message,
+            }),
+            "NoSuchBucket" => Ok(Presence::Missing),
+            "PermanentRedirect" | "AuthorizationHeaderMalformed"
+                if why.region.is_some() || region.is_some() =>
+            {
+                Ok(Presence::WrongRegion(
+                    why.region.or(region).unwrap_or_default(),
+                ))
             }
-        })
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" => Err(S3Error::AccessDenied {
+                key_id: self.key_id.clone(),
+                bucket: self.bucket.clone(),
+                code: why.code,
+            }),
+            _ => Err(S3Error::Refused {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                status: why.status,
+                hint: refusal_hint(&why.code),
+                code: why.code,
+                message: why.message,
+            }),
+        }
+    }
+
+    /// The server's error code and message for a one-key listing of the bucket, when it
+    /// refuses one; `None` when it succeeds or answers without an error document.
+    async fn reason(&self) -> Result<Option<Refusal>, S3Error> {
+        let sep = if self.url.ends_with('/') { "" } else { "/" };
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            let mut p = String::from("&prefix=");
+            p.extend(format!("{}/", self.prefix).bytes().map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            }));
+            p
+        };
+        let url = format!("{}{sep}?list-type=2&max-keys=1{prefix}", self.url);
+        let (status, headers, body) = self.send_to(&url, http::Method::GET, Bytes::new()).await?;
+        if status.is_success() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&body);
+        Ok(xml_field(&text, "Code").map(|code| Refusal {
+            status: status.as_u16(),
+            code,
+            message: xml_field(&text, "Message").unwrap_or_default(),
+            region: xml_field(&text, "Region").or_else(|| header_region(&headers)),
+        }))
     }
 
     /// CreateBucket: no LocationConstraint in us-east-1, one for any other region. An existing
@@ -229,13 +313,17 @@ impl BucketClient {
                 Presence::Exists | Presence::Forbidden => Ok(()),
                 _ => Err(self.create_error(status.as_u16(), code, &text)),
             },
-            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied" => {
-                Err(S3Error::AccessDenied {
-                    key_id: self.key_id.clone(),
-                    bucket: self.bucket.clone(),
-                    code,
-                })
-            }
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" => Err(S3Error::AccessDenied {
+                key_id: self.key_id.clone(),
+                bucket: self.bucket.clone(),
+                code,
+            }),
+            // The keys are fine (the signature was accepted); the key's policy does not allow
+            // creating buckets, as platforms' per-bucket keys do not.
+            "AccessDenied" => Err(S3Error::CannotCreateBucket {
+                key_id: self.key_id.clone(),
+                bucket: self.bucket.clone(),
+            }),
             _ => Err(self.create_error(status.as_u16(), code, &text)),
         }
     }
@@ -248,6 +336,41 @@ impl BucketClient {
             message: xml_field(text, "Message").unwrap_or_default(),
         }
     }
+}
+
+/// Why a server refused a request, from its error document.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    code: String,
+    message: String,
+    /// The region it names (a redirect or a malformed-authorization error).
+    region: Option<String>,
+}
+
+fn header_region(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amz-bucket-region")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// What to do about a refusal whose code names a cause in the user's hands.
+fn refusal_hint(code: &str) -> String {
+    match code {
+        "InvalidToken" | "ExpiredToken" | "TokenRefreshRequired" => {
+            "AWS_SESSION_TOKEN is not valid for these keys (expired, or from other keys): renew it, or unset it for long-term keys"
+        }
+        "RequestTimeTooSkewed" => {
+            "this machine's clock differs from the server's by more than 15 minutes: set it right (NTP)"
+        }
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+            "the bucket lives in another region: set it with -o s3.region=REGION or AWS_REGION"
+        }
+        "NoSuchBucket" => "check the bucket name",
+        _ => "",
+    }
+    .to_string()
 }
 
 /// The region AWS reports for a bucket, from an unsigned HEAD (works for any bucket).

@@ -68,8 +68,32 @@ pub enum S3Error {
         /// The server's error code.
         code: String,
     },
-    #[error("bucket {bucket:?} does not exist at {endpoint}")]
+    /// The key's policy does not allow creating buckets (the request itself was authentic).
+    #[error("access key id {key_id:?} may not create buckets: create bucket {bucket:?} (or grant the key s3:CreateBucket), then run again")]
+    CannotCreateBucket {
+        /// The access key id used.
+        key_id: String,
+        /// The bucket that is missing.
+        bucket: String,
+    },
+    /// The server refused the bucket check and said why.
+    #[error("the S3 server at {endpoint} refused access to bucket {bucket:?}: HTTP {status} {code}: {message}{}", if hint.is_empty() { String::new() } else { format!(" ({hint})") })]
+    Refused {
+        /// The endpoint.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's error code (`InvalidToken`, `RequestTimeTooSkewed`, …).
+        code: String,
+        /// The server's message.
+        message: String,
+        /// What to do about it, when the code says (may be empty).
+        hint: String,
+    },
     /// The bucket does not exist (and was not to be created).
+    #[error("bucket {bucket:?} does not exist at {endpoint}")]
     NoSuchBucket {
         /// The endpoint.
         endpoint: String,

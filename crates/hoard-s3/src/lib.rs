@@ -152,6 +152,7 @@ pub async fn connect(cfg: &S3Config, mode: BucketMode) -> Result<Operator, S3Err
         &cfg.credentials,
         &endpoint,
         &loc.bucket,
+        &loc.prefix,
         &region,
         virtual_host,
     );
@@ -165,6 +166,7 @@ pub async fn connect(cfg: &S3Config, mode: BucketMode) -> Result<Operator, S3Err
             &cfg.credentials,
             &endpoint,
             &loc.bucket,
+            &loc.prefix,
             &region,
             virtual_host,
         );

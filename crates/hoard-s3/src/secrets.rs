@@ -233,7 +233,8 @@ impl Secrets {
         }
         if !found {
             return Err(S3Error::Config(
-                "no kind: Secret or kind: BucketInfo document found".into(),
+                "no Secret (kind: Secret) or BucketInfo (spec.bucketName and spec.secretS3) found"
+                    .into(),
             ));
         }
         Ok(out)
@@ -245,7 +246,7 @@ impl Secrets {
         let mut s = Secrets::default();
         if !collect(&value, &mut s)? {
             return Err(S3Error::Config(
-                "the BucketInfo key does not hold a kind: BucketInfo document".into(),
+                "the BucketInfo key holds no BucketInfo (expected spec.bucketName and spec.secretS3, with or without kind: BucketInfo)".into(),
             ));
         }
         Ok(s)
@@ -261,9 +262,23 @@ fn trim_value(key: &str, v: String) -> String {
     }
 }
 
+/// Whether a document without a `kind` is a COSI BucketInfo by its shape: platforms hand it
+/// out without `apiVersion` and `kind` (Hikube's documented Secret does), but its `spec` has
+/// `bucketName` and a `secretS3` or `secretAzure`.
+fn looks_like_bucket_info(v: &serde_yaml_ng::Value) -> bool {
+    let Some(spec) = v.get("spec").and_then(|s| s.as_mapping()) else {
+        return false;
+    };
+    let has = |k: &str| spec.contains_key(serde_yaml_ng::Value::from(k));
+    has("bucketName") && (has("secretS3") || has("secretAzure") || has("authenticationType"))
+}
+
 /// Adds what one document holds; returns whether it was a Secret, BucketInfo or List of them.
 fn collect(v: &serde_yaml_ng::Value, out: &mut Secrets) -> Result<bool, S3Error> {
-    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+    let mut kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+    if kind.is_empty() && looks_like_bucket_info(v) {
+        kind = "BucketInfo";
+    }
     match kind {
         "List" => {
             let mut any = false;
@@ -314,24 +329,36 @@ fn collect(v: &serde_yaml_ng::Value, out: &mut Secrets) -> Result<bool, S3Error>
             let spec = v
                 .get("spec")
                 .ok_or_else(|| S3Error::Config("BucketInfo has no spec".into()))?;
-            let s3 = spec.get("secretS3").ok_or_else(|| {
-                S3Error::Config(
-                    "BucketInfo has no spec.secretS3 (only S3 buckets are supported)".into(),
-                )
-            })?;
+            let s3 = spec
+                .get("secretS3")
+                .filter(|s| s.is_mapping())
+                .ok_or_else(|| {
+                    S3Error::Config(
+                        "BucketInfo has no spec.secretS3 (only S3 buckets are supported)".into(),
+                    )
+                })?;
             let field = |m: &serde_yaml_ng::Value, k: &str| {
-                m.get(k).and_then(|x| x.as_str()).map(str::to_string)
+                m.get(k)
+                    .and_then(|x| x.as_str())
+                    .map(str::to_string)
+                    .filter(|x| !x.is_empty())
             };
+            // KEY: the keys are in secretS3. Anything else (IAM) means the workload's own
+            // identity: the AWS default credential chain.
+            let by_key =
+                field(spec, "authenticationType").is_none_or(|t| t.eq_ignore_ascii_case("KEY"));
             let bucket = field(spec, "bucketName")
                 .ok_or_else(|| S3Error::Config("BucketInfo has no spec.bucketName".into()))?;
             let endpoint = field(s3, "endpoint").ok_or_else(|| {
                 S3Error::Config("BucketInfo has no spec.secretS3.endpoint".into())
             })?;
-            if let Some(ak) = field(s3, "accessKeyID") {
-                out.set(AWS_ACCESS_KEY_ID, ak);
-            }
-            if let Some(sk) = field(s3, "accessSecretKey") {
-                out.set(AWS_SECRET_ACCESS_KEY, sk);
+            if by_key {
+                if let Some(ak) = field(s3, "accessKeyID") {
+                    out.set(AWS_ACCESS_KEY_ID, ak);
+                }
+                if let Some(sk) = field(s3, "accessSecretKey") {
+                    out.set(AWS_SECRET_ACCESS_KEY, sk);
+                }
             }
             out.bucket_info = Some(BucketInfo {
                 bucket,
@@ -414,5 +441,64 @@ mod tests {
             .to_string()
             .contains("base64"));
         assert!(Secrets::from_manifest("{{{").is_err());
+    }
+
+    /// Hikube's Secret, key `BucketInfo`, exactly as its documentation shows it: no
+    /// `apiVersion`, no `kind`, an empty region, `secretAzure: null`.
+    const HIKUBE: &str = r#"{"metadata":{"name":"bc-2c7a1a8f-0d25-4a3e-9f0c-2f1b2a1c0de1","creationTimestamp":null},"spec":{"bucketName":"bucket-2c7a1a8f","authenticationType":"KEY","secretS3":{"endpoint":"https://prod.s3.hikube.cloud","region":"","accessKeyID":"AKIAHIKUBE","accessSecretKey":"hikube-secret"},"secretAzure":null,"protocols":["s3"]}}"#;
+
+    #[test]
+    fn bucket_info_without_api_version_or_kind_is_recognised_by_its_shape() {
+        let check = |s: &Secrets| {
+            let info = s.bucket_info.as_ref().expect("bucket info");
+            assert_eq!(info.bucket, "bucket-2c7a1a8f");
+            assert_eq!(info.endpoint, "https://prod.s3.hikube.cloud");
+            assert_eq!(info.region, None, "an empty region is none");
+            assert_eq!(s.get(AWS_ACCESS_KEY_ID), Some("AKIAHIKUBE"));
+            assert_eq!(s.get(AWS_SECRET_ACCESS_KEY), Some("hikube-secret"));
+        };
+        // Under a Secret's BucketInfo key, base64 in data and plain in stringData.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(HIKUBE);
+        let manifest = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bucket-creds\ndata:\n  BucketInfo: {b64}\nstringData:\n  RESTIC_PASSWORD: pw\n"
+        );
+        let s = Secrets::from_manifest(&manifest).unwrap();
+        check(&s);
+        assert_eq!(s.get(RESTIC_PASSWORD), Some("pw"));
+        check(&Secrets::from_map([("BucketInfo", HIKUBE)]).unwrap());
+        // On its own, as a file or mounted key, in JSON or YAML.
+        check(&Secrets::from_manifest(HIKUBE).unwrap());
+        let yaml = "spec:\n  bucketName: bucket-2c7a1a8f\n  authenticationType: KEY\n  secretS3:\n    endpoint: https://prod.s3.hikube.cloud\n    region: ''\n    accessKeyID: AKIAHIKUBE\n    accessSecretKey: hikube-secret\n  secretAzure: null\n";
+        check(&Secrets::from_manifest(yaml).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("BucketInfo"), HIKUBE).unwrap();
+        check(&Secrets::from_path(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn bucket_info_with_iam_authentication_leaves_the_keys_to_the_default_chain() {
+        let iam = HIKUBE.replace(
+            r#""authenticationType":"KEY""#,
+            r#""authenticationType":"IAM""#,
+        );
+        let s = Secrets::from_manifest(&iam).unwrap();
+        assert!(s.bucket_info.is_some());
+        assert_eq!(s.get(AWS_ACCESS_KEY_ID), None);
+        assert_eq!(s.get(AWS_SECRET_ACCESS_KEY), None);
+    }
+
+    #[test]
+    fn what_is_not_a_bucket_info_is_still_refused_clearly() {
+        let e = Secrets::from_map([("BucketInfo", r#"{"spec":{"size":3}}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.bucketName"), "{e}");
+        let azure = r#"{"spec":{"bucketName":"b","authenticationType":"KEY","secretS3":null,"secretAzure":{"accessToken":"x"},"protocols":["azure"]}}"#;
+        let e = Secrets::from_manifest(azure).unwrap_err().to_string();
+        assert!(e.contains("only S3"), "{e}");
+        let e = Secrets::from_manifest(r#"{"apiVersion":"v1","kind":"ConfigMap","data":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no Secret"), "{e}");
     }
 }

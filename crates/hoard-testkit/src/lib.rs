@@ -26,6 +26,70 @@ pub const ACCESS_KEY: &str = "HOARDTESTACCESSKEY";
 /// Secret key the server accepts.
 pub const SECRET_KEY: &str = "hoard-test-secret-key-0123456789abcdef";
 
+/// A least-privilege key, as platforms hand out one per bucket (COSI, Hikube): it may use the
+/// objects of [`SCOPED_BUCKET`] only, and may not create, delete or list buckets. As on AWS, a
+/// bucket that does not exist is reported missing to it, and any other one is denied.
+pub const SCOPED_ACCESS_KEY: &str = "HOARDSCOPEDACCESSKEY";
+/// Secret key of [`SCOPED_ACCESS_KEY`].
+pub const SCOPED_SECRET_KEY: &str = "hoard-scoped-secret-key-0123456789abcd";
+/// The bucket [`SCOPED_ACCESS_KEY`] may use; it exists from the start, as a provisioned one.
+pub const SCOPED_BUCKET: &str = "provisioned-bucket";
+
+/// Temporary credentials, as STS, a container-credentials endpoint or an instance profile hand
+/// them out: requests signed with this key must carry [`SESSION_TOKEN`] in
+/// `x-amz-security-token`, or the server answers `InvalidToken` (s3s alone ignores tokens).
+pub const TEMPORARY_ACCESS_KEY: &str = "ASIAHOARDTEMPORARYKEY";
+/// Secret key of [`TEMPORARY_ACCESS_KEY`].
+pub const TEMPORARY_SECRET_KEY: &str = "hoard-temporary-secret-0123456789abcdef";
+/// The session token that goes with [`TEMPORARY_ACCESS_KEY`].
+pub const SESSION_TOKEN: &str = "hoard-test-session-token/FwoGZXIvYXdzEBYaDH";
+
+/// What the keys other than [`ACCESS_KEY`] may do, as an IAM policy and STS would decide.
+struct Policy {
+    root: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Policy {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let Some(creds) = cx.credentials() else {
+            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+        };
+        match creds.access_key.as_str() {
+            TEMPORARY_ACCESS_KEY => {
+                let token = cx
+                    .headers()
+                    .get("x-amz-security-token")
+                    .and_then(|v| v.to_str().ok());
+                if token == Some(SESSION_TOKEN) {
+                    Ok(())
+                } else {
+                    Err(s3s::s3_error!(
+                        InvalidToken,
+                        "The provided token is malformed or otherwise invalid."
+                    ))
+                }
+            }
+            SCOPED_ACCESS_KEY => {
+                let bucket = cx.s3_path().get_bucket_name().unwrap_or_default();
+                let bucket_admin = matches!(
+                    cx.s3_op().name(),
+                    "CreateBucket" | "DeleteBucket" | "ListBuckets"
+                );
+                let missing = !bucket.is_empty() && !self.root.join(bucket).is_dir();
+                if bucket_admin {
+                    Err(s3s::s3_error!(AccessDenied, "Access Denied"))
+                } else if bucket == SCOPED_BUCKET || missing {
+                    Ok(()) // a missing bucket is answered NoSuchBucket by the backend
+                } else {
+                    Err(s3s::s3_error!(AccessDenied, "Access Denied"))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Any error of setting the server up.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -114,9 +178,14 @@ impl S3Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        std::fs::create_dir(root.join(SCOPED_BUCKET))?;
         let fs = s3s_fs::FileSystem::new(&root).map_err(|e| format!("s3s-fs: {e:?}"))?;
         let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let mut auth = SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+        auth.register(SCOPED_ACCESS_KEY.into(), SCOPED_SECRET_KEY.into());
+        auth.register(TEMPORARY_ACCESS_KEY.into(), TEMPORARY_SECRET_KEY.into());
+        builder.set_auth(auth);
+        builder.set_access(Policy { root: root.clone() });
         let service = builder.build();
         let acceptor = match &tls {
             Some(ca) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
