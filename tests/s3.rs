@@ -411,7 +411,11 @@ fn hikube_bucket_info_as_documented_opens_its_provisioned_bucket() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
         .collect();
-    assert_eq!(buckets, [hoard_testkit::SCOPED_BUCKET], "no bucket was created");
+    assert_eq!(
+        buckets,
+        [hoard_testkit::SCOPED_BUCKET],
+        "no bucket was created"
+    );
 
     // A mounted Secret directory: one file per key, BucketInfo among them.
     let mounted = dir.path().join("mounted");

@@ -4,11 +4,10 @@
 //! instead of after a retry loop.
 
 use bytes::Bytes;
-use reqsign_aws_v4::{
-    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
-};
+use reqsign_aws_v4::{Credential, RequestSigner};
 use reqsign_core::{Context, OsEnv, Signer};
 
+use crate::credentials::{percent_encode, xml_field};
 use crate::error::S3Error;
 use crate::secrets::SecretString;
 use crate::tls::classify_transport_error;
@@ -111,25 +110,8 @@ impl BucketClient {
             .with_file_read(reqsign_file_read_tokio::TokioFileRead)
             .with_http_send(ReqwestSend(client.clone()))
             .with_env(OsEnv);
-        let signer = match creds {
-            Credentials::Static {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            } => {
-                let mut p =
-                    StaticCredentialProvider::new(access_key_id, secret_access_key.expose());
-                if let Some(t) = session_token {
-                    p = p.with_session_token(t.expose());
-                }
-                Signer::new(ctx, p, RequestSigner::new("s3", region))
-            }
-            Credentials::DefaultChain => Signer::new(
-                ctx,
-                DefaultCredentialProvider::new(),
-                RequestSigner::new("s3", region),
-            ),
-        };
+        let provider = crate::credentials::provider(creds, &client);
+        let signer = Signer::new(ctx, provider, RequestSigner::new("s3", region));
         let url = if virtual_host {
             match endpoint.split_once("://") {
                 Some((scheme, host)) => format!("{scheme}://{bucket}.{host}/"),
@@ -222,18 +204,14 @@ impl BucketClient {
         tracing::debug!(code = %why.code, "HEAD of the bucket refused");
         match why.code.as_str() {
             // The key may not even list the repository's objects, which every command does.
-            "AccessDenied" | "AllAccessDisabled" => Err(S3Error::Refused {
-                endpoint: self.endpoint.clone(),
-                bucket: self.bucket.clone(),
-                status: why.status,
-                hint: format!(
+            "AccessDenied" | "AllAccessDisabled" => Err(why.refused(
+                self,
+                format!(
                     "access key id {:?} may not list {:?} in this bucket, and hoard lists, reads, writes and deletes objects there: check the bucket name and the key's policy; if the bucket does not exist yet, create it first",
                     self.key_id,
                     if self.prefix.is_empty() { "/" } else { &self.prefix }
                 ),
-                code: why.code,
-                message: why.message,
-            }),
+            )),
             "NoSuchBucket" => Ok(Presence::Missing),
             "PermanentRedirect" | "AuthorizationHeaderMalformed"
                 if why.region.is_some() || region.is_some() =>
@@ -242,19 +220,17 @@ impl BucketClient {
                     why.region.or(region).unwrap_or_default(),
                 ))
             }
-            "SignatureDoesNotMatch" | "InvalidAccessKeyId" => Err(S3Error::AccessDenied {
-                key_id: self.key_id.clone(),
-                bucket: self.bucket.clone(),
-                code: why.code,
-            }),
-            _ => Err(S3Error::Refused {
-                endpoint: self.endpoint.clone(),
-                bucket: self.bucket.clone(),
-                status: why.status,
-                hint: refusal_hint(&why.code),
-                code: why.code,
-                message: why.message,
-            }),
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "NotSignedUp" => {
+                Err(S3Error::AccessDenied {
+                    key_id: self.key_id.clone(),
+                    bucket: self.bucket.clone(),
+                    code: why.code,
+                })
+            }
+            _ => {
+                let hint = refusal_hint(&why.code);
+                Err(why.refused(self, hint))
+            }
         }
     }
 
@@ -265,14 +241,7 @@ impl BucketClient {
         let prefix = if self.prefix.is_empty() {
             String::new()
         } else {
-            let mut p = String::from("&prefix=");
-            p.extend(format!("{}/", self.prefix).bytes().map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            }));
-            p
+            format!("&prefix={}", percent_encode(&format!("{}/", self.prefix)))
         };
         let url = format!("{}{sep}?list-type=2&max-keys=1{prefix}", self.url);
         let (status, headers, body) = self.send_to(&url, http::Method::GET, Bytes::new()).await?;
@@ -348,6 +317,23 @@ struct Refusal {
     region: Option<String>,
 }
 
+impl Refusal {
+    /// The error for it, the server's message followed by `hint` (when there is one).
+    fn refused(self, client: &BucketClient, hint: String) -> S3Error {
+        S3Error::Refused {
+            endpoint: client.endpoint.clone(),
+            bucket: client.bucket.clone(),
+            status: self.status,
+            code: self.code,
+            message: if hint.is_empty() {
+                self.message
+            } else {
+                format!("{} ({hint})", self.message)
+            },
+        }
+    }
+}
+
 fn header_region(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get("x-amz-bucket-region")
@@ -387,20 +373,14 @@ pub(crate) async fn aws_bucket_region(client: &reqwest::Client, bucket: &str) ->
         .map(str::to_string)
 }
 
-fn xml_field(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(xml[start..end].to_string())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn xml_fields() {
+        use crate::credentials::xml_field;
         let x = "<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>";
-        assert_eq!(super::xml_field(x, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(super::xml_field(x, "Message").as_deref(), Some("gone"));
-        assert_eq!(super::xml_field(x, "Nope"), None);
+        assert_eq!(xml_field(x, "Code").as_deref(), Some("NoSuchBucket"));
+        assert_eq!(xml_field(x, "Message").as_deref(), Some("gone"));
+        assert_eq!(xml_field(x, "Nope"), None);
     }
 }

@@ -58,7 +58,7 @@ pub enum S3Error {
         /// What failed.
         detail: String,
     },
-    #[error("the S3 server refused access key id {key_id:?} for bucket {bucket:?} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    #[error("{}", refused_keys(key_id, bucket, code))]
     /// The server refused the credentials.
     AccessDenied {
         /// The access key id used (never the secret).
@@ -77,7 +77,7 @@ pub enum S3Error {
         bucket: String,
     },
     /// The server refused the bucket check and said why.
-    #[error("the S3 server at {endpoint} refused access to bucket {bucket:?}: HTTP {status} {code}: {message}{}", if hint.is_empty() { String::new() } else { format!(" ({hint})") })]
+    #[error("the S3 server at {endpoint} refused access to bucket {bucket:?}: HTTP {status} {code}: {message}")]
     Refused {
         /// The endpoint.
         endpoint: String,
@@ -87,10 +87,8 @@ pub enum S3Error {
         status: u16,
         /// The server's error code (`InvalidToken`, `RequestTimeTooSkewed`, …).
         code: String,
-        /// The server's message.
+        /// The server's message, and what to do about it where the code says.
         message: String,
-        /// What to do about it, when the code says (may be empty).
-        hint: String,
     },
     /// The bucket does not exist (and was not to be created).
     #[error("bucket {bucket:?} does not exist at {endpoint}")]
@@ -125,4 +123,13 @@ pub enum S3Error {
     #[error("cannot set up the S3 client: {0}")]
     /// The HTTP client or operator could not be built.
     Setup(String),
+}
+
+/// The keys were refused: name the access key id when hoard was given it, else the chain.
+fn refused_keys(key_id: &str, bucket: &str, code: &str) -> String {
+    if key_id.is_empty() {
+        format!("the S3 server refused the keys the AWS default credential chain found for bucket {bucket:?} ({code}): check the profile, web identity, credential_process or container credentials in use")
+    } else {
+        format!("the S3 server refused access key id {key_id:?} for bucket {bucket:?} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    }
 }

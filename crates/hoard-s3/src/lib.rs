@@ -10,6 +10,7 @@
 
 pub(crate) mod bucket;
 pub mod crd;
+mod credentials;
 /// Errors of this crate.
 pub mod error;
 pub mod location;
@@ -194,19 +195,8 @@ pub async fn connect(cfg: &S3Config, mode: BucketMode) -> Result<Operator, S3Err
     if virtual_host {
         b = b.enable_virtual_host_style();
     }
-    if let Credentials::Static {
-        access_key_id,
-        secret_access_key,
-        session_token,
-    } = &cfg.credentials
-    {
-        b = b
-            .access_key_id(access_key_id)
-            .secret_access_key(secret_access_key.expose());
-        if let Some(t) = session_token {
-            b = b.session_token(t.expose());
-        }
-    }
+    // The same chain the bucket check signed with (static keys, or the default chain).
+    b = b.credential_provider_chain(credentials::chain(&cfg.credentials, &client));
     let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(
         client,
     ));

@@ -18,7 +18,10 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use s3s::auth::SimpleAuth;
+
+mod stub;
 use s3s::service::S3ServiceBuilder;
+pub use stub::{HttpStub, StubRequest};
 use tokio::sync::oneshot;
 
 /// Access key the server accepts.
@@ -55,6 +58,14 @@ impl s3s::access::S3Access for Policy {
         let Some(creds) = cx.credentials() else {
             return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
         };
+        // As AWS: a security-token header without a token is a malformed token.
+        if cx
+            .headers()
+            .get("x-amz-security-token")
+            .is_some_and(|v| v.is_empty())
+        {
+            return Err(s3s::s3_error!(InvalidToken, "The security token is empty."));
+        }
         match creds.access_key.as_str() {
             TEMPORARY_ACCESS_KEY => {
                 let token = cx
