@@ -513,3 +513,80 @@ fn refused_requests_name_the_servers_reason() {
         &["backup", src.to_str().unwrap()],
     ));
 }
+
+#[test]
+fn a_skewed_clock_is_named_with_what_to_do() {
+    // libfaketime moves the clock of the hoard process alone; .ci/run installs it.
+    let Some(faketime) = ["/usr/bin/faketime", "/usr/local/bin/faketime"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "faketime is missing (apt-get install faketime)"
+        );
+        eprintln!("skipped: no faketime on this machine");
+        return;
+    };
+    let server = S3Server::http().unwrap();
+    let out = std::process::Command::new(faketime)
+        .args(["-f", "+2h"])
+        .arg(env!("CARGO_BIN_EXE_hoard"))
+        .args([
+            "-r",
+            &format!("s3:{}/skewed/p", server.endpoint),
+            "snapshots",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RESTIC_PASSWORD", "pw")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = single_line(&out);
+    assert!(
+        e.contains("RequestTimeTooSkewed") && e.contains("clock"),
+        "{e}"
+    );
+}
+
+#[test]
+fn read_only_keys_restore_without_a_lock_and_are_told_why_they_cannot_write() {
+    let env = Env::s3();
+    let src = small_tree(&env);
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let read_only = |args: &[&str]| {
+        env.cmd()
+            .env("AWS_ACCESS_KEY_ID", hoard_testkit::READONLY_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", hoard_testkit::READONLY_SECRET_KEY)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Restore with read-only credentials: no lock file can be written, --no-lock says so.
+    let target = env.path("restored");
+    let out = read_only(&[
+        "--no-lock",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    // A backup needs to write: the server's AccessDenied is named, and it is the policy, not
+    // the keys, that stands in the way.
+    let out = read_only(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = single_line(&out);
+    assert!(
+        e.contains("AccessDenied")
+            && e.contains(hoard_testkit::READONLY_ACCESS_KEY)
+            && e.contains("may not"),
+        "{e}"
+    );
+    assert!(!e.contains("check AWS_SECRET_ACCESS_KEY"), "{e}");
+}

@@ -120,7 +120,8 @@ impl Settings {
             .map_err(|e| self.explain(e))
     }
 
-    /// Names the access key when the server refuses it; the secret key is never shown.
+    /// Says what a refused storage request means: the server's code, and whether the keys
+    /// or their policy stand in the way. The access key id is named; the secret never.
     pub fn explain(&self, e: impl Into<OpenError>) -> anyhow::Error {
         let e = match e.into() {
             OpenError::Repository(e) => e,
@@ -133,17 +134,52 @@ impl Settings {
             .storage_error()
             .is_some_and(|s| s.kind() == opendal::ErrorKind::PermissionDenied);
         match (&self.conn.location, &e) {
-            (Location::S3(loc), hoard_core::Error::Storage { op, path, .. }) if denied => {
+            (Location::S3(loc), hoard_core::Error::Storage { op, path, source }) if denied => {
                 let key = S3Config::from_secrets(loc.clone(), &self.conn.secrets)
                     .map(|c| c.credentials.access_key_id().to_string())
                     .unwrap_or_default();
-                // OpenDAL's message carries the whole response; the operation is enough here.
-                anyhow!(
-                    "the S3 server refused access key id {key:?} for {loc} ({op} of {path:?} got HTTP 403): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                )
+                let who = if key.is_empty() {
+                    "the keys the AWS default credential chain found".to_string()
+                } else {
+                    format!("access key id {key:?}")
+                };
+                // OpenDAL's message carries the whole response; its error code is what matters.
+                match server_code(&source.to_string()) {
+                    Some(code @ ("AccessDenied" | "AllAccessDisabled")) => anyhow!(
+                        "the S3 server refused {op} of {path:?} in {loc} ({code}): {who} may not do that, by its policy (read-only keys can restore, dump and list with --no-lock)"
+                    ),
+                    code => anyhow!(
+                        "the S3 server refused {who} for {loc} ({op} of {path:?} got HTTP 403{}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                        code.map(|c| format!(", {c}")).unwrap_or_default()
+                    ),
+                }
             }
             _ => e.into(),
         }
+    }
+}
+
+/// The S3 error code in an OpenDAL error's text (`code: "AccessDenied"`, or `<Code>…</Code>`).
+fn server_code(text: &str) -> Option<&str> {
+    let after = |marker: &str, end: char| {
+        let start = text.find(marker)? + marker.len();
+        let len = text[start..].find(end)?;
+        Some(&text[start..start + len])
+    };
+    after("code: \"", '"')
+        .or_else(|| after("<Code>", '<'))
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+}
+
+/// Any command's error, with refused storage requests explained as [`Settings::explain`]
+/// does (settings that cannot be read leave the error as it is).
+pub fn explain_storage(g: &GlobalArgs, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<hoard_core::Error>() {
+        Ok(core) => match settings(g) {
+            Ok(s) => s.explain(core),
+            Err(_) => core.into(),
+        },
+        Err(other) => other,
     }
 }
 

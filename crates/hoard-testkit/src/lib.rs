@@ -38,6 +38,12 @@ pub const SCOPED_SECRET_KEY: &str = "hoard-scoped-secret-key-0123456789abcd";
 /// The bucket [`SCOPED_ACCESS_KEY`] may use; it exists from the start, as a provisioned one.
 pub const SCOPED_BUCKET: &str = "provisioned-bucket";
 
+/// Read-only keys, as handed out for restores: every bucket's objects may be read and listed,
+/// nothing may be written or deleted.
+pub const READONLY_ACCESS_KEY: &str = "HOARDREADONLYACCESSKEY";
+/// Secret key of [`READONLY_ACCESS_KEY`].
+pub const READONLY_SECRET_KEY: &str = "hoard-readonly-secret-0123456789abcdef";
+
 /// Temporary credentials, as STS, a container-credentials endpoint or an instance profile hand
 /// them out: requests signed with this key must carry [`SESSION_TOKEN`] in
 /// `x-amz-security-token`, or the server answers `InvalidToken` (s3s alone ignores tokens).
@@ -79,6 +85,14 @@ impl s3s::access::S3Access for Policy {
                         InvalidToken,
                         "The provided token is malformed or otherwise invalid."
                     ))
+                }
+            }
+            READONLY_ACCESS_KEY => {
+                let op = cx.s3_op().name();
+                if op.starts_with("Get") || op.starts_with("Head") || op.starts_with("List") {
+                    Ok(())
+                } else {
+                    Err(s3s::s3_error!(AccessDenied, "Access Denied"))
                 }
             }
             SCOPED_ACCESS_KEY => {
@@ -195,6 +209,7 @@ impl S3Server {
         let mut auth = SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
         auth.register(SCOPED_ACCESS_KEY.into(), SCOPED_SECRET_KEY.into());
         auth.register(TEMPORARY_ACCESS_KEY.into(), TEMPORARY_SECRET_KEY.into());
+        auth.register(READONLY_ACCESS_KEY.into(), READONLY_SECRET_KEY.into());
         builder.set_auth(auth);
         builder.set_access(Policy { root: root.clone() });
         let service = builder.build();

@@ -21,7 +21,13 @@ use crate::args::{Cli, Command};
 
 pub async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
-    match cli.command {
+    run_command(g, cli.command)
+        .await
+        .map_err(|e| crate::repo::explain_storage(g, e))
+}
+
+async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()> {
+    match command {
         Command::Init(a) => init::run(g, a).await,
         Command::Backup(a) => backup::run(g, a).await,
         Command::Snapshots(a) => snapshots::run(g, a).await,

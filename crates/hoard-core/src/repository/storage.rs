@@ -288,6 +288,12 @@ pub async fn conditional_create_works(op: &Operator) -> bool {
         .write_with(&path, b"1".to_vec())
         .if_not_exists(true)
         .await;
+    if let Err(e) = &first {
+        // Nothing could be written (read-only keys): this says nothing about the backend,
+        // and the caller's own write will report the cause.
+        tracing::debug!("conditional-write probe not written: {e}");
+        return false;
+    }
     let second = op
         .write_with(&path, b"2".to_vec())
         .if_not_exists(true)
