@@ -143,55 +143,47 @@ async fn restore_unlocked(
         Some(p) => find_path(repo, root, p).await?,
         None => Found::Root(root),
     };
-    match found {
-        Found::Root(tree) => {
-            let (dest, sp) = (&opts.target, Path::new("/"));
+    // Where planning starts: a tree whose entries go into the target, or one entry.
+    let (start, sp) = match found {
+        Found::Root(tree) => (Ok(tree), PathBuf::from("/")),
+        Found::Node(node) => {
+            let sp = PathBuf::from(source.as_deref().unwrap_or("/"));
+            match (node.node_type, node.subtree) {
+                (NodeType::Dir, Some(tree)) => (Ok(tree), sp),
+                _ => (Err(node), sp),
+            }
+        }
+    };
+    let (include_set, dest) = (include.as_ref(), &opts.target);
+    match start {
+        Ok(tree) => {
             plan_tree(
                 repo,
                 tree,
                 dest,
-                sp,
-                include.as_ref(),
+                &sp,
+                include_set,
                 everything,
                 &mut plan,
                 &mut links,
             )
-            .await?;
+            .await?
         }
-        Found::Node(node) => {
-            let sp = PathBuf::from(source.as_deref().unwrap_or("/"));
-            match (node.node_type, node.subtree) {
-                (NodeType::Dir, Some(tree)) => {
-                    let dest = &opts.target;
-                    plan_tree(
-                        repo,
-                        tree,
-                        dest,
-                        &sp,
-                        include.as_ref(),
-                        everything,
-                        &mut plan,
-                        &mut links,
-                    )
-                    .await?;
-                }
-                _ => {
-                    let dest = opts.target.join(safe_name(&node)?);
-                    plan_node(
-                        repo,
-                        *node,
-                        dest,
-                        &sp,
-                        include.as_ref(),
-                        everything,
-                        &mut plan,
-                        &mut links,
-                    )
-                    .await?;
-                }
-            }
+        Err(node) => {
+            let dest = dest.join(safe_name(&node)?);
+            plan_node(
+                repo,
+                *node,
+                dest,
+                &sp,
+                include_set,
+                everything,
+                &mut plan,
+                &mut links,
+            )
+            .await?
         }
-    }
+    };
     let owners = opts
         .owners
         .unwrap_or_else(|| nix::unistd::geteuid().is_root());
