@@ -7,9 +7,8 @@ use bytes::Bytes;
 use reqsign_aws_v4::{Credential, RequestSigner};
 use reqsign_core::{Context, OsEnv, Signer};
 
-use crate::credentials::{percent_encode, xml_field};
+use crate::credentials::{percent_encode, xml_field, Credentials};
 use crate::error::S3Error;
-use crate::secrets::SecretString;
 use crate::tls::classify_transport_error;
 
 /// Lets reqsign's credential providers (IMDS, ECS, STS) use our client.
@@ -38,41 +37,6 @@ impl reqsign_core::HttpSend for ReqwestSend {
             .map_err(|e| reqsign_core::Error::unexpected("reading response").with_source(e))?;
         b.body(body)
             .map_err(|e| reqsign_core::Error::unexpected("building response").with_source(e))
-    }
-}
-
-/// Static keys, or the AWS default chain (env, profile, web identity, ECS, IMDS).
-#[derive(Clone)]
-pub enum Credentials {
-    /// Keys given explicitly (from a Secret or the environment).
-    Static {
-        /// The access key id (shown in messages).
-        access_key_id: String,
-        /// The secret key (never shown).
-        secret_access_key: SecretString,
-        /// A session token for temporary credentials.
-        session_token: Option<SecretString>,
-    },
-    /// Whatever the AWS default chain finds.
-    DefaultChain,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Static { access_key_id, .. } => write!(f, "Static({access_key_id})"),
-            Credentials::DefaultChain => f.write_str("DefaultChain"),
-        }
-    }
-}
-
-impl Credentials {
-    /// The access key id, or empty for the default chain (for messages).
-    pub fn access_key_id(&self) -> &str {
-        match self {
-            Credentials::Static { access_key_id, .. } => access_key_id,
-            Credentials::DefaultChain => "(from the AWS default credential chain)",
-        }
     }
 }
 

@@ -22,7 +22,42 @@ use reqsign_core::{
     Context, ProvideCredential, ProvideCredentialChain, ProvideCredentialDyn, Result,
 };
 
-use crate::bucket::Credentials;
+use crate::secrets::SecretString;
+
+/// Static keys, or the AWS default chain (env, profile, web identity, ECS, IMDS).
+#[derive(Clone)]
+pub enum Credentials {
+    /// Keys given explicitly (from a Secret or the environment).
+    Static {
+        /// The access key id (shown in messages).
+        access_key_id: String,
+        /// The secret key (never shown).
+        secret_access_key: SecretString,
+        /// A session token for temporary credentials.
+        session_token: Option<SecretString>,
+    },
+    /// Whatever the AWS default chain finds.
+    DefaultChain,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Static { access_key_id, .. } => write!(f, "Static({access_key_id})"),
+            Credentials::DefaultChain => f.write_str("DefaultChain"),
+        }
+    }
+}
+
+impl Credentials {
+    /// The access key id, or empty for the default chain (for messages).
+    pub fn access_key_id(&self) -> &str {
+        match self {
+            Credentials::Static { access_key_id, .. } => access_key_id,
+            Credentials::DefaultChain => "(from the AWS default credential chain)",
+        }
+    }
+}
 
 /// The credentials source for these settings; `client` fetches from STS (it trusts the
 /// configured CAs). When no source gives credentials, its error says why.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{HttpTransporter, OperationContext, Operator};
 
-pub use bucket::Credentials;
+pub use credentials::Credentials;
 pub use error::S3Error;
 pub use location::{BucketLookup, S3Location};
 pub use open::{open, Connection, Location, OpenError, OpenMode};

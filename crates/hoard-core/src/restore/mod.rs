@@ -1,0 +1,260 @@
+//! Restore: writes a snapshot's tree below a target directory.
+//!
+//! 1. Walk the snapshot's trees and plan: which directories, files, links and special files
+//!    to create, filtered by the include patterns. Names are checked so that a damaged or
+//!    hostile tree cannot write outside the target.
+//! 2. Create directories and files; a file already on disk with the same size is hashed
+//!    chunk by chunk and left alone when every blob id matches.
+//! 3. Read by pack: every needed blob of a pack is fetched once (neighbouring blobs in one
+//!    ranged read), verified against its id, and written at each offset that uses it.
+//! 4. Set metadata: files and links first, then directories from the deepest up, so that
+//!    writing into a directory does not disturb its restored mtime.
+
+mod plan;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{Error, Result};
+use crate::format::pack::PackedBlob;
+use crate::format::snapshot::SnapshotEntry;
+use crate::id::Id;
+use crate::progress::{FileError, Phase, Progress};
+use crate::repository::{LockNeed, Repository};
+use plan::PlannedFile;
+use write::{create_special, prepare_file, restore_pack, set_metadata, PackContext};
+
+/// Ranged reads merge neighbouring blobs up to this size.
+const MAX_READ: u64 = 8 * 1024 * 1024;
+/// Packs read at once.
+const PACK_CONCURRENCY: usize = 4;
+/// Files prepared per blocking task.
+const PREPARE_BATCH: usize = 256;
+
+#[derive(Debug, Clone, Default)]
+/// Where and what to restore.
+pub struct RestoreOptions {
+    /// The directory to restore into (created if missing).
+    pub target: PathBuf,
+    /// Glob patterns over snapshot paths (`/home/u/*.txt`); a match restores that entry and
+    /// everything below it. Empty means everything.
+    pub include: Vec<String>,
+    /// Set owners (uid/gid). Defaults to whether the process runs as root.
+    pub owners: Option<bool>,
+    /// Restore only this path of the snapshot (restic's `snapshot:path`): a directory's
+    /// contents go straight into `target`, anything else lands as `target/<its name>`. `None`
+    /// (or `/`) restores the whole snapshot below `target`, by absolute path. Include
+    /// patterns still match whole snapshot paths.
+    pub source_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+/// What a restore did.
+pub struct RestoreSummary {
+    /// Files written.
+    pub files_restored: u64,
+    /// Files already identical on disk.
+    pub files_skipped: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Hard links made.
+    pub links: u64,
+    /// Symlinks, fifos and devices made.
+    pub specials: u64,
+    /// Content bytes written.
+    pub bytes_written: u64,
+    /// Files that could not be restored whole, and why.
+    pub errors: Vec<FileError>,
+}
+
+/// Restores `snapshot` below `opts.target`.
+pub async fn restore(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    // A shared lock, so that a prune cannot delete packs mid-way.
+    repo.locked(LockNeed::Read, |_| {
+        restore_unlocked(repo, snapshot, opts, progress)
+    })
+    .await
+}
+
+async fn restore_unlocked(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    let started = std::time::Instant::now();
+    let mut plan = plan::plan(repo, snapshot, opts).await?;
+    let owners = opts
+        .owners
+        .unwrap_or_else(|| nix::unistd::geteuid().is_root());
+    tracing::debug!(files = plan.files.len(), dirs = plan.dirs.len(), elapsed = ?started.elapsed(), "restore planned");
+
+    let summary = Arc::new(Mutex::new(RestoreSummary::default()));
+    let soft = |s: &Mutex<RestoreSummary>, path: &Path, e: &dyn std::fmt::Display| {
+        tracing::debug!("{}: {e}", path.display());
+        progress.error(path, &e.to_string());
+        s.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .errors
+            .push(FileError {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+    };
+
+    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    for (dir, _) in &plan.dirs {
+        match std::fs::symlink_metadata(dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                let _ = std::fs::remove_file(dir);
+                if let Err(e) = std::fs::create_dir(dir) {
+                    soft(&summary, dir, &e);
+                }
+            }
+            Err(_) => {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    soft(&summary, dir, &e);
+                }
+            }
+        }
+    }
+
+    // Prepare files: skip identical ones, create the others at their final size.
+    let files = std::mem::take(&mut plan.files);
+    progress.phase(Phase::Restore);
+    let total_bytes = files.iter().map(|f| f.node.size).sum();
+    progress.total(files.len() as u64, total_bytes, true);
+    // In batches: one blocking task per file would cost more than the file itself.
+    let mut batches: Vec<Vec<PlannedFile>> = Vec::new();
+    let mut files = files.into_iter().peekable();
+    while files.peek().is_some() {
+        batches.push(files.by_ref().take(PREPARE_BATCH).collect());
+    }
+    let prepared_batches: Vec<Vec<(PlannedFile, std::io::Result<bool>)>> =
+        futures::stream::iter(batches)
+            .map(|batch| {
+                let key = repo.key().clone();
+                tokio::task::spawn_blocking(move || {
+                    batch
+                        .into_iter()
+                        .map(|f| {
+                            let r = prepare_file(&f, &key);
+                            (f, r)
+                        })
+                        .collect()
+                })
+            })
+            .buffered(PACK_CONCURRENCY)
+            .try_collect()
+            .await?;
+    let mut prepared: Vec<(PlannedFile, bool)> = Vec::new();
+    for (f, r) in prepared_batches.into_iter().flatten() {
+        match r {
+            Ok(write) => prepared.push((f, write)),
+            Err(e) => soft(&summary, &f.dest, &e),
+        }
+    }
+
+    tracing::debug!(elapsed = ?started.elapsed(), "files prepared");
+    // Plan reads by pack.
+    let mut by_pack: HashMap<Id, Vec<(PackedBlob, usize, u64)>> = HashMap::new();
+    let mut file_paths = Vec::with_capacity(prepared.len());
+    // Blob writes each file still waits for: it is done when they are.
+    let mut blobs_left = Vec::with_capacity(prepared.len());
+    for (i, (f, write)) in prepared.iter().enumerate() {
+        file_paths.push(f.dest.clone());
+        let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+        if !write {
+            s.files_skipped += 1;
+            drop(s);
+            blobs_left.push(AtomicUsize::new(0));
+            progress.advance(1, f.node.size);
+            continue;
+        }
+        s.files_restored += 1;
+        drop(s);
+        let mut uses = 0;
+        for (id, offset) in &f.blobs {
+            match repo.blob_location(id) {
+                Some(loc) => {
+                    uses += 1;
+                    by_pack
+                        .entry(loc.pack)
+                        .or_default()
+                        .push((loc.blob, i, *offset));
+                }
+                None => soft(&summary, &f.dest, &Error::BlobNotInIndex(*id)),
+            }
+        }
+        if uses == 0 {
+            progress.advance(1, 0);
+        }
+        blobs_left.push(AtomicUsize::new(uses));
+    }
+    let ctx = Arc::new(PackContext {
+        repo: repo.clone(),
+        files: file_paths,
+        blobs_left,
+        progress: progress.clone(),
+        summary: summary.clone(),
+        failed: Mutex::default(),
+    });
+    futures::stream::iter(by_pack)
+        .map(|(pack, uses)| restore_pack(ctx.clone(), pack, uses))
+        .buffer_unordered(PACK_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "contents written");
+    // Metadata, files first, then directories deepest first.
+    for (path, target) in &plan.hardlinks {
+        let _ = std::fs::remove_file(path);
+        match std::fs::hard_link(target, path) {
+            Ok(()) => {
+                summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .files_restored += 1
+            }
+            Err(e) => soft(&summary, path, &e),
+        }
+    }
+    for (path, node) in &plan.others {
+        match create_special(path, node) {
+            Ok(true) => {
+                summary.lock().unwrap_or_else(|e| e.into_inner()).specials += 1;
+                if let Err(e) = set_metadata(path, node, owners) {
+                    soft(&summary, path, &e);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => soft(&summary, path, &e),
+        }
+    }
+    for (f, _) in &prepared {
+        if let Err(e) = set_metadata(&f.dest, &f.node, owners) {
+            soft(&summary, &f.dest, &e);
+        }
+    }
+    plan.dirs
+        .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, node) in &plan.dirs {
+        if let Err(e) = set_metadata(path, node, owners) {
+            soft(&summary, path, &e);
+        }
+        summary.lock().unwrap_or_else(|e| e.into_inner()).dirs += 1;
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "metadata set");
+    let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(s)
+}

@@ -1,0 +1,212 @@
+//! Step 1 of a restore: walk the snapshot's trees and decide what to create where. Names are
+//! checked here, so that a damaged or hostile tree cannot write outside the target.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use globset::GlobSet;
+
+use super::RestoreOptions;
+use crate::error::{Error, Result};
+use crate::format::snapshot::SnapshotEntry;
+use crate::format::tree::{Node, NodeType};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::walk::{find_path, Found};
+
+pub(super) struct PlannedFile {
+    pub(super) dest: PathBuf,
+    pub(super) node: Node,
+    /// Blob locations in file order with their offsets.
+    pub(super) blobs: Vec<(Id, u64)>,
+}
+
+#[derive(Default)]
+pub(super) struct Plan {
+    pub(super) dirs: Vec<(PathBuf, Node)>,
+    pub(super) files: Vec<PlannedFile>,
+    /// (link path, target path) for hard links to a file restored earlier.
+    pub(super) hardlinks: Vec<(PathBuf, PathBuf)>,
+    pub(super) others: Vec<(PathBuf, Node)>,
+}
+
+fn compile_includes(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    crate::patterns::compile_patterns(patterns, "include pattern").map(Some)
+}
+
+fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
+    let b = &n.name.0;
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(Error::corrupt(
+            "tree",
+            format!("unsafe file name {:?}", n.name),
+        ));
+    }
+    Ok(std::ffi::OsStr::from_bytes(b))
+}
+
+/// Plans the restore `opts` asks for: the whole snapshot below the target by absolute path,
+/// or one path of it (a directory's contents, or one entry) straight into the target.
+pub(super) async fn plan(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    opts: &RestoreOptions,
+) -> Result<Plan> {
+    let include = compile_includes(&opts.include)?;
+    let mut plan = Plan::default();
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let everything = include.is_none();
+    let root = snapshot.snapshot.tree;
+    let source = opts
+        .source_path
+        .as_deref()
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .filter(|p| p != "/");
+    let found = match &source {
+        Some(p) => find_path(repo, root, p).await?,
+        None => Found::Root(root),
+    };
+    // Where planning starts: a tree whose entries go into the target, or one entry.
+    let (start, sp) = match found {
+        Found::Root(tree) => (Ok(tree), PathBuf::from("/")),
+        Found::Node(node) => {
+            let sp = PathBuf::from(source.as_deref().unwrap_or("/"));
+            match (node.node_type, node.subtree) {
+                (NodeType::Dir, Some(tree)) => (Ok(tree), sp),
+                _ => (Err(node), sp),
+            }
+        }
+    };
+    let (include_set, dest) = (include.as_ref(), &opts.target);
+    match start {
+        Ok(tree) => {
+            plan_tree(
+                repo,
+                tree,
+                dest,
+                &sp,
+                include_set,
+                everything,
+                &mut plan,
+                &mut links,
+            )
+            .await?
+        }
+        Err(node) => {
+            let dest = dest.join(safe_name(&node)?);
+            plan_node(
+                repo,
+                *node,
+                dest,
+                &sp,
+                include_set,
+                everything,
+                &mut plan,
+                &mut links,
+            )
+            .await?
+        }
+    };
+    Ok(plan)
+}
+
+/// Plans every entry of `tree`, restored below `dest`; `snap_path` is the tree's path in the
+/// snapshot. Returns whether anything below was selected.
+#[allow(clippy::too_many_arguments)]
+fn plan_tree<'a>(
+    repo: &'a Repository,
+    tree: Id,
+    dest: &'a Path,
+    snap_path: &'a Path,
+    include: Option<&'a GlobSet>,
+    selected: bool,
+    plan: &'a mut Plan,
+    links: &'a mut HashMap<(u64, u64), PathBuf>,
+) -> futures::future::BoxFuture<'a, Result<bool>> {
+    Box::pin(async move {
+        let tree = repo.load_tree(&tree).await?;
+        let mut any = false;
+        for node in tree.nodes {
+            let name = safe_name(&node)?;
+            let d = dest.join(name);
+            let sp = snap_path.join(name);
+            any |= plan_node(repo, node, d, &sp, include, selected, plan, links).await?;
+        }
+        Ok(any)
+    })
+}
+
+/// Plans one entry, restored at `d`; `sp` is its path in the snapshot. Returns whether it (or
+/// anything below it) was selected.
+#[allow(clippy::too_many_arguments)]
+async fn plan_node(
+    repo: &Repository,
+    node: Node,
+    d: PathBuf,
+    sp: &Path,
+    include: Option<&GlobSet>,
+    selected: bool,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<bool> {
+    let sel = selected || include.is_some_and(|g| g.is_match(sp));
+    match node.node_type {
+        NodeType::Dir => {
+            let Some(sub) = node.subtree else {
+                return Err(Error::corrupt(
+                    "tree",
+                    format!("directory {} has no subtree", sp.display()),
+                ));
+            };
+            let pos = plan.dirs.len();
+            plan.dirs.push((d.clone(), node));
+            let below = plan_tree(repo, sub, &d, sp, include, sel, plan, links).await?;
+            if sel || below {
+                return Ok(true);
+            }
+            plan.dirs.remove(pos);
+            Ok(false)
+        }
+        _ if !sel => Ok(false),
+        NodeType::File => {
+            if node.links > 1 {
+                if let Some(first) = links.get(&(node.device, node.inode)) {
+                    plan.hardlinks.push((d, first.clone()));
+                    return Ok(true);
+                }
+                links.insert((node.device, node.inode), d.clone());
+            }
+            let mut blobs = Vec::new();
+            let mut offset = 0u64;
+            for id in node.content.iter().flatten() {
+                blobs.push((*id, offset));
+                let loc = repo.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+                offset += loc.blob.raw_length as u64;
+            }
+            if offset != node.size {
+                return Err(Error::corrupt(
+                    "tree",
+                    format!(
+                        "{}: content adds up to {offset} bytes, size says {}",
+                        sp.display(),
+                        node.size
+                    ),
+                ));
+            }
+            plan.files.push(PlannedFile {
+                dest: d,
+                node,
+                blobs,
+            });
+            Ok(true)
+        }
+        _ => {
+            plan.others.push((d, node));
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Steps 2 to 4 of a restore, one file at a time: leave identical files alone or create
+//! them at their size, write blobs read pack by pack at every offset that uses them, and
+//! create links, special files and metadata.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::plan::PlannedFile;
+use super::{RestoreSummary, MAX_READ};
+use crate::error::{Error, Result};
+use crate::format::pack::PackedBlob;
+use crate::format::tree::{Node, NodeType};
+use crate::id::Id;
+use crate::progress::{FileError, Progress};
+use crate::repository::{FileKind, Repository};
+
+/// Leaves an identical file alone (false) or creates it at its final size (true).
+pub(super) fn prepare_file(
+    f: &PlannedFile,
+    key: &crate::format::crypto::MasterKey,
+) -> std::io::Result<bool> {
+    let lens: Vec<u64> = f
+        .blobs
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .chain(f.blobs.last().map(|l| f.node.size - l.1))
+        .collect();
+    if is_identical(&f.dest, &f.node, &f.blobs, &lens, key) {
+        return Ok(false);
+    }
+    create_file(&f.dest, f.node.size).map(|_| true)
+}
+
+/// Whether `dest` already holds exactly this content.
+fn is_identical(
+    dest: &Path,
+    node: &Node,
+    blobs: &[(Id, u64)],
+    lens: &[u64],
+    key: &crate::format::crypto::MasterKey,
+) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(dest) else {
+        return false;
+    };
+    if !md.is_file() || md.len() != node.size {
+        return false;
+    }
+    let Ok(mut f) = File::open(dest) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    for ((id, _), len) in blobs.iter().zip(lens) {
+        buf.resize(*len as usize, 0);
+        if f.read_exact(&mut buf).is_err() || key.blob_id(&buf) != *id {
+            return false;
+        }
+    }
+    true
+}
+
+fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
+    if let Ok(md) = std::fs::symlink_metadata(dest) {
+        if md.is_dir() {
+            return Err(std::io::Error::other("a directory is in the way"));
+        }
+        std::fs::remove_file(dest)?;
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dest)?;
+    f.set_len(size)
+}
+
+/// What the per-pack workers share.
+pub(super) struct PackContext {
+    pub(super) repo: Repository,
+    pub(super) files: Vec<PathBuf>,
+    /// Per file, the blob writes still to come.
+    pub(super) blobs_left: Vec<AtomicUsize>,
+    pub(super) progress: Arc<dyn Progress>,
+    pub(super) summary: Arc<Mutex<RestoreSummary>>,
+    /// Files already reported as failed, so each is reported once.
+    pub(super) failed: Mutex<std::collections::HashSet<usize>>,
+}
+
+impl PackContext {
+    fn fail(&self, files: impl Iterator<Item = usize>, e: &Error) {
+        for file in files {
+            if self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(file)
+            {
+                let message = e.to_string();
+                self.progress.error(&self.files[file], &message);
+                self.summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .errors
+                    .push(FileError {
+                        path: self.files[file].clone(),
+                        message,
+                    });
+            }
+        }
+    }
+}
+
+/// Reads the needed blobs of one pack in few ranged reads and writes them where they belong.
+pub(super) async fn restore_pack(
+    ctx: Arc<PackContext>,
+    pack: Id,
+    mut uses: Vec<(PackedBlob, usize, u64)>,
+) -> Result<()> {
+    uses.sort_by_key(|u| (u.0.offset, u.1, u.2));
+    let path = FileKind::Pack.path(&pack);
+    let mut rest = uses.as_slice();
+    while !rest.is_empty() {
+        let start = rest[0].0.offset as u64;
+        let mut end = start + rest[0].0.length as u64;
+        let mut n = 1;
+        while let Some((b, _, _)) = rest.get(n) {
+            let b_end = b.offset as u64 + b.length as u64;
+            if (b.offset as u64) > end + 256 * 1024 || b_end - start > MAX_READ {
+                break;
+            }
+            end = end.max(b_end);
+            n += 1;
+        }
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        let group = group.to_vec();
+        match ctx.repo.operator().read_with(&path).range(start..end).await {
+            Ok(buf) => {
+                let ctx = ctx.clone();
+                let path = path.clone();
+                // Decryption, decompression, hashing and file writes are blocking work.
+                tokio::task::spawn_blocking(move || {
+                    write_group(&ctx, pack, &path, start, &buf.to_bytes(), &group)
+                })
+                .await?;
+            }
+            Err(e) => ctx.fail(
+                group.iter().map(|u| u.1),
+                &Error::storage("read", path.as_str(), e),
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn write_group(
+    ctx: &PackContext,
+    pack: Id,
+    path: &str,
+    start: u64,
+    bytes: &[u8],
+    group: &[(PackedBlob, usize, u64)],
+) {
+    let mut last: Option<(Id, Vec<u8>)> = None;
+    for (blob, file, offset) in group {
+        if last.as_ref().map(|l| l.0) != Some(blob.id) {
+            let from = (blob.offset as u64 - start) as usize;
+            let loc = crate::repository::index::BlobLocation { pack, blob: *blob };
+            let decoded = bytes
+                .get(from..from + blob.length as usize)
+                .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))
+                .and_then(|sealed| ctx.repo.decode_located_blob(&loc, sealed));
+            match decoded {
+                Ok(plain) => last = Some((blob.id, plain)),
+                Err(e) => {
+                    // Every use of this blob fails; the files are reported once each.
+                    ctx.fail(group.iter().filter(|u| u.0.id == blob.id).map(|u| u.1), &e);
+                    last = None;
+                    continue;
+                }
+            }
+        }
+        let Some((_, plain)) = &last else { continue };
+        let dest = &ctx.files[*file];
+        let written = OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(dest)
+            .and_then(|f| f.write_all_at(plain, *offset));
+        match written {
+            Ok(()) => {
+                ctx.progress.advance(0, plain.len() as u64);
+                if ctx.blobs_left[*file].fetch_sub(1, Ordering::Relaxed) == 1 {
+                    ctx.progress.advance(1, 0);
+                }
+                ctx.summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .bytes_written += plain.len() as u64;
+            }
+            Err(e) => ctx.fail(std::iter::once(*file), &Error::io(dest, e)),
+        }
+    }
+}
+
+/// Creates a symlink, fifo or device; false for sockets, which cannot be restored.
+pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<bool> {
+    use nix::sys::stat::{Mode, SFlag};
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if md.is_dir() {
+            return Err(std::io::Error::other("a directory is in the way"));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let mode = Mode::from_bits_truncate(node.mode as nix::libc::mode_t);
+    match node.node_type {
+        NodeType::Symlink => {
+            let target = node.link_target.clone().unwrap_or_default();
+            std::os::unix::fs::symlink(target.as_os_str(), path)?;
+        }
+        NodeType::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from)?,
+        NodeType::Dev | NodeType::Chardev => {
+            let kind = if node.node_type == NodeType::Dev {
+                SFlag::S_IFBLK
+            } else {
+                SFlag::S_IFCHR
+            };
+            nix::sys::stat::mknod(path, kind, mode, node.rdev.unwrap_or(0) as nix::libc::dev_t)
+                .map_err(std::io::Error::from)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    if owners {
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+    }
+    if node.node_type != NodeType::Symlink {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
+    }
+    let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &ts(node.atime),
+        &ts(node.mtime),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(std::io::Error::from)
+}
