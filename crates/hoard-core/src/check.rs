@@ -77,8 +77,8 @@ impl std::str::FromStr for ReadData {
     }
 }
 
-#[derive(Debug, Clone, Default)]
 /// What [`check`] verifies beyond the structure.
+#[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// Which packs to download and verify blob by blob.
     pub read_data: ReadData,

@@ -12,8 +12,8 @@ use crate::format::tree::{Node, NodeType, Tree};
 use crate::id::Id;
 use crate::repository::Repository;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 /// One path that differs between the two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// Its path in the snapshots.
     pub path: String,
@@ -22,8 +22,8 @@ pub struct Change {
     pub modifier: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 /// Counts over the whole diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DiffStats {
     /// Files present in both whose content or metadata differ.
     pub changed_files: u64,

@@ -46,8 +46,8 @@ use crate::walk::walk_unique_trees;
 /// Blobs per index file written by prune.
 const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
-#[derive(Debug, Clone, Copy)]
 /// How much unused space prune may leave, and whether it changes anything.
+#[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
     /// Unused share of the repository tolerated after prune, in percent (0–100): partly used
     /// packs are repacked until the rest is below it. 100 repacks nothing.

@@ -100,8 +100,8 @@ where
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
 /// What `stats` reports about a set of snapshots.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RepoStats {
     /// Snapshots counted.
     pub snapshots: u64,

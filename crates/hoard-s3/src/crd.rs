@@ -21,8 +21,8 @@ use crate::error::S3Error;
 use crate::location::S3Location;
 use crate::secrets::Secrets;
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// A Stash `Repository` object.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct RepositoryManifest {
     #[serde(rename = "apiVersion", default)]
     /// `stash.appscode.com/v1alpha1` (not checked).
@@ -36,8 +36,8 @@ pub struct RepositoryManifest {
     pub spec: RepositorySpec,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// The object's name and namespace.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Metadata {
     #[serde(default)]
     /// `metadata.name`.
@@ -47,15 +47,15 @@ pub struct Metadata {
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// A Repository's `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct RepositorySpec {
     /// The storage backend.
     pub backend: Backend,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// `spec.backend`: one storage kind and the Secret with its credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Backend {
     #[serde(default)]
     /// An S3 bucket.
@@ -71,8 +71,8 @@ pub struct Backend {
     other: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// `spec.backend.s3`.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct S3Spec {
     /// Host and port, with or without a scheme (none means https).
     pub endpoint: String,
@@ -86,8 +86,8 @@ pub struct S3Spec {
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
 /// `spec.backend.local`: a volume mounted into the pod.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct LocalSpec {
     #[serde(rename = "mountPath")]
     /// Where the volume is mounted.

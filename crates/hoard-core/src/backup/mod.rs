@@ -56,8 +56,8 @@ pub enum ParentSelection {
     Id(Id),
 }
 
-#[derive(Debug, Clone, Default)]
 /// What to back up and how; `Default` plus `paths` is a complete backup.
+#[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     /// Files and directories to back up; relative paths are made absolute (symlinks in them are not
     /// resolved).
@@ -101,8 +101,8 @@ impl CancelToken {
     }
 }
 
-#[derive(Debug, Clone)]
 /// What a backup made.
+#[derive(Debug, Clone)]
 pub struct BackupResult {
     /// The snapshot written (with its id).
     pub snapshot: SnapshotEntry,

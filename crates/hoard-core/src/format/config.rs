@@ -51,8 +51,8 @@ impl ChunkerParams {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
 /// The `config` document (FORMAT.md "Config").
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// The format version ([`FORMAT_VERSION`]).
     pub version: u32,

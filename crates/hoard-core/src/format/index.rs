@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::pack::PackedBlob;
 use crate::id::Id;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 /// One index file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexFile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     /// Index files this one replaces; readers ignore those.
@@ -17,8 +17,8 @@ pub struct IndexFile {
     pub packs: Vec<IndexPack>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 /// One pack and its blobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IndexPack {
     /// The pack's id (its name under `data/`).
     pub id: Id,

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 /// One snapshot document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     /// When the backup was taken (or the time it was given).
     pub time: DateTime<Utc>,

@@ -36,8 +36,8 @@ const PACK_CONCURRENCY: usize = 4;
 /// Files prepared per blocking task.
 const PREPARE_BATCH: usize = 256;
 
-#[derive(Debug, Clone, Default)]
 /// Where and what to restore.
+#[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     /// The directory to restore into (created if missing).
     pub target: PathBuf,
@@ -53,8 +53,8 @@ pub struct RestoreOptions {
     pub source_path: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
 /// What a restore did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RestoreSummary {
     /// Files written.
     pub files_restored: u64,
