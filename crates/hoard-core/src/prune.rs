@@ -171,7 +171,7 @@ async fn prune_locked(
     let live_index_files = repo.loaded_index_files();
 
     // 2. Mark.
-    let snapshots = repo.snapshots().await?;
+    let snapshots = repo.all_snapshots().await?;
     stats.snapshots = snapshots.len() as u64;
     progress.phase(Phase::PruneMark);
     progress.total(snapshots.len() as u64, 0, true);

@@ -65,7 +65,7 @@ pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
     let r = repo::open(g).await?;
     let mut by_id: Vec<Id> = Vec::new();
     for spec in &a.snapshots {
-        by_id.push(r.find_snapshot(spec).await?.id);
+        by_id.push(r.find_snapshot_id(spec).await?);
     }
     if policy.is_empty() && a.snapshots.is_empty() && !g.quiet {
         eprintln!("hoard: no policy was given (--keep-*), so no snapshots are removed");

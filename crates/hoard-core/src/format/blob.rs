@@ -109,12 +109,28 @@ pub fn open_doc<T: DeserializeOwned>(key: &MasterKey, sealed: &[u8], what: &str)
     serde_json::from_slice(&json).map_err(|e| Error::corrupt_by(what, e))
 }
 
+/// The largest document a reader decompresses: far above any index file hoard writes (tens
+/// of MiB for millions of blobs), and a bound on what a damaged or hostile one can cost.
+pub const MAX_DOCUMENT_LEN: u64 = 1 << 30;
+
 /// The JSON inside an opened document, for `cat`.
 pub fn decode_doc_payload(plain: &[u8], what: &str) -> Result<Vec<u8>> {
     match plain.split_first() {
         Some((&DOC_JSON_ZSTD, rest)) => {
+            use std::io::Read;
+            let decoder =
+                zstd::stream::read::Decoder::new(rest).map_err(|e| Error::corrupt_by(what, e))?;
             let mut out = Vec::new();
-            zstd::stream::copy_decode(rest, &mut out).map_err(|e| Error::corrupt_by(what, e))?;
+            decoder
+                .take(MAX_DOCUMENT_LEN + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::corrupt_by(what, e))?;
+            if out.len() as u64 > MAX_DOCUMENT_LEN {
+                return Err(Error::corrupt(
+                    what,
+                    format!("decompresses to more than {MAX_DOCUMENT_LEN} bytes"),
+                ));
+            }
             Ok(out)
         }
         Some((&DOC_JSON, rest)) => Ok(rest.to_vec()),

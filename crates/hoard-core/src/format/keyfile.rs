@@ -45,7 +45,29 @@ impl KdfParams {
         }
     }
 
+    /// The costs a key file may ask for. Anyone who can write to the bucket can plant a key
+    /// file, and argon2 would allocate and loop for whatever it says: 4 GiB and 64 passes are
+    /// far above any real key (hoard writes 64 MiB and 3), far below a denial of service.
+    pub fn check_bounds(&self) -> std::result::Result<(), String> {
+        const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+        const MAX_ITERATIONS: u32 = 64;
+        const MAX_PARALLELISM: u32 = 64;
+        if self.memory_kib > MAX_MEMORY_KIB
+            || self.iterations > MAX_ITERATIONS
+            || self.parallelism == 0
+            || self.parallelism > MAX_PARALLELISM
+        {
+            return Err(format!(
+                "argon2id costs out of bounds: {} KiB, {} passes, {} lanes (at most {MAX_MEMORY_KIB} KiB, {MAX_ITERATIONS} passes, {MAX_PARALLELISM} lanes)",
+                self.memory_kib, self.iterations, self.parallelism
+            ));
+        }
+        Ok(())
+    }
+
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<XChaCha20Poly1305> {
+        self.check_bounds()
+            .map_err(|e| Error::invalid("key derivation parameters", e))?;
         let params =
             argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
                 .map_err(|e| Error::invalid("key derivation parameters", e))?;
@@ -150,5 +172,31 @@ mod tests {
         assert_eq!(opened.blob_id(b"x"), m.blob_id(b"x"));
         assert!(kf.open(b"wrong").unwrap().is_none());
         assert_eq!(format!("{m:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn kdf_costs_are_bounded_before_argon2_runs() {
+        assert!(KdfParams::default().check_bounds().is_ok());
+        assert!(KdfParams::insecure_fast().check_bounds().is_ok());
+        for p in [
+            KdfParams {
+                memory_kib: u32::MAX,
+                ..KdfParams::default()
+            },
+            KdfParams {
+                iterations: 1_000,
+                ..KdfParams::default()
+            },
+            KdfParams {
+                parallelism: 0,
+                ..KdfParams::default()
+            },
+        ] {
+            assert!(p.check_bounds().is_err(), "{p:?}");
+        }
+        let m = MasterKey::random();
+        let mut kf = KeyFile::create(&m, b"pw", KdfParams::insecure_fast()).unwrap();
+        kf.params.memory_kib = u32::MAX;
+        assert!(kf.open(b"pw").is_err(), "refused before deriving");
     }
 }

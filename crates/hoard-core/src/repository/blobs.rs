@@ -8,6 +8,7 @@ use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::blob::decode_blob;
+use crate::format::crypto::SEAL_OVERHEAD;
 use crate::format::pack::{read_pack, BlobType, PackedBlob};
 use crate::format::tree::Tree;
 use crate::id::Id;
@@ -27,6 +28,7 @@ impl Repository {
     /// Reads, opens and verifies one blob.
     pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
+        self.check_lengths(&loc)?;
         let start = u64::from(loc.blob.offset);
         let sealed = self
             .read_range(
@@ -39,7 +41,29 @@ impl Repository {
     }
 
     /// Opens a blob's sealed bytes and checks them against its id.
+    /// Refuses lengths no writer of this repository produces, before anything is read or
+    /// allocated for them: data blobs are at most one chunk, trees at most
+    /// [`MAX_DOCUMENT_LEN`](crate::format::blob::MAX_DOCUMENT_LEN), and a sealed blob is never
+    /// longer than its plaintext plus nonce and tag (it is stored raw when compression does
+    /// not shrink it).
+    pub(crate) fn check_lengths(&self, loc: &BlobLocation) -> Result<()> {
+        let raw = u64::from(loc.blob.raw_length);
+        let max_raw = match loc.blob.blob_type {
+            BlobType::Data => u64::from(self.config().chunker.max_size),
+            BlobType::Tree => crate::format::blob::MAX_DOCUMENT_LEN,
+        };
+        let sealed = u64::from(loc.blob.length);
+        if raw > max_raw || sealed > raw + SEAL_OVERHEAD as u64 || sealed < SEAL_OVERHEAD as u64 {
+            return Err(Error::corrupt(
+                format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short()),
+                format!("impossible lengths: {sealed} sealed, {raw} plain (at most {max_raw})"),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.check_lengths(loc)?;
         let what = format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
         let plain = decode_blob(
             self.key(),

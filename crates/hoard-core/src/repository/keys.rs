@@ -92,24 +92,47 @@ pub(crate) async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {
     Ok(id)
 }
 
-/// Tries every key file with the password.
+/// Tries every key file with the password. A key file that is damaged, does not match its
+/// name, or asks for out-of-bounds argon2 costs is skipped with a warning naming it, and the
+/// others are still tried. When the password opens none: if some key file could really be
+/// tried, the password is wrong; if every one was unusable, that is what is reported.
 pub(crate) async fn find_key(op: &Operator, password: &[u8]) -> Result<(MasterKey, Id)> {
     let ids = list_ids(op, FileKind::Key).await?;
+    let mut tried = false;
+    let mut unusable = Vec::new();
     for id in ids {
         let path = FileKind::Key.path(&id);
         let bytes = read_all(op, &path).await?;
-        let kf: KeyFile = match serde_json::from_slice(&bytes) {
+        let kf = if Id::of_file(&bytes) != id {
+            Err("its content does not match its name".to_string())
+        } else {
+            serde_json::from_slice::<KeyFile>(&bytes)
+                .map_err(|e| format!("not a key file: {e}"))
+                .and_then(|kf| kf.params.check_bounds().map(|()| kf))
+        };
+        let kf = match kf {
             Ok(kf) => kf,
-            Err(e) => {
-                tracing::warn!("skipping unreadable key file {path}: {e}");
+            Err(why) => {
+                tracing::warn!("skipping key file {path}: {why}");
+                unusable.push(format!("{path} ({why})"));
                 continue;
             }
         };
         let pw = zeroize::Zeroizing::new(password.to_vec());
-        let opened = tokio::task::spawn_blocking(move || kf.open(&pw)).await??;
-        if let Some(key) = opened {
-            return Ok((key, id));
+        match tokio::task::spawn_blocking(move || kf.open(&pw)).await? {
+            Ok(Some(key)) => return Ok((key, id)),
+            Ok(None) => tried = true,
+            Err(e) => {
+                tracing::warn!("skipping key file {path}: {e}");
+                unusable.push(format!("{path} ({e})"));
+            }
         }
     }
-    Err(Error::WrongPassword)
+    if tried || unusable.is_empty() {
+        return Err(Error::WrongPassword);
+    }
+    Err(Error::corrupt(
+        "key files",
+        format!("none can be used: {}", unusable.join("; ")),
+    ))
 }

@@ -172,7 +172,7 @@ pub async fn list_locks(repo: &Storage) -> Result<Vec<FoundLock>> {
                 if e.storage_error()
                     .is_some_and(|s| s.kind() == opendal::ErrorKind::NotFound) => {}
             Err(e) => {
-                tracing::warn!("unreadable lock file {}: {e}", id.short());
+                tracing::debug!("unreadable lock file {}: {e}", id.short());
                 out.push(FoundLock { id, info: None });
             }
         }
@@ -180,31 +180,15 @@ pub async fn list_locks(repo: &Storage) -> Result<Vec<FoundLock>> {
     Ok(out)
 }
 
-/// Why a found lock no longer counts, if it does not. An unreadable lock file counts (like an
-/// exclusive lock) until its modification time is older than the stale limit: it may be one
-/// being written right now.
-async fn stale_reason(
-    repo: &Storage,
-    l: &FoundLock,
-    now: DateTime<Utc>,
-    timing: &LockTiming,
-) -> Option<String> {
-    if let Some(info) = &l.info {
-        return info.stale_reason(now, timing);
+/// Why a found lock no longer counts, if it does not. A lock file that cannot be read counts
+/// for nothing: lock files appear whole (atomic renames, S3 objects), so it is damaged or was
+/// planted by someone without the key, and must not block anyone (it is removed like a stale
+/// one).
+fn stale_reason(l: &FoundLock, now: DateTime<Utc>, timing: &LockTiming) -> Option<String> {
+    match &l.info {
+        Some(info) => info.stale_reason(now, timing),
+        None => Some("unreadable: damaged, or not written with this repository's key".into()),
     }
-    let old = match repo.operator().stat(&FileKind::Lock.path(&l.id)).await {
-        Ok(meta) => meta.last_modified().is_some_and(|t| {
-            let t: std::time::SystemTime = t.into();
-            t.elapsed().unwrap_or_default() > timing.stale_after
-        }),
-        Err(e) => e.kind() == opendal::ErrorKind::NotFound,
-    };
-    old.then(|| {
-        format!(
-            "unreadable and older than {}",
-            human_duration(timing.stale_after)
-        )
-    })
 }
 
 /// Removes lock files: all of them with `all`, else only stale ones. Returns how many were
@@ -213,7 +197,7 @@ pub async fn remove_locks(repo: &Storage, all: bool, timing: &LockTiming) -> Res
     let now = Utc::now();
     let mut removed = 0;
     for l in list_locks(repo).await? {
-        if all || stale_reason(repo, &l, now, timing).await.is_some() {
+        if all || stale_reason(&l, now, timing).is_some() {
             repo.delete_file(FileKind::Lock, &l.id).await?;
             removed += 1;
         }
@@ -234,8 +218,12 @@ async fn conflict(
         if Some(&l.id) == ours {
             continue;
         }
-        if let Some(reason) = stale_reason(repo, &l, now, timing).await {
-            tracing::info!("removing stale lock {} ({reason})", l.id.short());
+        if let Some(reason) = stale_reason(&l, now, timing) {
+            if l.info.is_some() {
+                tracing::info!("removing stale lock {} ({reason})", l.id.short());
+            } else {
+                tracing::warn!("removing lock file {} ({reason})", l.id.short());
+            }
             repo.delete_file(FileKind::Lock, &l.id).await?;
             continue;
         }
@@ -243,14 +231,7 @@ async fn conflict(
             Some(info) if exclusive || info.exclusive => {
                 return Ok(Some(info.describe(&l.id, now)))
             }
-            Some(_) => {}
-            None => {
-                return Ok(Some(format!(
-                    "an unreadable lock file {} (written less than {} ago)",
-                    l.id.short(),
-                    human_duration(timing.stale_after)
-                )))
-            }
+            _ => {}
         }
     }
     Ok(None)

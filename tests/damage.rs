@@ -1,0 +1,151 @@
+//! Damaged and planted repository files: anyone who can write to the bucket can add files
+//! under valid names, and a flipped byte can damage any file. What does not need the file
+//! keeps working, the file is named, and it can be removed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes `bytes` under their hash in `dir` of the repository, as a planter would.
+fn plant(env: &Env, dir: &str, bytes: &[u8]) -> (PathBuf, String) {
+    let id = hoard::Id::of_file(bytes);
+    let path = env.storage.join(dir).join(id.to_hex());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, bytes).unwrap();
+    (path, id.short())
+}
+
+fn only_file(dir: &Path) -> PathBuf {
+    let files = files_below(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+fn flip_a_byte(path: &Path) {
+    let mut b = fs::read(path).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x40;
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn unreadable_snapshots_are_skipped_named_and_removable() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"kept").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    // One planted under a valid name, one real snapshot with a flipped byte.
+    let (_, planted) = plant(&env, "snapshots", b"{\"not\": \"a sealed snapshot\"}");
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let newest = env.hoard_json(&["snapshots"]).as_array().unwrap()[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let damaged = env.storage.join("snapshots").join(&newest);
+    flip_a_byte(&damaged);
+
+    // Listing, backups (parent search) and restores of healthy snapshots go on, with a warning
+    // naming each bad file.
+    let out = env.hoard(&["--json", "snapshots"]);
+    assert_ok(&out);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let e = stderr(&out);
+    assert!(e.contains(&planted) && e.contains(&newest[..8]), "{e}");
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+
+    // check names them; prune will not treat their data as garbage.
+    let out = env.hoard(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains(&planted) && e.contains(&newest[..8]), "{e}");
+    let out = env.hoard(&["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing was pruned"),
+        "{}",
+        stderr(&out)
+    );
+
+    // forget removes them by id, without reading them; then all is clean again.
+    assert_ok(&env.hoard(&["forget", &planted, &newest[..8]]));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    assert_ok(&env.hoard(&["prune"]));
+}
+
+#[test]
+fn unreadable_lock_files_block_nobody() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"locked out?").unwrap();
+    let (planted, _) = plant(&env, "locks", b"garbage where a lock should be");
+    let start = Instant::now();
+    // Exclusive (prune) and shared (backup) both go ahead at once, and the file is removed.
+    assert_ok(&env.hoard(&["prune"]));
+    assert!(!planted.exists());
+    let (planted, short) = plant(&env, "locks", b"another planted lock");
+    let out = env.hoard(&["backup", src.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains(&short), "{}", stderr(&out));
+    assert!(!planted.exists());
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn hostile_and_damaged_key_files() {
+    let env = Env::new();
+    let real_key = only_file(&env.storage.join("keys"));
+    let real: serde_json::Value = serde_json::from_slice(&fs::read(&real_key).unwrap()).unwrap();
+
+    // A well-formed key file asking argon2 for 4 TiB: refused with a warning naming it, and
+    // the real key still opens the repository.
+    let mut hostile = real.clone();
+    hostile["memory_kib"] = serde_json::json!(u32::MAX);
+    hostile["iterations"] = serde_json::json!(1_000_000);
+    let (hostile_path, hostile_id) = plant(&env, "keys", &serde_json::to_vec(&hostile).unwrap());
+    let start = Instant::now();
+    let out = env.hoard(&["snapshots"]);
+    assert_ok(&out);
+    let e = stderr(&out);
+    assert!(
+        e.contains(&hostile_id) && e.contains("out of bounds"),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+    // With the wrong password, it is still the password that is wrong (exit 12).
+    let out = env
+        .cmd()
+        .env("RESTIC_PASSWORD", "not the password")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+
+    // The only real key damaged: reported as damaged (exit 1), not as a wrong password.
+    fs::remove_file(&hostile_path).unwrap();
+    flip_a_byte(&real_key);
+    let out = env.hoard(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    let name = real_key.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        e.contains(&name) && e.contains("does not match its name"),
+        "{e}"
+    );
+    assert!(!e.contains("wrong password"), "{e}");
+}
