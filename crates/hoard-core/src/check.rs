@@ -27,7 +27,7 @@ use crate::format::tree::NodeType;
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
-use crate::walk::walk_unique_trees;
+use crate::walk::{find_path, walk_unique_trees};
 
 /// Which packs `check` downloads.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -325,6 +325,25 @@ async fn check_unlocked(
     .await?;
     r.trees = trees;
     r.errors.extend(errors);
+    // Every path a snapshot was made of must be found in its tree, as restore and dump look
+    // for it (trees that failed to load were reported above).
+    for s in &snapshots {
+        // A path that was not UTF-8 is stored lossily and cannot be looked up by name.
+        for p in s.snapshot.paths.iter().filter(|p| !p.contains('\u{FFFD}')) {
+            match find_path(repo, s.snapshot.tree, p).await {
+                Ok(_) => {}
+                Err(Error::PathNotInSnapshot(_)) => r.errors.push(damage(
+                    Damaged::Snapshot,
+                    s.id,
+                    format!(
+                        "snapshot {}: {p}, one of the paths it was made of, is not in its tree",
+                        s.id.short()
+                    ),
+                )),
+                Err(_) => {}
+            }
+        }
+    }
 
     // 3. Data.
     let selected = select_packs(&packs, &on_storage, opts.read_data);

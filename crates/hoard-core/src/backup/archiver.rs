@@ -87,7 +87,16 @@ impl Archiver {
             for (name, target) in dir.children {
                 let full = path.join(std::ffi::OsStr::from_bytes(&name));
                 let old = parent.as_ref().and_then(|t| t.find(&name)).cloned();
-                let md = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
+                let md = match (&target, std::fs::symlink_metadata(&full)) {
+                    // A component above a backed-up path is recorded as the directory it
+                    // leads to, even through a symlink (`/srv/link/file` with `link` -> a
+                    // directory), so that the path is found in the snapshot as it was given.
+                    (Target::Dir(_), Ok(md)) if md.file_type().is_symlink() => {
+                        std::fs::metadata(&full)
+                    }
+                    (_, r) => r,
+                }
+                .map_err(|e| Error::io(&full, e))?;
                 let mut node = Node::from_metadata(RawName(name), &md, &self.names);
                 match target {
                     Target::Path => children.push(self.clone().entry(full, node, old).await?),

@@ -135,11 +135,27 @@ async fn backup_locked(
     if opts.paths.is_empty() {
         return Err(Error::invalid("backup paths", "no path given"));
     }
+    // A path that is missing among several is left out and reported (the backup ends
+    // incomplete, as restic's does); when none is there, there is nothing to back up.
     let mut paths = Vec::new();
+    let mut missing = Vec::new();
+    let mut first_error = None;
     for p in &opts.paths {
         let abs = absolute(p)?;
-        std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
-        paths.push(abs);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(_) => paths.push(abs),
+            Err(e) => {
+                progress.error(&abs, &e.to_string());
+                missing.push(FileError {
+                    path: abs.clone(),
+                    message: e.to_string(),
+                });
+                first_error.get_or_insert(Error::io(&abs, e));
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Err(first_error.unwrap_or_else(|| Error::invalid("backup paths", "no path given")));
     }
     paths.sort();
     paths.dedup();
@@ -190,7 +206,7 @@ async fn backup_locked(
             opts.read_concurrency.unwrap_or(cores).max(1),
         )),
         counters: counters.clone(),
-        errors: Mutex::new(Vec::new()),
+        errors: Mutex::new(missing),
         progress,
         cancel: opts.cancel.clone().unwrap_or_default(),
     });

@@ -94,6 +94,13 @@ async fn restore_unlocked(
 ) -> Result<RestoreSummary> {
     let started = std::time::Instant::now();
     let mut plan = plan::plan(repo, snapshot, opts).await?;
+    if !opts.include.is_empty() && plan.is_empty() {
+        tracing::warn!(
+            "nothing in snapshot {} matches --include {}: nothing was restored",
+            snapshot.short_id(),
+            opts.include.join(" ")
+        );
+    }
     let owners = opts
         .owners
         .unwrap_or_else(|| nix::unistd::geteuid().is_root());

@@ -49,6 +49,16 @@ fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
     Ok(std::ffi::OsStr::from_bytes(b))
 }
 
+impl Plan {
+    /// Whether there is nothing to create.
+    pub(super) fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+            && self.files.is_empty()
+            && self.hardlinks.is_empty()
+            && self.others.is_empty()
+    }
+}
+
 /// Plans the restore `opts` asks for: the whole snapshot below the target by absolute path,
 /// or one path of it (a directory's contents, or one entry) straight into the target.
 pub(super) async fn plan(

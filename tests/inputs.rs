@@ -1,0 +1,95 @@
+//! Odd inputs a sysadmin gives without thinking: paths through symlinks, a path list with a
+//! missing entry, an include pattern that matches nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test fails loudly on purpose
+
+#[macro_use]
+mod common;
+
+use std::fs;
+
+use common::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_path_through_a_symlinked_directory_is_found_as_it_was_given() {
+    let env = Env::new();
+    let real = env.path("data/real");
+    fs::create_dir_all(&real).unwrap();
+    fs::write(real.join("file.txt"), b"through the link").unwrap();
+    std::os::unix::fs::symlink(&real, env.path("data/link")).unwrap();
+    let given = env.path("data/link/file.txt");
+    assert_ok(&env.hoard(&["backup", "-q", given.to_str().unwrap()]));
+
+    // ls, dump and restore find the path exactly as it was given.
+    let ls = env.hoard(&["ls", "latest"]);
+    assert_ok(&ls);
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains(given.to_str().unwrap()),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    let dump = env.hoard(&["dump", "latest", given.to_str().unwrap()]);
+    assert_ok(&dump);
+    assert_eq!(dump.stdout, b"through the link");
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = target.join(given.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(&restored).unwrap(), b"through the link");
+    assert!(fs::symlink_metadata(restored.parent().unwrap())
+        .unwrap()
+        .is_dir());
+    // check verifies that every path a snapshot was made of is in its tree.
+    assert_ok(&env.hoard(&["check"]));
+}
+
+#[test]
+fn a_missing_path_among_several_is_reported_and_the_rest_backed_up() {
+    let env = Env::new();
+    let here = env.path("here");
+    fs::create_dir_all(&here).unwrap();
+    fs::write(here.join("a.txt"), b"present").unwrap();
+    let gone = env.path("gone");
+    let out = env.hoard(&["backup", here.to_str().unwrap(), gone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(gone.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    let snaps = env.hoard_json(&["snapshots"]);
+    let paths = snaps[0]["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0].as_str().unwrap(), here.to_str().unwrap());
+    // Nothing there at all: a fatal error, no snapshot.
+    let out = env.hoard(&["backup", gone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(env.hoard_json(&["snapshots"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_include_that_matches_nothing_says_so() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"x").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("restored");
+    let out = env.hoard(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "/no/such/*.txt",
+    ]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("matches --include"),
+        "{}",
+        stderr(&out)
+    );
+}
