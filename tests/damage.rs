@@ -149,3 +149,45 @@ fn hostile_and_damaged_key_files() {
     );
     assert!(!e.contains("wrong password"), "{e}");
 }
+
+#[test]
+fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(100_000, 9);
+    fs::write(src.join("f"), &data).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    // The data pack is the large one (the tree pack holds a few hundred bytes).
+    let pack = files_below(&env.storage.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut perm = fs::metadata(&pack).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(&pack, perm).unwrap();
+    flip_a_byte(&pack);
+    let target = env.path("out");
+    let out = env.hoard(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["files_damaged"], 1, "{summary}");
+    assert_eq!(summary["files_restored"], 0, "{summary}");
+    let message = summary["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains(".damaged"), "{message}");
+    let dir = target.join(src.strip_prefix("/").unwrap());
+    assert!(!dir.join("f").exists(), "nothing under the file's own name");
+    let damaged = fs::metadata(dir.join("f.damaged")).unwrap();
+    assert_ne!(
+        damaged.modified().unwrap(),
+        fs::metadata(src.join("f")).unwrap().modified().unwrap()
+    );
+}

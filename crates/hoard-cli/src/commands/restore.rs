@@ -49,9 +49,16 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<()> {
         );
     }
     if !s.errors.is_empty() {
+        if !g.json {
+            // The final word on each: what is left on disk (a damaged file is renamed).
+            for e in &s.errors {
+                eprintln!("not restored: {}: {}", e.path.display(), e.message);
+            }
+        }
         bail!(
-            "{} files could not be restored (listed above)",
-            s.errors.len()
+            "{} files could not be restored ({} left as NAME.damaged)",
+            s.errors.len(),
+            s.files_damaged
         );
     }
     Ok(())

@@ -13,7 +13,7 @@
 mod plan;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,9 @@ pub struct RestoreSummary {
     pub links: u64,
     /// Symlinks, fifos and devices made.
     pub specials: u64,
+    /// Files that could not be restored whole, left as `<name>.damaged` (not counted in
+    /// `files_restored`).
+    pub files_damaged: u64,
     /// Content bytes written.
     pub bytes_written: u64,
     /// Files that could not be restored whole, and why.
@@ -179,6 +182,8 @@ async fn restore_unlocked(
     let mut file_paths = Vec::with_capacity(prepared.len());
     // Blob writes each file still waits for: it is done when they are.
     let mut blobs_left = Vec::with_capacity(prepared.len());
+    // Files that will not be whole: a blob is not indexed, or (below) cannot be read or written.
+    let mut incomplete = HashSet::new();
     for (i, (f, write)) in prepared.iter().enumerate() {
         file_paths.push(f.dest.clone());
         let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +206,11 @@ async fn restore_unlocked(
                         .or_default()
                         .push((loc.blob, i, *offset));
                 }
-                None => soft(&summary, &f.dest, &Error::BlobNotInIndex(*id)),
+                None => {
+                    if incomplete.insert(i) {
+                        soft(&summary, &f.dest, &Error::BlobNotInIndex(*id));
+                    }
+                }
             }
         }
         if uses == 0 {
@@ -215,7 +224,7 @@ async fn restore_unlocked(
         blobs_left,
         progress: progress.clone(),
         summary: summary.clone(),
-        failed: Mutex::default(),
+        failed: Mutex::new(incomplete),
     });
     futures::stream::iter(by_pack)
         .map(|(pack, uses)| restore_pack(ctx.clone(), pack, uses))
@@ -223,6 +232,13 @@ async fn restore_unlocked(
         .try_collect::<Vec<()>>()
         .await?;
     tracing::debug!(elapsed = ?started.elapsed(), "contents written");
+    // A file that is not whole must not look whole (its size and mtime restored, zeros where
+    // data is missing): it is renamed to say so, and its metadata is not set.
+    let failed: HashSet<usize> =
+        std::mem::take(&mut *ctx.failed.lock().unwrap_or_else(|e| e.into_inner()));
+    for &i in &failed {
+        mark_damaged(&prepared[i].0.dest, &summary);
+    }
     // Metadata, files first, then directories deepest first.
     for (path, target) in &plan.hardlinks {
         let _ = std::fs::remove_file(path);
@@ -248,7 +264,10 @@ async fn restore_unlocked(
             Err(e) => soft(&summary, path, &e),
         }
     }
-    for (f, _) in &prepared {
+    for (i, (f, _)) in prepared.iter().enumerate() {
+        if failed.contains(&i) {
+            continue;
+        }
         if let Err(e) = set_metadata(&f.dest, &f.node, owners) {
             soft(&summary, &f.dest, &e);
         }
@@ -264,4 +283,28 @@ async fn restore_unlocked(
     tracing::debug!(elapsed = ?started.elapsed(), "metadata set");
     let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(s)
+}
+
+/// Renames a file that could not be restored whole to `<name>.damaged` (or removes it when
+/// that fails), and says so in its error.
+fn mark_damaged(dest: &Path, summary: &Mutex<RestoreSummary>) {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".damaged");
+    let damaged = dest.with_file_name(&name);
+    let outcome = match std::fs::rename(dest, &damaged) {
+        Ok(()) => format!(
+            "left as {} (the parts that could be read are in place, the rest are zeros)",
+            damaged.display()
+        ),
+        Err(_) => match std::fs::remove_file(dest) {
+            Ok(()) => "removed".to_string(),
+            Err(e) => format!("could not be renamed or removed: {e}"),
+        },
+    };
+    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+    s.files_restored = s.files_restored.saturating_sub(1);
+    s.files_damaged += 1;
+    if let Some(err) = s.errors.iter_mut().find(|e| e.path == dest) {
+        err.message = format!("{}; {outcome}", err.message);
+    }
 }
