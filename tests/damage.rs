@@ -191,3 +191,42 @@ fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
         fs::metadata(src.join("f")).unwrap().modified().unwrap()
     );
 }
+
+#[test]
+fn staging_files_left_by_dead_runs_are_cleaned() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"x").unwrap();
+    let staging = env.storage.join(".tmp");
+    fs::create_dir_all(&staging).unwrap();
+    let old = staging.join("left-by-a-killed-backup");
+    let fresh = staging.join("maybe-a-live-writer");
+    fs::write(&old, b"half a pack").unwrap();
+    fs::write(&fresh, b"being written").unwrap();
+    let two_hours_ago = nix::sys::time::TimeSpec::new(
+        (std::time::SystemTime::now() - Duration::from_secs(7200))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        0,
+    );
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &old,
+        &two_hours_ago,
+        &two_hours_ago,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    // Any writer removes what is an hour old...
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    assert!(!old.exists());
+    assert!(
+        fresh.exists(),
+        "a young staging file may belong to a live writer"
+    );
+    // ...and prune, which runs alone, removes everything.
+    assert_ok(&env.hoard(&["prune"]));
+    assert!(!fresh.exists());
+}

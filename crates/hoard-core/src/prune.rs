@@ -160,6 +160,10 @@ async fn prune_locked(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    // Under the exclusive lock no writer runs: every staging file is a leftover.
+    if !opts.dry_run {
+        repo.clean_staging(std::time::Duration::ZERO).await;
+    }
 
     // 1. Load: the in-memory index, streamed, unless the one loaded at open is still current
     // (the lock is exclusive, so nothing changes from here on). Every index file present now

@@ -132,6 +132,8 @@ async fn backup_locked(
     lock: &Lease,
 ) -> Result<BackupResult> {
     let start = Utc::now();
+    repo.clean_staging(crate::repository::storage::STALE_STAGING)
+        .await;
     if opts.paths.is_empty() {
         return Err(Error::invalid("backup paths", "no path given"));
     }

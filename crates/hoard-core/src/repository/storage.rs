@@ -54,6 +54,14 @@ impl FileKind {
 /// Where the config document lives.
 pub const CONFIG_PATH: &str = "config";
 
+/// Where a local repository stages files before renaming them into place (not part of the
+/// format; see [`local_operator`]).
+pub const STAGING_DIR: &str = ".tmp/";
+
+/// Staging files older than this were left by a run that died: no live writer keeps one that
+/// long (a pack is written in seconds).
+pub const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The files of an opened repository: the operator and the master key that seals them. Clones
 /// share the conditional-write probe.
 #[derive(Clone)]
@@ -243,6 +251,42 @@ impl Storage {
         }
     }
 
+    /// Removes staging files (`.tmp/`, where local writes are prepared before their rename)
+    /// at least `min_age` old: what killed or failed runs left. Best effort: a failure is
+    /// logged, never fatal. Returns how many were removed.
+    pub(crate) async fn clean_staging(&self, min_age: std::time::Duration) -> usize {
+        let entries = match self.op.list_with(STAGING_DIR).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return 0,
+            Err(e) => {
+                tracing::debug!("cannot list {STAGING_DIR}: {e}");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.iter().filter(|e| !e.metadata().is_dir()) {
+            let path = entry.path();
+            let old = match self.op.stat(path).await {
+                Ok(md) => md.last_modified().is_some_and(|t| {
+                    let t: std::time::SystemTime = t.into();
+                    t.elapsed().unwrap_or_default() >= min_age
+                }),
+                Err(_) => false,
+            };
+            if !old {
+                continue;
+            }
+            match self.op.delete(path).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!("cannot remove staging file {path}: {e}"),
+            }
+        }
+        if removed > 0 {
+            tracing::info!("removed {removed} staging files left by earlier runs");
+        }
+        removed
+    }
+
     /// Whether a file exists (`false` only when the storage says it is not found).
     pub(crate) async fn exists(&self, kind: FileKind, id: &Id) -> Result<bool> {
         let path = kind.path(id);
@@ -327,7 +371,7 @@ pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> 
     }
     let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
     let root = abs.to_string_lossy();
-    let tmp = abs.join(".tmp");
+    let tmp = abs.join(STAGING_DIR.trim_end_matches('/'));
     let builder = opendal::services::Fs::default()
         .root(&root)
         .atomic_write_dir(&tmp.to_string_lossy());
