@@ -18,6 +18,31 @@ pub(super) enum ReadError {
     Fatal(Error),
 }
 
+/// Opens what the walk listed as a regular file, without trusting that it still is one: the
+/// open does not block (a FIFO or device swapped in since the listing would block it
+/// forever) and does not follow a symlink swapped in, and the type is checked again on the
+/// open file.
+pub(super) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::other(format!(
+            "no longer a regular file ({kind:?}): skipped"
+        )));
+    }
+    // Regular files ignore O_NONBLOCK; clear it all the same, so reads are plain reads.
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(&file, FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+        let _ = fcntl(&file, FcntlArg::F_SETFL(flags));
+    }
+    Ok(file)
+}
+
 /// Chunks one file and stores its new chunks; fills in `node.content` and `node.size`.
 pub(super) fn read_file(
     saver: &SaverHandle,
@@ -27,7 +52,7 @@ pub(super) fn read_file(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<(), ReadError> {
-    let mut file = File::open(path).map_err(ReadError::Soft)?;
+    let mut file = open_regular(path).map_err(ReadError::Soft)?;
     let mut content = Vec::new();
     let mut size = 0u64;
     let mut store = |data: Vec<u8>| -> Result<(), ReadError> {
@@ -60,4 +85,28 @@ pub(super) fn read_file(
     node.size = size;
     node.content = Some(content);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_or_symlink_in_place_of_a_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        // A blocking open would wait for a writer forever; this one answers at once.
+        let e = open_regular(&fifo).unwrap_err();
+        assert!(e.to_string().contains("no longer a regular file"), "{e}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"data").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_regular(&link).is_err(), "a symlink is not followed");
+        let mut f = open_regular(&file).unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "data");
+    }
 }
