@@ -230,3 +230,53 @@ fn staging_files_left_by_dead_runs_are_cleaned() {
     assert_ok(&env.hoard(&["prune"]));
     assert!(!fresh.exists());
 }
+
+#[test]
+fn a_damaged_index_is_rebuilt_from_the_pack_headers() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.bin"), random_bytes(300_000, 21)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    fs::write(src.join("b.bin"), random_bytes(300_000, 22)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let index_files = files_below(&env.storage.join("index"));
+    assert_eq!(index_files.len(), 2);
+    let damaged = index_files[0].clone();
+    flip_a_byte(&damaged);
+    let short = damaged.file_name().unwrap().to_string_lossy()[..8].to_string();
+    plant(&env, "index", b"a planted index file");
+
+    // What does not need the lost entries still works, naming the file; prune will not guess.
+    let out = env.hoard(&["snapshots"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains(&short), "{}", stderr(&out));
+    let out = env.hoard(&["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("repair index"), "{}", stderr(&out));
+    assert_eq!(env.hoard(&["check"]).status.code(), Some(1));
+
+    // A repair killed after writing the new index leaves a repository that checks clean.
+    let out = env
+        .cmd()
+        .args(["repair", "index"])
+        .env("HOARD_TEST_HOOK", "repair-index-after-index:abort")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "{}", stderr(&out));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+
+    // Run to its end, the repair leaves one index made from the packs, and all is well.
+    let stats = env.hoard_json(&["repair", "index"]);
+    assert_eq!(
+        stats["packs_damaged"].as_array().unwrap().len(),
+        0,
+        "{stats}"
+    );
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert_ok(&env.hoard(&["prune"]));
+    assert_eq!(files_below(&env.storage.join("index")).len(), 1);
+}

@@ -93,6 +93,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write a file, or a directory as tar, from a snapshot to stdout.
     Dump(DumpArgs),
+    /// Bring a damaged repository back to a clean check.
+    Repair(RepairArgs),
 }
 
 /// Parses `30s`, `5m`, `2h` or a plain number of seconds.
@@ -203,6 +205,18 @@ pub struct UnlockArgs {
     /// Remove every lock, not only stale ones. Only when no hoard process is running.
     #[arg(long)]
     pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub command: RepairCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers, replacing every index file.
+    Index,
 }
 
 #[derive(Debug, Args)]

@@ -176,15 +176,12 @@ async fn check_unlocked(
     let ids = repo.list(FileKind::Index).await?;
     progress.phase(Phase::CheckIndex);
     progress.total(ids.len() as u64, 0, true);
+    let mut unreadable = Vec::new();
     repo.for_each_index_file(&ids, |id, f| {
         progress.advance(1, 0);
         match f {
             Ok(f) => files.push((id, f)),
-            Err(e) => r.errors.push(damage(
-                Damaged::IndexFile,
-                id,
-                format!("index file {}: {e}", id.short()),
-            )),
+            Err(e) => unreadable.push((id, e)),
         }
         Ok(())
     })
@@ -195,6 +192,24 @@ async fn check_unlocked(
         .iter()
         .flat_map(|(_, f)| f.supersedes.iter().copied())
         .collect();
+    for (id, e) in unreadable {
+        if superseded.contains(&id) {
+            // Already replaced (an interrupted repair or prune): nothing reads it any more.
+            r.notes.push(format!(
+                "index file {} cannot be read but is superseded; prune removes it",
+                id.short()
+            ));
+        } else {
+            r.errors.push(damage(
+                Damaged::IndexFile,
+                id,
+                format!(
+                    "index file {}: {e} (`hoard repair index` rebuilds the index)",
+                    id.short()
+                ),
+            ));
+        }
+    }
     let mut packs: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
     for (id, f) in &files {
         if superseded.contains(id) {

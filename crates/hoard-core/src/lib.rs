@@ -13,7 +13,7 @@
 //! | [`repository`] | those files on an OpenDAL operator: storage, keys, locks, the in-memory index, reading blobs and trees, finding snapshots, [`Repository`] itself |
 //! | [`backup`](mod@backup) | directory trees to a snapshot: layout, walk, file reader, and the saver (pack, upload, index) |
 //! | [`restore`](mod@restore), [`dump`], [`diff`](mod@diff), [`walk`] | reading snapshots back |
-//! | [`forget`](mod@forget), [`prune`](mod@prune), [`check`](mod@check) | maintenance |
+//! | [`forget`](mod@forget), [`prune`](mod@prune), [`check`](mod@check), [`repair`] | maintenance |
 //! | [`id`], `host`, `patterns`, [`progress`], [`error`] | small shared leaves: ids (the BLAKE3 names of files and blobs), this machine's names, path patterns, progress events, the error type |
 //!
 //! Arrows point down that table: `format` needs nothing above it, `repository` only
@@ -48,6 +48,7 @@ pub(crate) mod patterns;
 pub mod progress;
 pub mod prune;
 pub(crate) mod random;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 #[cfg(feature = "test-hooks")]
@@ -77,6 +78,7 @@ pub use format::tree::{Node, NodeType, Tree};
 pub use id::Id;
 pub use progress::{FileError, NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
+pub use repair::{repair_index, RepairIndexStats};
 pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
 pub use repository::{repository_exists, FileKind, InitOptions, Lease, LockNeed, Repository};
 pub use restore::{restore, RestoreOptions, RestoreSummary};

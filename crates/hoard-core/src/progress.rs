@@ -33,6 +33,8 @@ pub enum Phase {
     /// check with read-data: downloading and verifying packs; items are packs, bytes their
     /// size.
     CheckData,
+    /// repair index: reading pack headers; items are packs.
+    RepairIndex,
 }
 
 impl Phase {
@@ -47,6 +49,7 @@ impl Phase {
             Phase::CheckIndex => "check: index",
             Phase::CheckSnapshots => "check: snapshots",
             Phase::CheckData => "check: data",
+            Phase::RepairIndex => "repair: index",
         }
     }
 }

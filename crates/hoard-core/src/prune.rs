@@ -35,16 +35,13 @@ use serde::Serialize;
 use crate::backup::counters::Counters;
 use crate::backup::saver::{BlobSaver, IndexMode};
 use crate::error::{Error, Result};
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::{IndexBatcher, IndexFile, IndexPack, BLOBS_PER_INDEX_FILE};
 use crate::format::pack::{read_pack, PackedBlob};
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::testhook::hook;
 use crate::walk::walk_unique_trees;
-
-/// Blobs per index file written by prune.
-const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
 /// How much unused space prune may leave, and whether it changes anything.
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +168,14 @@ async fn prune_locked(
     let all_index_files = repo.list(FileKind::Index).await?;
     if !repo.index_built_from(&all_index_files) {
         repo.reload_index().await?;
+    }
+    // An index file that cannot be read hides which packs are in use: deleting "unreferenced"
+    // packs then would delete data.
+    if let Some(id) = repo.damaged_index_files().first() {
+        return Err(Error::corrupt(
+            FileKind::Index.path(id),
+            "cannot be read; nothing was pruned (run `hoard repair index` first)",
+        ));
     }
     let live_index_files = repo.loaded_index_files();
 
@@ -357,14 +362,14 @@ async fn prune_locked(
     progress.total((doomed.len() + index_doomed) as u64, 0, true);
     let half = doomed.len() / 2;
     for (i, chunk) in doomed.chunks(half.max(1)).enumerate() {
-        delete_all(repo, FileKind::Pack, chunk).await?;
+        repo.delete_all(FileKind::Pack, chunk).await?;
         progress.advance(chunk.len() as u64, 0);
         if i == 0 {
             hook("prune-mid-delete").await;
         }
     }
     if index_needs_rewrite {
-        delete_all(repo, FileKind::Index, &all_index_files).await?;
+        repo.delete_all(FileKind::Index, &all_index_files).await?;
         progress.advance(all_index_files.len() as u64, 0);
         stats.index_files_deleted = all_index_files.len() as u64;
     }
@@ -494,77 +499,9 @@ fn used_blobs_of<'a>(
     Ok(copied)
 }
 
-/// Groups packs into index files of about [`BLOBS_PER_INDEX_FILE`] blobs.
-#[derive(Default)]
-struct IndexBatcher {
-    current: IndexFile,
-}
-
-impl IndexBatcher {
-    /// Adds a pack; returns a full file to write first when the pack does not fit.
-    fn push(&mut self, p: IndexPack) -> Option<IndexFile> {
-        let full = (!self.current.packs.is_empty()
-            && self.current.blob_count() + p.blobs.len() > BLOBS_PER_INDEX_FILE)
-            .then(|| std::mem::take(&mut self.current));
-        self.current.packs.push(p);
-        full
-    }
-
-    /// The last file, which supersedes `old` (written even when it lists no pack).
-    fn finish(self, old: Vec<Id>) -> IndexFile {
-        IndexFile {
-            supersedes: old,
-            packs: self.current.packs,
-        }
-    }
-}
-
-async fn delete_all(repo: &Repository, kind: FileKind, ids: &[Id]) -> Result<()> {
-    futures::stream::iter(ids.iter())
-        .map(|id| repo.delete_file(kind, id))
-        .buffer_unordered(8)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::pack::BlobType;
-
-    #[test]
-    fn only_the_last_index_file_supersedes() {
-        let blob = |i: u8| PackedBlob {
-            id: Id::of_file(&[i]),
-            blob_type: BlobType::Data,
-            offset: 0,
-            length: 10,
-            raw_length: 10,
-            compressed: false,
-        };
-        let mut batch = IndexBatcher::default();
-        let full: Vec<IndexFile> = (0..3)
-            .filter_map(|i| {
-                batch.push(IndexPack {
-                    id: Id::of_file(&[i, 1]),
-                    blobs: vec![blob(i); BLOBS_PER_INDEX_FILE / 2 + 1],
-                })
-            })
-            .collect();
-        assert_eq!(full.len(), 2);
-        assert!(full
-            .iter()
-            .all(|f| f.supersedes.is_empty() && f.packs.len() == 1));
-        let old = vec![Id::of_file(b"old")];
-        let last = batch.finish(old.clone());
-        assert_eq!(last.supersedes, old);
-        assert_eq!(last.packs.len(), 1);
-        // Nothing left to index still writes the superseding file.
-        let last = IndexBatcher::default().finish(old.clone());
-        assert!(last.packs.is_empty());
-        assert_eq!(last.supersedes, old);
-    }
 
     #[test]
     fn bits() {

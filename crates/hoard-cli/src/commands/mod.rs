@@ -10,6 +10,7 @@ mod init;
 mod key;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -42,5 +43,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Key(a) => key::run(g, a).await,
         Command::Diff(a) => diff::run(g, a).await,
         Command::Dump(a) => dump::run(g, a).await,
+        Command::Repair(a) => repair::run(g, a).await,
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use super::index::{BlobLocation, Index};
 use super::storage::FileKind;
 use super::{IndexSource, Repository};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
 use crate::id::Id;
 
@@ -19,7 +19,9 @@ impl Repository {
 
     /// Re-reads every index file not superseded by another, streaming: at most a few index
     /// files are decoded at once, so the peak is the in-memory table, not the table plus every
-    /// file's document.
+    /// file's document. An index file that cannot be read (damaged, or planted without the
+    /// key) is left out with a warning, so that what does not need it keeps working; prune
+    /// refuses to run until `repair index` has replaced it.
     pub(crate) async fn reload_index(&self) -> Result<()> {
         let ids = self.list(FileKind::Index).await?;
         let mut skip: HashSet<Id> = Default::default();
@@ -31,8 +33,20 @@ impl Repository {
                 .collect();
             let mut index = Index::new();
             let mut superseded: HashSet<Id> = Default::default();
-            self.for_each_index_file(&todo, |_, f| {
-                let f = f?;
+            let mut damaged = Vec::new();
+            self.for_each_index_file(&todo, |id, f| {
+                let f = match f {
+                    Ok(f) => f,
+                    Err(e @ (Error::Corrupt { .. } | Error::Authentication(_))) => {
+                        tracing::warn!(
+                            "skipping index file {}: {e} (`hoard repair index` rebuilds the index)",
+                            id.short()
+                        );
+                        damaged.push(id);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
                 superseded.extend(f.supersedes.iter().copied());
                 index.add_file(&f);
                 Ok(())
@@ -48,10 +62,16 @@ impl Repository {
                 IndexSource {
                     listed: ids,
                     live: todo,
+                    damaged,
                 },
             );
             return Ok(());
         }
+    }
+
+    /// Index files left out of the in-memory index because they could not be read.
+    pub(crate) fn damaged_index_files(&self) -> Vec<Id> {
+        self.index_source().damaged
     }
 
     /// Ids of the live index files the in-memory index was built from.

@@ -95,6 +95,8 @@ struct Inner {
 struct IndexSource {
     listed: Vec<Id>,
     live: Vec<Id>,
+    /// Index files that could not be read (damaged or planted): left out of the index.
+    damaged: Vec<Id>,
 }
 
 impl std::fmt::Debug for Repository {

@@ -5,6 +5,7 @@
 //! only prune deletes. This layer knows nothing of the index or of snapshots' meaning, so the
 //! lock module can build on it alone.
 
+use futures::{StreamExt, TryStreamExt};
 use opendal::{ErrorKind, Operator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -285,6 +286,16 @@ impl Storage {
             tracing::info!("removed {removed} staging files left by earlier runs");
         }
         removed
+    }
+
+    /// Deletes files, a few at a time; those already gone are no error.
+    pub(crate) async fn delete_all(&self, kind: FileKind, ids: &[Id]) -> Result<()> {
+        futures::stream::iter(ids.iter())
+            .map(|id| self.delete_file(kind, id))
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     /// Whether a file exists (`false` only when the storage says it is not found).
