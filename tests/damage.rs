@@ -280,3 +280,55 @@ fn a_damaged_index_is_rebuilt_from_the_pack_headers() {
     assert_ok(&env.hoard(&["prune"]));
     assert_eq!(files_below(&env.storage.join("index")).len(), 1);
 }
+
+#[test]
+fn snapshots_that_need_lost_data_are_repaired() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.bin"), random_bytes(300_000, 31)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let before = files_below(&env.storage.join("data"));
+    fs::write(src.join("b.bin"), random_bytes(300_000, 32)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    // Lose the pack that holds b.bin's data (the large one of the second backup's packs).
+    let lost = files_below(&env.storage.join("data"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(&lost).unwrap();
+    let out = env.hoard(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("b.bin"), "{}", stderr(&out));
+    assert_eq!(env.hoard(&["prune"]).status.code(), Some(1));
+
+    // A dry run changes nothing; the repair writes a snapshot without b.bin, tagged.
+    let plan = env.hoard_json(&["repair", "snapshots", "--dry-run"]);
+    assert_eq!(plan["repaired"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(env.hoard_json(&["snapshots"]).as_array().unwrap().len(), 2);
+    let done = env.hoard_json(&["repair", "snapshots", "--forget"]);
+    assert_eq!(done["repaired"].as_array().unwrap().len(), 1, "{done}");
+    assert!(
+        done["removed"][0].as_str().unwrap().contains("b.bin"),
+        "{done}"
+    );
+    let snaps = env.hoard_json(&["snapshots"]);
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps.iter().any(|s| s["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "repaired"))));
+
+    // prune can run again and drops the lost pack from the index; all checks clean.
+    assert_ok(&env.hoard(&["prune"]));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let dir = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read(dir.join("a.bin")).unwrap(),
+        fs::read(src.join("a.bin")).unwrap()
+    );
+    assert!(!dir.join("b.bin").exists());
+}

@@ -217,6 +217,16 @@ pub struct RepairArgs {
 pub enum RepairCommand {
     /// Rebuild the index from the pack headers, replacing every index file.
     Index,
+    /// Rewrite snapshots that need missing blobs, leaving out files whose data is gone (a
+    /// directory whose listing is gone becomes empty); the repaired ones are tagged `repaired`.
+    Snapshots {
+        /// Remove each original snapshot once its repaired one is written.
+        #[arg(long)]
+        forget: bool,
+        /// Report what would be repaired; write nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -78,7 +78,9 @@ pub use format::tree::{Node, NodeType, Tree};
 pub use id::Id;
 pub use progress::{FileError, NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
-pub use repair::{repair_index, RepairIndexStats};
+pub use repair::{
+    repair_index, repair_snapshots, RepairIndexStats, RepairSnapshotsOptions, RepairSnapshotsStats,
+};
 pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
 pub use repository::{repository_exists, FileKind, InitOptions, Lease, LockNeed, Repository};
 pub use restore::{restore, RestoreOptions, RestoreSummary};

@@ -24,13 +24,13 @@ use crate::secrets::Secrets;
 /// A Stash `Repository` object.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RepositoryManifest {
-    #[serde(rename = "apiVersion", default)]
     /// `stash.appscode.com/v1alpha1` (not checked).
+    #[serde(rename = "apiVersion", default)]
     pub api_version: String,
     /// `Repository`.
     pub kind: String,
-    #[serde(default)]
     /// Name and namespace.
+    #[serde(default)]
     pub metadata: Metadata,
     /// Where the repository lives.
     pub spec: RepositorySpec,
@@ -39,11 +39,11 @@ pub struct RepositoryManifest {
 /// The object's name and namespace.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Metadata {
-    #[serde(default)]
     /// `metadata.name`.
-    pub name: String,
     #[serde(default)]
+    pub name: String,
     /// `metadata.namespace`.
+    #[serde(default)]
     pub namespace: Option<String>,
 }
 
@@ -57,14 +57,14 @@ pub struct RepositorySpec {
 /// `spec.backend`: one storage kind and the Secret with its credentials.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Backend {
-    #[serde(default)]
     /// An S3 bucket.
-    pub s3: Option<S3Spec>,
     #[serde(default)]
+    pub s3: Option<S3Spec>,
     /// A mounted volume.
+    #[serde(default)]
     pub local: Option<LocalSpec>,
-    #[serde(rename = "storageSecretName", default)]
     /// The Secret holding `RESTIC_PASSWORD` and the storage credentials.
+    #[serde(rename = "storageSecretName", default)]
     pub storage_secret_name: Option<String>,
     /// Any other backend (gcs, azure, swift, b2, rest, …), kept to name it in the error.
     #[serde(flatten)]
@@ -78,22 +78,22 @@ pub struct S3Spec {
     pub endpoint: String,
     /// The bucket.
     pub bucket: String,
-    #[serde(default)]
     /// Key prefix inside the bucket.
-    pub prefix: String,
     #[serde(default)]
+    pub prefix: String,
     /// The bucket's region.
+    #[serde(default)]
     pub region: Option<String>,
 }
 
 /// `spec.backend.local`: a volume mounted into the pod.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LocalSpec {
-    #[serde(rename = "mountPath")]
     /// Where the volume is mounted.
+    #[serde(rename = "mountPath")]
     pub mount_path: String,
-    #[serde(rename = "subPath", default)]
     /// A directory inside it.
+    #[serde(rename = "subPath", default)]
     pub sub_path: Option<String>,
 }
 

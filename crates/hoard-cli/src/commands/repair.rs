@@ -31,5 +31,37 @@ pub async fn run(g: &GlobalArgs, a: RepairArgs) -> Result<()> {
             }
             Ok(())
         }
+        RepairCommand::Snapshots { forget, dry_run } => {
+            let opts = hoard_core::RepairSnapshotsOptions { forget, dry_run };
+            let stats = hoard_core::repair_snapshots(&r, opts).await?;
+            if g.json {
+                let mut v = serde_json::to_value(&stats)?;
+                v["message_type"] = "repair_snapshots".into();
+                json_line(&v)?;
+            } else if !g.quiet {
+                for line in &stats.removed {
+                    println!("removed: {line}");
+                }
+                for (old, new) in &stats.repaired {
+                    if dry_run {
+                        println!("would repair snapshot {}", old.short());
+                    } else {
+                        println!("snapshot {} repaired as {}", old.short(), new.short());
+                    }
+                }
+                println!(
+                    "{} of {} snapshots {}repaired{}",
+                    stats.repaired.len(),
+                    stats.snapshots,
+                    if dry_run { "would be " } else { "" },
+                    if stats.forgotten > 0 {
+                        format!(", {} originals removed", stats.forgotten)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(())
+        }
     }
 }

@@ -277,6 +277,7 @@ async fn backup_locked(
         parent: parent.map(|p| p.id),
         program_version: format!("hoard {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
+        original: None,
     };
     crate::testhook::hook("backup-before-snapshot").await;
     // A lock lost while running means a prune may have removed blobs this snapshot uses.

@@ -58,14 +58,14 @@ impl std::str::FromStr for GroupBy {
 /// The shared values of one group (fields not grouped by are absent).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
 pub struct GroupKey {
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The group's host, when grouped by host.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The group's paths, when grouped by paths.
-    pub paths: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
     /// The group's tags, when grouped by tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
 

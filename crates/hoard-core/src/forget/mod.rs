@@ -177,6 +177,7 @@ mod tests {
                 parent: None,
                 program_version: "test".into(),
                 summary: None,
+                original: None,
             },
         }
     }

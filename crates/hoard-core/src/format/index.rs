@@ -10,8 +10,8 @@ use crate::id::Id;
 /// One index file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexFile {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     /// Index files this one replaces; readers ignore those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supersedes: Vec<Id>,
     /// The packs it lists.
     pub packs: Vec<IndexPack>,

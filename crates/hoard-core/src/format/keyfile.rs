@@ -95,8 +95,8 @@ pub struct KeyFile {
     pub username: String,
     /// The key derivation function: `argon2id`.
     pub kdf: String,
-    #[serde(flatten)]
     /// Its cost parameters.
+    #[serde(flatten)]
     pub params: KdfParams,
     /// Salt, base64.
     pub salt: String,

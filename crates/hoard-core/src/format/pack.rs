@@ -21,8 +21,8 @@ use crate::id::Id;
 pub const ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
 /// What a blob holds.
+#[serde(rename_all = "lowercase")]
 pub enum BlobType {
     /// A chunk of file content.
     Data,
@@ -44,8 +44,8 @@ impl BlobType {
 pub struct PackedBlob {
     /// The blob's id (keyed BLAKE3 of its plaintext).
     pub id: Id,
-    #[serde(rename = "type")]
     /// What it holds.
+    #[serde(rename = "type")]
     pub blob_type: BlobType,
     /// Where its sealed bytes start in the pack.
     pub offset: u32,

@@ -19,26 +19,29 @@ pub struct Snapshot {
     pub hostname: String,
     /// The user that made it.
     pub username: String,
-    #[serde(default)]
     /// Their uid.
-    pub uid: u32,
     #[serde(default)]
+    pub uid: u32,
     /// Their gid.
+    #[serde(default)]
     pub gid: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     /// Tags given to the backup.
-    pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Exclude patterns it used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excludes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The snapshot whose metadata it compared against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Id>,
     /// `hoard <version>`.
     pub program_version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The backup's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<SnapshotSummary>,
+    /// For a snapshot made by `repair snapshots`: the snapshot it repairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 /// Counters of the backup run that made a snapshot.
@@ -79,8 +82,8 @@ pub struct SnapshotSummary {
 pub struct SnapshotEntry {
     /// Its id (the hash of its file).
     pub id: Id,
-    #[serde(flatten)]
     /// The document.
+    #[serde(flatten)]
     pub snapshot: Snapshot,
 }
 

@@ -76,8 +76,8 @@ impl<'de> Deserialize<'de> for RawName {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 /// What a node is.
+#[serde(rename_all = "lowercase")]
 pub enum NodeType {
     /// A regular file.
     File,
@@ -101,8 +101,8 @@ pub enum NodeType {
 pub struct Node {
     /// The entry's name (raw bytes).
     pub name: RawName,
-    #[serde(rename = "type")]
     /// What it is.
+    #[serde(rename = "type")]
     pub node_type: NodeType,
     /// Permission bits including setuid, setgid and sticky (st_mode & 0o7777).
     pub mode: u32,
@@ -110,11 +110,11 @@ pub struct Node {
     pub uid: u32,
     /// Owner gid.
     pub gid: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     /// Owner name (empty when unknown).
-    pub user: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
     /// Group name (empty when unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
     /// Nanoseconds since the Unix epoch.
     pub mtime: i64,
@@ -130,17 +130,17 @@ pub struct Node {
     pub links: u64,
     /// File size in bytes (0 for everything else).
     pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target: Option<RawName>,
     /// Device number of a block or character device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// A file's content: blob ids in order.
-    pub content: Option<Vec<Id>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Vec<Id>>,
     /// A directory's tree blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<Id>,
 }
 
