@@ -93,3 +93,59 @@ fn an_include_that_matches_nothing_says_so() {
         stderr(&out)
     );
 }
+
+/// A POSIX access ACL as the kernel stores it: owner rw, user 1000 r, group r, mask r, other r.
+fn access_acl() -> Vec<u8> {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 1000),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    acl
+}
+
+#[test]
+fn extended_attributes_and_acls_survive_a_round_trip() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let file = src.join("sub/notes.txt");
+    fs::write(&file, b"with attributes").unwrap();
+    let mut attrs: Vec<(&str, &std::path::Path, Vec<u8>)> = vec![
+        ("user.comment", &file, b"binary \x00\xff value".to_vec()),
+        ("user.origin", &src, b"the directory's own".to_vec()),
+        ("system.posix_acl_access", &file, access_acl()),
+    ];
+    // security.* needs privileges: tested where the test runs as root (as CI does).
+    if nix::unistd::geteuid().is_root() {
+        attrs.push(("security.hoard-test", &file, b"security value".to_vec()));
+    }
+    for (name, path, value) in &attrs {
+        xattr::set(path, name, value).unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = |p: &std::path::Path| target.join(p.strip_prefix("/").unwrap());
+    for (name, path, value) in &attrs {
+        assert_eq!(
+            xattr::get(restored(path), name).unwrap().as_deref(),
+            Some(value.as_slice()),
+            "{name} on {}",
+            path.display()
+        );
+    }
+    // Unchanged attributes do not make the tree new on the next run; a changed one does.
+    let again = env.hoard_json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(again["files_unmodified"], 1, "{again}");
+    xattr::set(&file, "user.comment", b"changed").unwrap();
+    let changed = env.hoard_json(&["backup", src.to_str().unwrap()]);
+    assert!(changed["dirs_changed"].as_u64().unwrap() > 0, "{changed}");
+}

@@ -38,6 +38,13 @@ pub(super) struct Archiver {
     pub(super) cancel: CancelToken,
 }
 
+/// One directory entry as listed: name, `lstat`, extended attributes.
+type Listed = (
+    std::ffi::OsString,
+    std::io::Result<std::fs::Metadata>,
+    Vec<crate::format::tree::Xattr>,
+);
+
 /// A child of a directory: known now, or being read.
 enum Pending {
     Ready(Box<Node>),
@@ -98,6 +105,7 @@ impl Archiver {
                 }
                 .map_err(|e| Error::io(&full, e))?;
                 let mut node = Node::from_metadata(RawName(name), &md, &self.names);
+                node.xattrs = super::xattrs::read(&full);
                 match target {
                     Target::Path => children.push(self.clone().entry(full, node, old).await?),
                     Target::Dir(sub) => {
@@ -199,9 +207,14 @@ impl Archiver {
             let old_subtree = old.as_ref().and_then(|o| o.subtree);
             let parent = self.parent_tree(old_subtree).await;
             let p = path.clone();
-            let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(std::ffi::OsString, std::io::Result<std::fs::Metadata>)>> {
-                let mut v: Vec<_> = std::fs::read_dir(&p)?
-                    .map(|e| e.map(|e| (e.file_name(), e.metadata())))
+            let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
+                let mut v: Vec<Listed> = std::fs::read_dir(&p)?
+                    .map(|e| {
+                        e.map(|e| {
+                            let attrs = super::xattrs::read(&e.path());
+                            (e.file_name(), e.metadata(), attrs)
+                        })
+                    })
                     .collect::<std::io::Result<_>>()?;
                 v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
                 Ok(v)
@@ -215,7 +228,7 @@ impl Archiver {
                 }
             };
             let mut children = Vec::with_capacity(listing.len());
-            for (name, md) in listing {
+            for (name, md, attrs) in listing {
                 let full = path.join(&name);
                 if self.excludes.is_match(&full) {
                     continue;
@@ -227,8 +240,12 @@ impl Archiver {
                         continue;
                     }
                 };
-                let child = Node::from_metadata(RawName::from_os_str(&name), &md, &self.names);
-                let old_child = parent.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
+                let mut child = Node::from_metadata(RawName::from_os_str(&name), &md, &self.names);
+                child.xattrs = attrs;
+                let old_child = parent
+                    .as_ref()
+                    .and_then(|t| t.find(name.as_bytes()))
+                    .cloned();
                 children.push(self.clone().entry(full, child, old_child).await?);
             }
             let me = self.clone();

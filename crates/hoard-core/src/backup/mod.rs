@@ -24,6 +24,7 @@ mod file;
 mod layout;
 pub(crate) mod saver;
 mod scan;
+mod xattrs;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

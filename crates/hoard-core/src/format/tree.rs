@@ -142,6 +142,38 @@ pub struct Node {
     /// A directory's tree blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<Id>,
+    /// Extended attributes (`user.*`, `security.*`, POSIX ACLs as `system.posix_acl_*`), in
+    /// name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// One extended attribute: its name (raw bytes, like file names) and its value (raw bytes,
+/// base64 in JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// `user.comment`, `system.posix_acl_access`, …
+    pub name: RawName,
+    /// The value, as the file system holds it.
+    #[serde(with = "base64_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// Values as standard base64 strings.
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn ns(secs: i64, nsec: i64) -> i64 {
@@ -198,6 +230,7 @@ impl Node {
             rdev: is_dev.then(|| md.rdev()),
             content: None,
             subtree: None,
+            xattrs: Vec::new(),
         }
     }
 
@@ -284,6 +317,14 @@ mod tests {
                     rdev: None,
                     content: content.map(|c| c.into_iter().map(Id).collect()),
                     subtree: None,
+                    xattrs: if size % 3 == 0 {
+                        vec![Xattr {
+                            name: RawName(b"user.k".to_vec()),
+                            value: vec![0, 255, (size % 251) as u8],
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 },
             )
     }

@@ -207,6 +207,33 @@ fn write_group(
     }
 }
 
+/// Restores a node's extended attributes, without following symlinks. An attribute the file
+/// system cannot hold (no xattr support) or this process may not set (`security.*`,
+/// `trusted.*` without privileges) is logged and skipped; any other failure is the file's
+/// error.
+fn set_xattrs(path: &Path, node: &Node) -> std::io::Result<()> {
+    for a in &node.xattrs {
+        let name = a.name.as_os_str();
+        if let Err(e) = xattr::set(path, name, &a.value) {
+            let errno = e.raw_os_error();
+            let privileged = !a.name.0.starts_with(b"user.");
+            if errno == Some(nix::libc::ENOTSUP) || (privileged && errno == Some(nix::libc::EPERM))
+            {
+                tracing::warn!(
+                    "{}: extended attribute {name:?} not restored: {e}",
+                    path.display()
+                );
+                continue;
+            }
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("extended attribute {name:?}: {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates a symlink, fifo or device; false for sockets, which cannot be restored.
 pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<bool> {
     use nix::sys::stat::{Mode, SFlag};
@@ -246,6 +273,8 @@ pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::R
     if node.node_type != NodeType::Symlink {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
     }
+    // After the mode: a POSIX ACL sets the group bits to its mask, as it did on the original.
+    set_xattrs(path, node)?;
     let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
     utimensat(
         nix::fcntl::AT_FDCWD,
