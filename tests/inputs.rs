@@ -149,3 +149,63 @@ fn extended_attributes_and_acls_survive_a_round_trip() {
     let changed = env.hoard_json(&["backup", src.to_str().unwrap()]);
     assert!(changed["dirs_changed"].as_u64().unwrap() > 0, "{changed}");
 }
+
+#[test]
+fn sigterm_stops_a_backup_within_seconds_while_a_read_hangs() {
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"first").unwrap();
+    fs::write(src.join("hangs.bin"), vec![7u8; 100_000]).unwrap();
+    // The reader is held inside its read, as on a hung network mount, and never let go.
+    let never = env.path("never-released");
+    let mut child = env
+        .cmd()
+        .args(["backup", src.to_str().unwrap()])
+        .env(
+            "HOARD_TEST_HOOK",
+            format!("file-read:wait:{}", never.to_str().unwrap()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = env.path("never-released.reached");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reached.exists() {
+        assert!(Instant::now() < deadline, "the read was not reached");
+        assert!(child.try_wait().unwrap().is_none(), "backup ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "still running {:?} after SIGTERM",
+            signalled.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    // Stopped cleanly: no snapshot, no lock left, the repository checks clean.
+    let empty = |d: &str| {
+        let d = env.storage.join(d);
+        !d.exists() || files_below(&d).is_empty()
+    };
+    assert!(empty("locks") && empty("snapshots"));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+}

@@ -58,6 +58,9 @@ mod testhook {
     /// Without the `test-hooks` feature a hook is nothing at all.
     #[inline(always)]
     pub(crate) async fn hook(_point: &str) {}
+    /// Nor is a blocking one.
+    #[inline(always)]
+    pub(crate) fn hook_blocking(_point: &str) {}
 }
 pub mod walk;
 

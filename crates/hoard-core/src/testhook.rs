@@ -34,3 +34,33 @@ pub(crate) async fn hook(point: &str) {
         _ => tracing::warn!("HOARD_TEST_HOOK={spec:?} not understood"),
     }
 }
+
+/// [`hook`] for blocking threads (a file reader): holds the thread itself.
+pub(crate) fn hook_blocking(point: &str) {
+    let Ok(spec) = std::env::var("HOARD_TEST_HOOK") else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ':');
+    if parts.next() != Some(point) {
+        return;
+    }
+    match (parts.next(), parts.next()) {
+        (Some("abort"), _) => {
+            tracing::error!("HOARD_TEST_HOOK: aborting at {point}");
+            std::process::abort();
+        }
+        (Some("wait"), Some(file)) => {
+            tracing::warn!("HOARD_TEST_HOOK: holding at {point} until {file} exists");
+            let _ = std::fs::write(format!("{file}.reached"), std::process::id().to_string());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+            while !std::path::Path::new(file).exists() {
+                if std::time::Instant::now() > deadline {
+                    tracing::error!("HOARD_TEST_HOOK: never released at {point}; aborting");
+                    std::process::abort();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        _ => tracing::warn!("HOARD_TEST_HOOK={spec:?} not understood"),
+    }
+}

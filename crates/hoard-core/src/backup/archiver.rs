@@ -118,7 +118,7 @@ impl Archiver {
                     }
                 }
             }
-            let nodes = collect(children).await?;
+            let nodes = collect(children, &self.cancel).await?;
             self.saver.save_tree(Tree { nodes }.to_bytes()).await
         }
         .boxed()
@@ -150,11 +150,8 @@ impl Archiver {
                     None => &self.counters.files_new,
                 };
                 bump(counter, 1);
-                let permit = self
-                    .readers
-                    .clone()
-                    .acquire_owned()
-                    .await
+                let permit = until_cancelled(&self.cancel, self.readers.clone().acquire_owned())
+                    .await?
                     .map_err(|e| Error::Task(e.to_string()))?;
                 let me = self.clone();
                 Ok(Pending::Task(tokio::task::spawn_blocking(move || {
@@ -207,19 +204,22 @@ impl Archiver {
             let old_subtree = old.as_ref().and_then(|o| o.subtree);
             let parent = self.parent_tree(old_subtree).await;
             let p = path.clone();
-            let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
-                let mut v: Vec<Listed> = std::fs::read_dir(&p)?
-                    .map(|e| {
-                        e.map(|e| {
-                            let attrs = super::xattrs::read(&e.path());
-                            (e.file_name(), e.metadata(), attrs)
+            let listing = until_cancelled(
+                &self.cancel,
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
+                    let mut v: Vec<Listed> = std::fs::read_dir(&p)?
+                        .map(|e| {
+                            e.map(|e| {
+                                let attrs = super::xattrs::read(&e.path());
+                                (e.file_name(), e.metadata(), attrs)
+                            })
                         })
-                    })
-                    .collect::<std::io::Result<_>>()?;
-                v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                Ok(v)
-            })
-            .await?;
+                        .collect::<std::io::Result<_>>()?;
+                    v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    Ok(v)
+                }),
+            )
+            .await??;
             let listing = match listing {
                 Ok(l) => l,
                 Err(e) => {
@@ -250,7 +250,7 @@ impl Archiver {
             }
             let me = self.clone();
             Ok(Pending::Task(tokio::spawn(async move {
-                let nodes = collect(children).await?;
+                let nodes = collect(children, &me.cancel).await?;
                 let id = me.saver.save_tree(Tree { nodes }.to_bytes()).await?;
                 let counter = match old_subtree {
                     Some(o) if o == id => &me.counters.dirs_unmodified,
@@ -267,18 +267,40 @@ impl Archiver {
 }
 
 /// Waits for a directory's children, in name order, dropping those that failed softly.
-async fn collect(children: Vec<Pending>) -> Result<Vec<Node>> {
+async fn collect(children: Vec<Pending>, cancel: &CancelToken) -> Result<Vec<Node>> {
     let mut nodes = Vec::with_capacity(children.len());
     for c in children {
         match c {
             Pending::Ready(n) => nodes.push(*n),
             Pending::Skipped => {}
             Pending::Task(h) => {
-                if let Some(n) = h.await?? {
+                if let Some(n) = until_cancelled(cancel, h).await??? {
                     nodes.push(n);
                 }
             }
         }
     }
     Ok(nodes)
+}
+
+/// How often a wait looks whether the backup was cancelled.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Awaits `work`, or gives up with [`Error::Interrupted`] soon after `cancel` is set: a file
+/// read that never returns (a hung network mount) must not keep a cancelled backup waiting.
+async fn until_cancelled<T>(
+    cancel: &CancelToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = tokio::time::sleep(CANCEL_POLL) => {
+                if cancel.is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+    }
 }

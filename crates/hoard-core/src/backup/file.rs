@@ -53,6 +53,8 @@ pub(super) fn read_file(
     cancel: &CancelToken,
 ) -> Result<(), ReadError> {
     let mut file = open_regular(path).map_err(ReadError::Soft)?;
+    // Where a test holds a reader as a hung network mount would.
+    crate::testhook::hook_blocking("file-read");
     let mut content = Vec::new();
     let mut size = 0u64;
     let mut store = |data: Vec<u8>| -> Result<(), ReadError> {

@@ -45,6 +45,9 @@ use counters::Counters;
 use layout::{absolute, build_virtual};
 use saver::{BlobSaver, IndexMode};
 
+/// How long a cancelled backup waits for its file readers before it goes on without them.
+const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Which snapshot to compare against to skip unchanged files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ParentSelection {
@@ -238,22 +241,35 @@ async fn backup_locked(
     if walked.is_err() {
         archiver.cancel.cancel();
     }
+    // A reader stuck in a read that never returns keeps its share for good: after a failed or
+    // interrupted walk, wait a little, then go on without it (the saver finishes regardless).
+    let give_up = std::time::Instant::now() + STRAGGLER_WAIT;
     let mut archiver = archiver;
-    let archiver = loop {
+    let errors = loop {
         match Arc::try_unwrap(archiver) {
-            Ok(a) => break a,
+            Ok(a) => {
+                let Archiver {
+                    saver: handle,
+                    errors,
+                    ..
+                } = a;
+                drop(handle);
+                break errors.into_inner().unwrap_or_else(|e| e.into_inner());
+            }
+            Err(still_shared) if walked.is_err() && std::time::Instant::now() > give_up => {
+                tracing::warn!("a file read did not return; going on without it");
+                break still_shared
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+            }
             Err(still_shared) => {
                 archiver = still_shared;
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     };
-    let Archiver {
-        saver: handle,
-        errors,
-        ..
-    } = archiver;
-    drop(handle);
     // Packs and index are written even when the walk failed or was interrupted, so uploaded
     // data is reusable. A failed upload also fails the walk with a generic error: report the
     // upload's error, the cause.
@@ -288,6 +304,6 @@ async fn backup_locked(
     Ok(BackupResult {
         snapshot: SnapshotEntry { id, snapshot },
         summary,
-        errors: errors.into_inner().unwrap_or_else(|e| e.into_inner()),
+        errors,
     })
 }

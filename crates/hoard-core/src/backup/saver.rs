@@ -51,6 +51,17 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// What the uploader receives: packs, then the end of the run. An explicit end (not the
+/// channel closing when every sender is gone) lets a cancelled run finish while a reader
+/// stuck in a read that never returns still holds a handle.
+enum Upload {
+    Pack(FinishedPack),
+    End,
+}
+
+/// How often idle compression workers look whether the run is closing.
+const WORKER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Shared {
     repo: Repository,
     level: i32,
@@ -60,6 +71,8 @@ struct Shared {
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
     counters: Arc<Counters>,
+    /// Set by `finish`: workers stop once no job is queued, whoever still holds a handle.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -136,7 +149,7 @@ impl Shared {
 pub struct BlobSaver {
     shared: Arc<Shared>,
     jobs: Option<crossbeam_channel::Sender<Job>>,
-    uploads: Option<mpsc::Sender<FinishedPack>>,
+    uploads: Option<mpsc::Sender<Upload>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     uploader: tokio::task::JoinHandle<Result<Vec<IndexPack>>>,
 }
@@ -146,7 +159,7 @@ pub struct BlobSaver {
 pub struct SaverHandle {
     shared: Arc<Shared>,
     jobs: crossbeam_channel::Sender<Job>,
-    uploads: mpsc::Sender<FinishedPack>,
+    uploads: mpsc::Sender<Upload>,
 }
 
 fn stopped() -> Error {
@@ -175,9 +188,10 @@ impl BlobSaver {
             data_packer: Mutex::new(PackWriter::with_capacity(pack_size + max_blob)),
             tree_packer: Mutex::new(PackWriter::new()),
             counters,
+            closing: Default::default(),
         });
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
-        let (up_tx, up_rx) = mpsc::channel::<FinishedPack>(1);
+        let (up_tx, up_rx) = mpsc::channel::<Upload>(1);
         let workers = (0..workers.max(1))
             .map(|i| {
                 let rx = job_rx.clone();
@@ -215,10 +229,14 @@ impl BlobSaver {
         })
     }
 
-    /// Flushes everything, waits for all uploads and writes the last index file. Every
-    /// [`SaverHandle`] must have been dropped before. In [`IndexMode::Collect`], returns the
+    /// Flushes everything, waits for all uploads and writes the last index file. Handles that
+    /// are still held (a reader stuck in a read that never returns, after a cancellation) no
+    /// longer count: what they send later is refused. In [`IndexMode::Collect`], returns the
     /// uploaded packs (else nothing: they are indexed).
     pub(crate) async fn finish(mut self) -> Result<Vec<IndexPack>> {
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         drop(self.jobs.take());
         let workers = std::mem::take(&mut self.workers);
         tokio::task::spawn_blocking(move || {
@@ -230,11 +248,12 @@ impl BlobSaver {
         let uploads = self.uploads.take().ok_or_else(stopped)?;
         for t in [BlobType::Data, BlobType::Tree] {
             if let Some(p) = self.shared.take_partial(t) {
-                if uploads.send(p).await.is_err() {
+                if uploads.send(Upload::Pack(p)).await.is_err() {
                     break; // the uploader failed; its error is returned below
                 }
             }
         }
+        let _ = uploads.send(Upload::End).await;
         drop(uploads);
         (&mut self.uploader).await?
     }
@@ -258,7 +277,10 @@ impl SaverHandle {
         if self.shared.claim(id) {
             let e = encode_blob(self.shared.repo.key(), &bytes, self.shared.level);
             if let Some(p) = self.shared.add(BlobType::Tree, id, e) {
-                self.uploads.send(p).await.map_err(|_| stopped())?;
+                self.uploads
+                    .send(Upload::Pack(p))
+                    .await
+                    .map_err(|_| stopped())?;
             }
         }
         Ok(id)
@@ -280,7 +302,10 @@ impl SaverHandle {
             blob.compressed,
             blob.raw_length,
         ) {
-            self.uploads.send(p).await.map_err(|_| stopped())?;
+            self.uploads
+                .send(Upload::Pack(p))
+                .await
+                .map_err(|_| stopped())?;
         }
         Ok(())
     }
@@ -289,13 +314,23 @@ impl SaverHandle {
 fn seal_worker(
     shared: &Shared,
     jobs: crossbeam_channel::Receiver<Job>,
-    uploads: mpsc::Sender<FinishedPack>,
+    uploads: mpsc::Sender<Upload>,
 ) {
-    for job in jobs {
+    loop {
+        let job = match jobs.recv_timeout(WORKER_POLL) {
+            Ok(job) => job,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                    return; // nothing queued, and the run is closing
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
         let e = encode_blob(shared.repo.key(), &job.data, shared.level);
         drop(job.data);
         if let Some(p) = shared.add(BlobType::Data, job.id, e) {
-            if uploads.blocking_send(p).is_err() {
+            if uploads.blocking_send(Upload::Pack(p)).is_err() {
                 return; // uploader failed; dropping the receiver stops the producers
             }
         }
@@ -305,11 +340,15 @@ fn seal_worker(
 async fn upload_loop(
     shared: Arc<Shared>,
     mode: IndexMode,
-    rx: mpsc::Receiver<FinishedPack>,
+    rx: mpsc::Receiver<Upload>,
     concurrency: usize,
 ) -> Result<Vec<IndexPack>> {
-    let packs =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+    let packs = futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Some(Upload::Pack(p)) => Some((p, rx)),
+            Some(Upload::End) | None => None,
+        }
+    });
     let repo = &shared.repo;
     let counters = &shared.counters;
     let done = packs
