@@ -204,14 +204,18 @@ impl Archiver {
             let old_subtree = old.as_ref().and_then(|o| o.subtree);
             let parent = self.parent_tree(old_subtree).await;
             let p = path.clone();
+            let known = super::xattrs::Known::from_parent(parent.as_ref());
             let listing = until_cancelled(
                 &self.cancel,
                 tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
                     let mut v: Vec<Listed> = std::fs::read_dir(&p)?
                         .map(|e| {
                             e.map(|e| {
-                                let attrs = super::xattrs::read(&e.path());
-                                (e.file_name(), e.metadata(), attrs)
+                                let md = e.metadata();
+                                let name = e.file_name();
+                                let attrs =
+                                    known.attrs(&e.path(), name.as_bytes(), md.as_ref().ok());
+                                (name, md, attrs)
                             })
                         })
                         .collect::<std::io::Result<_>>()?;
