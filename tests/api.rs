@@ -11,7 +11,7 @@ use hoard::progress::{Phase, Progress};
 use hoard::s3::{OpenMode, Secrets};
 use hoard::{
     backup, check, forget, prune, restore, BackupOptions, CheckOptions, ForgetOptions, KdfParams,
-    NoProgress, Policy, PruneOptions, ReadData, Repository, RestoreOptions,
+    Policy, PruneOptions, ReadData, Repository, RestoreOptions,
 };
 
 /// Every event, in order.
@@ -201,7 +201,6 @@ async fn local_round_trip_through_the_public_api() {
         .await,
         Err(hoard::Error::WrongPassword)
     ));
-    let _ = NoProgress;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
