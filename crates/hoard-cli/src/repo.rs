@@ -135,14 +135,9 @@ impl Settings {
             .is_some_and(|s| s.kind() == opendal::ErrorKind::PermissionDenied);
         match (&self.conn.location, &e) {
             (Location::S3(loc), hoard_core::Error::Storage { op, path, source }) if denied => {
-                let key = S3Config::from_secrets(loc.clone(), &self.conn.secrets)
-                    .map(|c| c.credentials.access_key_id().to_string())
+                let who = S3Config::from_secrets(loc.clone(), &self.conn.secrets)
+                    .map(|c| c.credentials.holder())
                     .unwrap_or_default();
-                let who = if key.is_empty() {
-                    "the keys the AWS default credential chain found".to_string()
-                } else {
-                    format!("access key id {key:?}")
-                };
                 // OpenDAL's message carries the whole response; its error code is what matters.
                 match server_code(&source.to_string()) {
                     Some(code @ ("AccessDenied" | "AllAccessDisabled")) => anyhow!(

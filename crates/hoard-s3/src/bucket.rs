@@ -7,7 +7,7 @@ use bytes::Bytes;
 use reqsign_aws_v4::{Credential, RequestSigner};
 use reqsign_core::{Context, OsEnv, Signer};
 
-use crate::credentials::{percent_encode, xml_field, Credentials};
+use crate::credentials::{key_holder, percent_encode, xml_field, Credentials};
 use crate::error::S3Error;
 use crate::tls::classify_transport_error;
 
@@ -171,8 +171,8 @@ impl BucketClient {
             "AccessDenied" | "AllAccessDisabled" => Err(why.refused(
                 self,
                 format!(
-                    "access key id {:?} may not list {:?} in this bucket, and hoard lists, reads, writes and deletes objects there: check the bucket name and the key's policy; if the bucket does not exist yet, create it first",
-                    self.key_id,
+                    "{} may not list {:?} in this bucket, and hoard lists, reads, writes and deletes objects there: check the bucket name and the key's policy; if the bucket does not exist yet, create it first",
+                    key_holder(&self.key_id),
                     if self.prefix.is_empty() { "/" } else { &self.prefix }
                 ),
             )),

@@ -54,8 +54,23 @@ impl Credentials {
     pub fn access_key_id(&self) -> &str {
         match self {
             Credentials::Static { access_key_id, .. } => access_key_id,
-            Credentials::DefaultChain => "(from the AWS default credential chain)",
+            Credentials::DefaultChain => "",
         }
+    }
+
+    /// Who a refusal was for, as messages name it: see [`key_holder`].
+    pub fn holder(&self) -> String {
+        key_holder(self.access_key_id())
+    }
+}
+
+/// `access key id "AKIA…"`, or, for an empty id, the keys the AWS default chain found (hoard
+/// never sees which).
+pub(crate) fn key_holder(key_id: &str) -> String {
+    if key_id.is_empty() {
+        "the keys the AWS default credential chain found".to_string()
+    } else {
+        format!("access key id {key_id:?}")
     }
 }
 

@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+use crate::credentials::key_holder;
+
 impl S3Error {
     /// `what` did not parse; `source` says why.
     pub fn parse(
@@ -69,7 +71,7 @@ pub enum S3Error {
         code: String,
     },
     /// The key's policy does not allow creating buckets (the request itself was authentic).
-    #[error("access key id {key_id:?} may not create buckets: create bucket {bucket:?} (or grant the key s3:CreateBucket), then run again")]
+    #[error("{} may not create buckets: create bucket {bucket:?} (or grant the key s3:CreateBucket), then run again", key_holder(key_id))]
     CannotCreateBucket {
         /// The access key id used.
         key_id: String,
@@ -125,11 +127,15 @@ pub enum S3Error {
     Setup(String),
 }
 
-/// The keys were refused: name the access key id when hoard was given it, else the chain.
+/// The keys were refused: what to check depends on where they came from.
 fn refused_keys(key_id: &str, bucket: &str, code: &str) -> String {
-    if key_id.is_empty() {
-        format!("the S3 server refused the keys the AWS default credential chain found for bucket {bucket:?} ({code}): check the profile, web identity, credential_process or container credentials in use")
+    let check = if key_id.is_empty() {
+        "check the profile, web identity, credential_process or container credentials in use"
     } else {
-        format!("the S3 server refused access key id {key_id:?} for bucket {bucket:?} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    }
+        "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    };
+    format!(
+        "the S3 server refused {} for bucket {bucket:?} ({code}): {check}",
+        key_holder(key_id)
+    )
 }
