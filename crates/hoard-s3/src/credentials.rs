@@ -58,7 +58,8 @@ impl Credentials {
         }
     }
 
-    /// Who a refusal was for, as messages name it: see [`key_holder`].
+    /// Who a refusal was for, as messages name it: `access key id "AKIA…"`, or the keys the
+    /// AWS default chain found.
     pub fn holder(&self) -> String {
         key_holder(self.access_key_id())
     }
