@@ -215,6 +215,9 @@ pub struct RepairArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RepairCommand {
+    /// Replace a damaged, missing or invalid config, keeping whatever of it is still readable
+    /// and valid (above all the chunker parameters, so dedup continues).
+    Config,
     /// Rebuild the index from the pack headers, replacing every index file.
     Index,
     /// Rewrite snapshots that need missing blobs, leaving out files whose data is gone (a
@@ -226,6 +229,14 @@ pub enum RepairCommand {
         /// Report what would be repaired; write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,
+    },
+    /// Salvage the readable blobs of damaged packs (as `check --read-data` names them) into new
+    /// packs, then remove the damaged packs; what could not be salvaged is listed, for
+    /// `repair snapshots`.
+    Packs {
+        /// Pack ids, or unique prefixes of them.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
 }
 

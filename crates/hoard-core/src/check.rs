@@ -15,6 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+/// Objects named one by one in a note before the rest are only counted.
+const NAMED: usize = 20;
+
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -179,7 +182,7 @@ async fn check_unlocked(
     let mut unreadable = Vec::new();
     repo.for_each_index_file(&ids, |id, f| {
         progress.advance(1, 0);
-        match f {
+        match f.and_then(|f| repo.check_index_file(&f).map(|()| f)) {
             Ok(f) => files.push((id, f)),
             Err(e) => unreadable.push((id, e)),
         }
@@ -250,14 +253,39 @@ async fn check_unlocked(
             Some(_) => {}
         }
     }
-    let unreferenced = on_storage
+    let mut unreferenced: Vec<String> = on_storage
         .keys()
         .filter(|id| !packs.contains_key(id))
-        .count();
-    if unreferenced > 0 {
+        .map(Id::short)
+        .collect();
+    if !unreferenced.is_empty() {
+        unreferenced.sort();
+        let n = unreferenced.len();
+        let shown = unreferenced
+            .iter()
+            .take(NAMED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if n > NAMED {
+            format!(" and {} more", n - NAMED)
+        } else {
+            String::new()
+        };
         r.notes.push(format!(
-            "{unreferenced} packs are not in any index (left by an interrupted backup or prune); prune removes them"
+            "{n} packs are not in any index ({shown}{more}; left by an interrupted backup or prune, or planted); prune removes them"
         ));
+    }
+
+    // Key files that cannot be used hide nothing, but someone put them there.
+    for k in crate::repository::keys::list_keys(repo).await? {
+        if let Some(why) = k.unusable {
+            r.notes.push(format!(
+                "key file {} cannot be used: {why}; `hoard key remove {}` removes it",
+                k.id.short(),
+                k.id.short()
+            ));
+        }
     }
 
     // 2. Snapshots.

@@ -82,7 +82,8 @@ pub use id::Id;
 pub use progress::{FileError, NoProgress, Progress};
 pub use prune::{prune, PruneOptions, PruneStats};
 pub use repair::{
-    repair_index, repair_snapshots, RepairIndexStats, RepairSnapshotsOptions, RepairSnapshotsStats,
+    repair_config, repair_index, repair_packs, repair_snapshots, RepairConfigStats,
+    RepairIndexStats, RepairPacksStats, RepairSnapshotsOptions, RepairSnapshotsStats,
 };
 pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
 pub use repository::{repository_exists, FileKind, InitOptions, Lease, LockNeed, Repository};

@@ -35,6 +35,8 @@ pub enum Phase {
     CheckData,
     /// repair index: reading pack headers; items are packs.
     RepairIndex,
+    /// repair packs: salvaging blobs from damaged packs; items are blobs, bytes their size.
+    RepairPacks,
 }
 
 impl Phase {
@@ -50,6 +52,7 @@ impl Phase {
             Phase::CheckSnapshots => "check: snapshots",
             Phase::CheckData => "check: data",
             Phase::RepairIndex => "repair: index",
+            Phase::RepairPacks => "repair: packs",
         }
     }
 }

@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::backup::counters::Counters;
 use crate::backup::saver::{BlobSaver, IndexMode};
 use crate::error::{Error, Result};
-use crate::format::index::{IndexBatcher, IndexFile, IndexPack, BLOBS_PER_INDEX_FILE};
+use crate::format::index::{IndexPack, BLOBS_PER_INDEX_FILE};
 use crate::format::pack::{read_pack, PackedBlob};
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
@@ -319,30 +319,14 @@ async fn prune_locked(
     // then the new packs; the last file written supersedes every old one.
     if index_needs_rewrite {
         let keep: HashSet<Id> = keep.into_iter().collect();
-        let mut written: HashSet<Id> = HashSet::new();
-        let mut batch = IndexBatcher::default();
-        let mut old_files = futures::stream::iter(live_index_files.iter().copied())
-            .map(|id| async move { repo.load_doc::<IndexFile>(FileKind::Index, &id).await })
-            .buffered(4);
-        while let Some(file) = old_files.try_next().await? {
-            for p in file.packs {
-                if keep.contains(&p.id) && written.insert(p.id) {
-                    if let Some(full) = batch.push(p) {
-                        repo.save_doc(FileKind::Index, &full).await?;
-                        stats.index_files_written += 1;
-                    }
-                }
-            }
-        }
-        for p in new_packs {
-            if let Some(full) = batch.push(p) {
-                repo.save_doc(FileKind::Index, &full).await?;
-                stats.index_files_written += 1;
-            }
-        }
-        repo.save_doc(FileKind::Index, &batch.finish(all_index_files.clone()))
+        stats.index_files_written += repo
+            .write_superseding_index(
+                &live_index_files,
+                |id| keep.contains(id),
+                new_packs,
+                all_index_files.clone(),
+            )
             .await?;
-        stats.index_files_written += 1;
         hook("prune-after-index").await;
     }
 

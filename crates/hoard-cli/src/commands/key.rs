@@ -34,6 +34,10 @@ pub async fn run(g: &GlobalArgs, a: KeyArgs) -> Result<()> {
             println!(" {:<8}  {:<12}  {:<20}  Created", "ID", "User", "Host");
             println!("{}", "-".repeat(64));
             for k in &list {
+                if let Some(why) = &k.unusable {
+                    println!(" {:<8}  unusable: {why}", k.id.short());
+                    continue;
+                }
                 println!(
                     "{}{:<8}  {:<12}  {:<20}  {}",
                     if k.current { "*" } else { " " },
@@ -41,8 +45,11 @@ pub async fn run(g: &GlobalArgs, a: KeyArgs) -> Result<()> {
                     k.username,
                     k.hostname,
                     k.created
-                        .with_timezone(&chrono::Local)
-                        .format("%Y-%m-%d %H:%M:%S")
+                        .map(|c| c
+                            .with_timezone(&chrono::Local)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string())
+                        .unwrap_or_default()
                 );
             }
         }

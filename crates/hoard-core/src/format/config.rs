@@ -80,7 +80,70 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What a reader and writer can rely on: a version it knows, chunker sizes FastCDC
+    /// accepts, a pack size whose buffers fit in memory, and a zstd level zstd has. Anyone who
+    /// can write to the bucket can replace the config, so nothing in it is trusted unchecked.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != FORMAT_VERSION {
+            return Err(format!("unsupported format version {}", self.version));
+        }
+        self.chunker.validate()?;
+        if !PACK_SIZES.contains(&self.pack_size) {
+            return Err(format!(
+                "pack size {} is outside {}..={} bytes",
+                self.pack_size,
+                PACK_SIZES.start(),
+                PACK_SIZES.end()
+            ));
+        }
+        if !COMPRESSION_LEVELS.contains(&self.compression_level) {
+            return Err(format!(
+                "compression level {} is outside zstd's {}..={}",
+                self.compression_level,
+                COMPRESSION_LEVELS.start(),
+                COMPRESSION_LEVELS.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Pack sizes a repository may use: from 1 MiB (fewer would mean an object per few chunks)
+/// to 128 MiB (restic's limit; every writer buffers two packs of this size).
+pub const PACK_SIZES: std::ops::RangeInclusive<u32> = (1 << 20)..=(128 << 20);
+/// zstd's levels, negative ones being its fast modes.
+pub const COMPRESSION_LEVELS: std::ops::RangeInclusive<i32> = -7..=22;
+
 /// 16 MiB: few enough objects for S3 listing and request costs, small enough to buffer.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 /// zstd level 3: rustic's default; level 1 is faster but stores ~10% more.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_values_a_writer_can_live_with_validate() {
+        let good = Config::new(DEFAULT_PACK_SIZE, DEFAULT_COMPRESSION_LEVEL);
+        assert!(good.validate().is_ok());
+        let with = |f: fn(&mut Config)| {
+            let mut c = good.clone();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.version = 2).unwrap_err().contains("version"));
+        assert!(with(|c| c.pack_size = u32::MAX)
+            .unwrap_err()
+            .contains("pack size"));
+        assert!(with(|c| c.pack_size = 0).is_err());
+        assert!(with(|c| c.compression_level = 100)
+            .unwrap_err()
+            .contains("zstd"));
+        assert!(with(|c| c.chunker.max_size = 0)
+            .unwrap_err()
+            .contains("chunker"));
+        assert!(with(|c| c.pack_size = 128 << 20).is_ok());
+    }
+}

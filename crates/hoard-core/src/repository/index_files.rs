@@ -9,7 +9,7 @@ use super::index::{BlobLocation, Index};
 use super::storage::FileKind;
 use super::{IndexSource, Repository};
 use crate::error::{Error, Result};
-use crate::format::index::IndexFile;
+use crate::format::index::{IndexBatcher, IndexFile, IndexPack};
 use crate::id::Id;
 
 impl Repository {
@@ -35,7 +35,7 @@ impl Repository {
             let mut superseded: HashSet<Id> = Default::default();
             let mut damaged = Vec::new();
             self.for_each_index_file(&todo, |id, f| {
-                let f = match f {
+                let f = match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
                     Ok(f) => f,
                     Err(e @ (Error::Corrupt { .. } | Error::Authentication(_))) => {
                         tracing::warn!(
@@ -67,6 +67,21 @@ impl Repository {
             );
             return Ok(());
         }
+    }
+
+    /// Refuses an index file that lists a blob with lengths no writer produces: anyone who
+    /// can write to the bucket can plant one, and its entries would otherwise stand in for
+    /// the real ones until a read fails far from the cause.
+    pub(crate) fn check_index_file(&self, f: &IndexFile) -> Result<()> {
+        for p in &f.packs {
+            for b in &p.blobs {
+                self.check_lengths(&BlobLocation {
+                    pack: p.id,
+                    blob: *b,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Index files left out of the in-memory index because they could not be read.
@@ -105,6 +120,46 @@ impl Repository {
             each(id, f)?;
         }
         Ok(())
+    }
+
+    /// Writes a new index: the entries of the live index files `live` for the packs `keep`
+    /// accepts (each pack once), then `added`; the last file written supersedes `supersedes`
+    /// (every index file that existed), so readers switch over at once and a crash before it
+    /// leaves the old index in charge. Returns how many files were written. Prune and the
+    /// repairs share it; the caller deletes the superseded files afterwards.
+    pub(crate) async fn write_superseding_index(
+        &self,
+        live: &[Id],
+        keep: impl Fn(&Id) -> bool,
+        added: Vec<IndexPack>,
+        supersedes: Vec<Id>,
+    ) -> Result<u64> {
+        let mut written_packs: HashSet<Id> = HashSet::new();
+        let mut files_written = 0u64;
+        let mut batch = IndexBatcher::default();
+        // In order, one file at a time: memory stays at a few index files, not the whole index.
+        let mut old_files = futures::stream::iter(live.iter().copied())
+            .map(|id| async move { self.load_doc::<IndexFile>(FileKind::Index, &id).await })
+            .buffered(4);
+        while let Some(file) = old_files.next().await {
+            for p in file?.packs {
+                if keep(&p.id) && written_packs.insert(p.id) {
+                    if let Some(full) = batch.push(p) {
+                        self.save_doc(FileKind::Index, &full).await?;
+                        files_written += 1;
+                    }
+                }
+            }
+        }
+        for p in added {
+            if let Some(full) = batch.push(p) {
+                self.save_doc(FileKind::Index, &full).await?;
+                files_written += 1;
+            }
+        }
+        self.save_doc(FileKind::Index, &batch.finish(supersedes))
+            .await?;
+        Ok(files_written + 1)
     }
 
     /// Builds the in-memory index from these index files (those superseded by another one in

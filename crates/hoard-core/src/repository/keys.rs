@@ -20,28 +20,41 @@ pub struct KeyEntry {
     pub id: Id,
     /// Whether this session opened the repository with it.
     pub current: bool,
-    /// When it was made.
-    pub created: chrono::DateTime<chrono::Utc>,
+    /// When it was made (unknown when the file is unusable).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// Where it was made.
     pub hostname: String,
     /// By whom.
     pub username: String,
+    /// Why the key file cannot be used (damaged, planted, out-of-bounds costs), if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 /// Every key file, oldest first; a damaged one is an error naming it.
 pub async fn list_keys(repo: &Storage) -> Result<Vec<KeyEntry>> {
     let mut out = Vec::new();
     for id in repo.list(FileKind::Key).await? {
-        let bytes = repo.read_file(FileKind::Key, &id).await?;
-        let kf: KeyFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt_by(FileKind::Key.path(&id), e))?;
-        out.push(KeyEntry {
-            id,
-            current: id == repo.key_id(),
-            created: kf.created,
-            hostname: kf.hostname,
-            username: kf.username,
-        });
+        let bytes = read_all(repo.operator(), &FileKind::Key.path(&id)).await?;
+        let entry = match usable_key_file(&id, &bytes) {
+            Ok(kf) => KeyEntry {
+                id,
+                current: id == repo.key_id(),
+                created: Some(kf.created),
+                hostname: kf.hostname,
+                username: kf.username,
+                unusable: None,
+            },
+            Err(why) => KeyEntry {
+                id,
+                current: false,
+                created: None,
+                hostname: String::new(),
+                username: String::new(),
+                unusable: Some(why),
+            },
+        };
+        out.push(entry);
     }
     out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
     Ok(out)
@@ -92,6 +105,18 @@ pub(crate) async fn write_key_file(op: &Operator, kf: &KeyFile) -> Result<Id> {
     Ok(id)
 }
 
+/// A key file that may be tried: it matches its name, parses, and asks for argon2 costs
+/// within bounds. Otherwise, why not.
+fn usable_key_file(id: &Id, bytes: &[u8]) -> std::result::Result<KeyFile, String> {
+    if Id::of_file(bytes) != *id {
+        return Err("its content does not match its name".to_string());
+    }
+    let kf =
+        serde_json::from_slice::<KeyFile>(bytes).map_err(|e| format!("not a key file: {e}"))?;
+    kf.params.check_bounds()?;
+    Ok(kf)
+}
+
 /// Tries every key file with the password. A key file that is damaged, does not match its
 /// name, or asks for out-of-bounds argon2 costs is skipped with a warning naming it, and the
 /// others are still tried. When the password opens none: if some key file could really be
@@ -103,14 +128,7 @@ pub(crate) async fn find_key(op: &Operator, password: &[u8]) -> Result<(MasterKe
     for id in ids {
         let path = FileKind::Key.path(&id);
         let bytes = read_all(op, &path).await?;
-        let kf = if Id::of_file(&bytes) != id {
-            Err("its content does not match its name".to_string())
-        } else {
-            serde_json::from_slice::<KeyFile>(&bytes)
-                .map_err(|e| format!("not a key file: {e}"))
-                .and_then(|kf| kf.params.check_bounds().map(|()| kf))
-        };
-        let kf = match kf {
+        let kf = match usable_key_file(&id, &bytes) {
             Ok(kf) => kf,
             Err(why) => {
                 tracing::warn!("skipping key file {path}: {why}");

@@ -110,6 +110,12 @@ impl LockInfo {
         if age > timing.stale_after {
             return Some(format!("not refreshed for {}", human_duration(age)));
         }
+        // Ahead by more than any refresh could explain: a clock that far off, or a planted
+        // file that would otherwise block everyone until its date.
+        let ahead = (self.time - now).to_std().unwrap_or_default();
+        if ahead > timing.stale_after {
+            return Some(format!("dated {} in the future", human_duration(ahead)));
+        }
         if self.hostname == crate::host::hostname()
             && self.pid_namespace.is_some()
             && self.pid_namespace == pid_namespace()
@@ -219,10 +225,13 @@ async fn conflict(
             continue;
         }
         if let Some(reason) = stale_reason(&l, now, timing) {
-            if l.info.is_some() {
-                tracing::info!("removing stale lock {} ({reason})", l.id.short());
-            } else {
-                tracing::warn!("removing lock file {} ({reason})", l.id.short());
+            // A lock left by a crash is routine; an unreadable or future-dated one was
+            // damaged or planted, which its owner should hear about.
+            match &l.info {
+                Some(info) if info.time <= now => {
+                    tracing::info!("removing stale lock {} ({reason})", l.id.short())
+                }
+                _ => tracing::warn!("removing lock file {} ({reason})", l.id.short()),
             }
             repo.delete_file(FileKind::Lock, &l.id).await?;
             continue;
@@ -473,5 +482,10 @@ mod tests {
         l.pid_namespace = pid_namespace();
         l.hostname = "elsewhere".into();
         assert_eq!(l.stale_reason(now, &timing), None);
+        // Clocks differ a little; a lock dated far ahead blocks nobody until that date.
+        l.time = now + chrono::Duration::minutes(10);
+        assert_eq!(l.stale_reason(now, &timing), None);
+        l.time = now + chrono::Duration::days(3650);
+        assert!(l.stale_reason(now, &timing).unwrap().contains("future"));
     }
 }

@@ -135,11 +135,15 @@ impl Repository {
         if repository_exists(&op).await? {
             return Err(Error::AlreadyInitialised(location));
         }
+        // Key files without a config: a repository that lost its config, whose data a new
+        // master key could never read.
+        if !list_ids(&op, FileKind::Key).await?.is_empty() {
+            return Err(storage::config_missing());
+        }
         let config = Config::new(opts.pack_size, opts.compression_level);
         config
-            .chunker
             .validate()
-            .map_err(|e| Error::invalid("chunker parameters", e))?;
+            .map_err(|e| Error::invalid("repository settings", e))?;
         let key = MasterKey::random();
         let key_file = KeyFile::create(&key, password, opts.kdf)?;
         let key_id = keys::write_key_file(&op, &key_file).await?;
@@ -189,23 +193,24 @@ impl Repository {
     pub async fn open(op: Operator, password: &[u8]) -> Result<Repository> {
         let location = location_of(&op);
         if !repository_exists(&op).await? {
+            if !list_ids(&op, FileKind::Key).await?.is_empty() {
+                return Err(storage::config_missing());
+            }
             return Err(Error::RepositoryNotFound(location));
         }
         let (key, key_id) = keys::find_key(&op, password).await?;
-        let config: Config = open_doc(&key, &read_all(&op, CONFIG_PATH).await?, "config")?;
-        if config.version != crate::format::config::FORMAT_VERSION {
-            return Err(Error::corrupt(
-                "config",
-                format!("unsupported format version {}", config.version),
-            ));
-        }
-        config
-            .chunker
-            .validate()
-            .map_err(|e| Error::corrupt("config", e))?;
+        let config = read_config(&op, &key).await?;
         let repo = Repository::assemble(Storage::new(op, location, key, key_id), config);
         repo.reload_index().await?;
         Ok(repo)
+    }
+
+    /// The storage and key of a repository whose config may be damaged: all `repair config`
+    /// needs.
+    pub(crate) async fn open_keys_only(op: Operator, password: &[u8]) -> Result<Storage> {
+        let location = location_of(&op);
+        let (key, key_id) = keys::find_key(&op, password).await?;
+        Ok(Storage::new(op, location, key, key_id))
     }
 
     /// This handle with other lock options; every operation run through it locks that way.
@@ -236,4 +241,33 @@ impl Repository {
     pub async fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
         keys::add_key(self, password, kdf).await
     }
+}
+
+/// Reads and checks the config. Damage and hostile values are reported as a damaged config
+/// with the command that fixes it.
+pub(crate) async fn read_config(op: &Operator, key: &MasterKey) -> Result<Config> {
+    let hint = "run `hoard repair config`";
+    let bytes = read_all(op, CONFIG_PATH).await?;
+    let config: Config = open_doc(key, &bytes, "config").map_err(|e| match e {
+        Error::Corrupt { detail, .. } => Error::corrupt("config", format!("{detail}; {hint}")),
+        Error::Authentication(_) => {
+            Error::corrupt("config", format!("cannot be authenticated; {hint}"))
+        }
+        other => other,
+    })?;
+    if config.version != crate::format::config::FORMAT_VERSION {
+        // Written by another hoard: never a case for repair, which would downgrade it.
+        return Err(Error::corrupt(
+            "config",
+            format!(
+                "format version {} is not supported by this hoard (it reads version {})",
+                config.version,
+                crate::format::config::FORMAT_VERSION
+            ),
+        ));
+    }
+    config
+        .validate()
+        .map_err(|e| Error::corrupt("config", format!("{e}; {hint}")))?;
+    Ok(config)
 }

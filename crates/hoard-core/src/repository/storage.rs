@@ -371,6 +371,14 @@ pub async fn conditional_create_works(op: &Operator) -> bool {
     works
 }
 
+/// A repository with key files but no config lost it (a partial copy, a stray delete).
+pub(crate) fn config_missing() -> Error {
+    Error::corrupt(
+        CONFIG_PATH,
+        "missing, but key files exist; run `hoard repair config`",
+    )
+}
+
 /// An operator for a repository in a local directory. Files are written to `<root>/.tmp`,
 /// synced, and renamed into place, so a crash never leaves a half-written file under its final
 /// name. With `create` false a missing directory is [`Error::RepositoryNotFound`] (OpenDAL
@@ -378,6 +386,9 @@ pub async fn conditional_create_works(op: &Operator) -> bool {
 pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> {
     let shown = path.display().to_string();
     if !create && !path.join(CONFIG_PATH).exists() {
+        if path.join(FileKind::Key.dir()).is_dir() {
+            return Err(config_missing());
+        }
         return Err(Error::RepositoryNotFound(shown));
     }
     let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;

@@ -1,137 +1,16 @@
-//! Repairs: bring a damaged repository back to a clean `check` (FORMAT.md "Prune" for the
-//! write order they share).
-//!
-//! - `repair_index` rebuilds the whole index from the packs themselves: every pack's header is
-//!   authenticated and lists its blobs, so index files are only a cache of them. Like prune,
-//!   it writes the new index files first (the last one superseding every index file that
-//!   existed), and only then deletes the old ones, so a crash at any point leaves a readable
-//!   index.
-//! - `repair_snapshots` rewrites snapshots that need blobs that are gone, leaving out what
-//!   cannot be restored, so that they restore and check clean (and prune can run).
+//! `repair snapshots`: snapshots rewritten without what is gone.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use serde::Serialize;
-
 use crate::backup::counters::Counters;
 use crate::backup::saver::{BlobSaver, IndexMode, SaverHandle};
-use crate::format::tree::Tree;
-
 use crate::error::{Error, Result};
-use crate::format::index::{IndexBatcher, IndexPack};
-use crate::format::pack::{header_range, parse_header};
+use crate::format::tree::Tree;
 use crate::id::Id;
-use crate::progress::{Phase, Progress};
 use crate::repository::{FileKind, LockNeed, Repository};
-
-/// Packs whose headers are read at once.
-const HEADER_READS: usize = 8;
-
-/// What `repair_index` did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RepairIndexStats {
-    /// Packs on storage.
-    pub packs: u64,
-    /// Packs whose header was read and indexed.
-    pub packs_indexed: u64,
-    /// Blobs they hold.
-    pub blobs: u64,
-    /// Packs whose header could not be read: their blobs are not indexed (`check
-    /// --read-data` names what they cost).
-    pub packs_damaged: Vec<String>,
-    /// Index files written.
-    pub index_files_written: u64,
-    /// Index files replaced and deleted.
-    pub index_files_deleted: u64,
-}
-
-/// Rebuilds the index from the pack headers, under an exclusive lock.
-pub async fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairIndexStats> {
-    repo.locked(LockNeed::Exclusive, |_| repair_index_locked(repo, progress))
-        .await
-}
-
-async fn repair_index_locked(
-    repo: &Repository,
-    progress: &dyn Progress,
-) -> Result<RepairIndexStats> {
-    let mut stats = RepairIndexStats::default();
-    let old_index_files = repo.list(FileKind::Index).await?;
-    let packs = repo.list_sizes(FileKind::Pack).await?;
-    stats.packs = packs.len() as u64;
-    progress.phase(Phase::RepairIndex);
-    progress.total(packs.len() as u64, 0, true);
-
-    let mut headers = futures::stream::iter(packs)
-        .map(|(id, size)| async move { (id, read_header(repo, &id, size).await) })
-        .buffer_unordered(HEADER_READS);
-    let mut batch = IndexBatcher::default();
-    while let Some((id, header)) = headers.next().await {
-        progress.advance(1, 0);
-        match header {
-            Ok(blobs) => {
-                stats.packs_indexed += 1;
-                stats.blobs += blobs.len() as u64;
-                if let Some(full) = batch.push(IndexPack { id, blobs }) {
-                    repo.save_doc(FileKind::Index, &full).await?;
-                    stats.index_files_written += 1;
-                }
-            }
-            // Storage failures stop the repair: an index written without a pack that only
-            // could not be reached would drop its blobs for nothing.
-            Err(e @ Error::Storage { .. }) => return Err(e),
-            Err(e) => {
-                tracing::warn!("pack {} left out: {e}", id.short());
-                stats
-                    .packs_damaged
-                    .push(format!("{}: {e}", FileKind::Pack.path(&id)));
-            }
-        }
-    }
-    repo.save_doc(FileKind::Index, &batch.finish(old_index_files.clone()))
-        .await?;
-    stats.index_files_written += 1;
-    crate::testhook::hook("repair-index-after-index").await;
-    repo.delete_all(FileKind::Index, &old_index_files).await?;
-    stats.index_files_deleted = old_index_files.len() as u64;
-    repo.reload_index().await?;
-    Ok(stats)
-}
-
-/// A pack's blobs, from its authenticated header, read with two ranged reads.
-async fn read_header(
-    repo: &Repository,
-    id: &Id,
-    size: u64,
-) -> Result<Vec<crate::format::pack::PackedBlob>> {
-    let what = FileKind::Pack.path(id);
-    if size < 4 {
-        return Err(Error::corrupt(what, "shorter than a header length"));
-    }
-    let trailer = repo.read_range(FileKind::Pack, id, size - 4..size).await?;
-    let trailer: [u8; 4] = trailer
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::corrupt(what.clone(), "short read of the header length"))?;
-    let range = header_range(size, trailer).map_err(|e| match e {
-        Error::Corrupt { detail, .. } => Error::corrupt(what.clone(), detail),
-        other => other,
-    })?;
-    let start = range.start;
-    let sealed = repo.read_range(FileKind::Pack, id, range).await?;
-    let blobs = parse_header(repo.key(), &sealed, start, &what)?;
-    for b in &blobs {
-        // A blob the header claims must have lengths this repository writes.
-        repo.check_lengths(&crate::repository::index::BlobLocation {
-            pack: *id,
-            blob: *b,
-        })?;
-    }
-    Ok(blobs)
-}
+use serde::Serialize;
 
 /// What `repair_snapshots` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -144,6 +23,9 @@ pub struct RepairSnapshotsStats {
     pub removed: Vec<String>,
     /// Original snapshots removed (with `forget`).
     pub forgotten: u64,
+    /// Snapshots of which nothing could be saved: no repaired snapshot was written (with
+    /// `forget`, the original is removed).
+    pub unsalvageable: Vec<Id>,
 }
 
 /// Options for [`repair_snapshots`].
@@ -213,10 +95,40 @@ async fn repair_snapshots_locked(
     // Trees first, then the index that names them: only then may snapshots point at them.
     saver.finish().await?;
     walked?;
-    for (s, root, removed) in plans {
+    for (s, root, mut removed) in plans {
         let mut snapshot = s.snapshot.clone();
         snapshot.tree = root;
         snapshot.original = Some(s.id);
+        // A path whose directory listings were lost is no longer in the tree: the repaired
+        // snapshot does not claim it (check verifies every claimed path). With none left,
+        // nothing of the snapshot could be saved. (A dry run wrote no trees to look in.)
+        if !opts.dry_run {
+            let mut kept = Vec::new();
+            for p in snapshot.paths {
+                let lossy = p.contains('\u{FFFD}');
+                match crate::walk::find_path(repo, root, &p).await {
+                    Err(Error::PathNotInSnapshot(_)) if !lossy => removed.push(format!(
+                        "{p}: nothing of it is left; dropped from the snapshot's paths"
+                    )),
+                    Err(e @ Error::Storage { .. }) => return Err(e),
+                    _ => kept.push(p),
+                }
+            }
+            snapshot.paths = kept;
+            if snapshot.paths.is_empty() {
+                stats.removed.extend(
+                    removed
+                        .into_iter()
+                        .map(|r| format!("snapshot {}: {r}", s.id.short())),
+                );
+                stats.unsalvageable.push(s.id);
+                if opts.forget {
+                    repo.delete_file(FileKind::Snapshot, &s.id).await?;
+                    stats.forgotten += 1;
+                }
+                continue;
+            }
+        }
         if !snapshot.tags.iter().any(|t| t == "repaired") {
             snapshot.tags.push("repaired".into());
         }
