@@ -32,6 +32,14 @@ fn only_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
+/// Packs are stored read-only; a test that damages one must be allowed to.
+fn writable(path: &Path) {
+    let mut perm = fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(path, perm).unwrap();
+}
+
 fn flip_a_byte(path: &Path) {
     let mut b = fs::read(path).unwrap();
     let i = b.len() / 2;
@@ -164,10 +172,7 @@ fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
         .into_iter()
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .unwrap();
-    let mut perm = fs::metadata(&pack).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(&pack, perm).unwrap();
+    writable(&pack);
     flip_a_byte(&pack);
     let target = env.path("out");
     let out = env.hoard(&[
@@ -349,10 +354,7 @@ fn backup_into_one_pack(env: &Env, src: &Path, files: usize) -> PathBuf {
         .into_iter()
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .unwrap();
-    let mut perm = fs::metadata(&pack).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(&pack, perm).unwrap();
+    writable(&pack);
     pack
 }
 

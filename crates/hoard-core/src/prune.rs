@@ -165,19 +165,9 @@ async fn prune_locked(
     // 1. Load: the in-memory index, streamed, unless the one loaded at open is still current
     // (the lock is exclusive, so nothing changes from here on). Every index file present now
     // is superseded at the end.
-    let all_index_files = repo.list(FileKind::Index).await?;
-    if !repo.index_built_from(&all_index_files) {
-        repo.reload_index().await?;
-    }
     // An index file that cannot be read hides which packs are in use: deleting "unreferenced"
     // packs then would delete data.
-    if let Some(id) = repo.damaged_index_files().first() {
-        return Err(Error::corrupt(
-            FileKind::Index.path(id),
-            "cannot be read; nothing was pruned (run `hoard repair index` first)",
-        ));
-    }
-    let live_index_files = repo.loaded_index_files();
+    let (all_index_files, live_index_files) = repo.index_to_replace("pruned").await?;
 
     // 2. Mark.
     let snapshots = repo.all_snapshots().await?;

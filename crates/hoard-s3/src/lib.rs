@@ -124,6 +124,13 @@ pub enum BucketMode {
     MustExist,
 }
 
+/// Checks a `CA_CERT_DATA` bundle the way [`connect`] will use it, and counts its
+/// certificates: an operator can refuse a bad Secret when it is applied, before any backup
+/// runs into it.
+pub fn check_ca_pem(pem: &str) -> Result<usize, S3Error> {
+    tls::parse_ca_pem(pem).map(|certs| certs.len())
+}
+
 /// Builds an operator for the repository under `cfg.location`.
 pub async fn connect(cfg: &S3Config, mode: BucketMode) -> Result<Operator, S3Error> {
     let certs = match &cfg.ca_pem {

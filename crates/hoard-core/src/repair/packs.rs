@@ -77,19 +77,9 @@ async fn repair_packs_locked(
         packs: damaged.len() as u64,
         ..Default::default()
     };
-    let all_index_files = repo.list(FileKind::Index).await?;
-    if !repo.index_built_from(&all_index_files) {
-        repo.reload_index().await?;
-    }
     // The new index is written from the old one: an index file that cannot be read would
     // take its packs out of the index with it.
-    if let Some(id) = repo.damaged_index_files().first() {
-        return Err(Error::corrupt(
-            FileKind::Index.path(id),
-            "cannot be read; nothing was repaired (run `hoard repair index` first)",
-        ));
-    }
-    let live_index_files = repo.loaded_index_files();
+    let (all_index_files, live_index_files) = repo.index_to_replace("repaired").await?;
 
     // 1. What each damaged pack should hold: its index entries, and its header's.
     let mut candidates: Vec<BlobLocation> = Vec::new();

@@ -122,6 +122,24 @@ impl Repository {
         Ok(())
     }
 
+    /// For an operation that will replace the whole index under an exclusive lock: every
+    /// index file present now (all to be superseded) and the live ones to copy from, with the
+    /// in-memory index current. Refuses when an index file cannot be read, since its entries
+    /// would be lost with it; `what` says what was not done ("pruned").
+    pub(crate) async fn index_to_replace(&self, what: &str) -> Result<(Vec<Id>, Vec<Id>)> {
+        let all = self.list(FileKind::Index).await?;
+        if !self.index_built_from(&all) {
+            self.reload_index().await?;
+        }
+        if let Some(id) = self.damaged_index_files().first() {
+            return Err(Error::corrupt(
+                FileKind::Index.path(id),
+                format!("cannot be read; nothing was {what} (run `hoard repair index` first)"),
+            ));
+        }
+        Ok((all, self.loaded_index_files()))
+    }
+
     /// Writes a new index: the entries of the live index files `live` for the packs `keep`
     /// accepts (each pack once), then `added`; the last file written supersedes `supersedes`
     /// (every index file that existed), so readers switch over at once and a crash before it
