@@ -449,3 +449,24 @@ fn a_truncated_pack_is_salvaged_from_the_index() {
     assert_eq!(same + missing, 20);
     assert!((8..=11).contains(&same), "about half survive: {same}");
 }
+
+#[test]
+fn repair_index_keeps_what_the_old_index_knew_of_a_pack_with_a_damaged_header() {
+    let env = Env::new();
+    let src = env.path("src");
+    let pack = backup_into_one_pack(&env, &src, 20);
+    let id = pack.file_name().unwrap().to_string_lossy().to_string();
+    let bytes = fs::read(&pack).unwrap();
+    fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+
+    // The header is gone; the index entries survive the rebuild, so the salvage still works.
+    let stats = env.hoard_json(&["repair", "index"]);
+    assert_eq!(stats["packs_kept_from_index"][0], id.as_str(), "{stats}");
+    let stats = env.hoard_json(&["repair", "packs", &id]);
+    let salvaged = stats["blobs_salvaged"].as_u64().unwrap();
+    assert!((8..=11).contains(&salvaged), "{stats}");
+    assert_ok(&env.hoard(&["repair", "snapshots", "--forget"]));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let (same, _) = restored_and_missing(&env, &src);
+    assert_eq!(same as u64, salvaged);
+}

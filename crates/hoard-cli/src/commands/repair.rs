@@ -23,7 +23,14 @@ pub async fn run(g: &GlobalArgs, a: RepairArgs) -> Result<()> {
                 json_line(&v)?;
             } else if !g.quiet {
                 for p in &stats.packs_damaged {
-                    eprintln!("left out: {p}");
+                    eprintln!("header unreadable: {p}");
+                }
+                for p in &stats.packs_kept_from_index {
+                    eprintln!(
+                        "pack {}: kept from the old index; `hoard repair packs {}` salvages what is readable",
+                        &p[..8],
+                        &p[..8]
+                    );
                 }
                 println!(
                     "indexed {} blobs in {} of {} packs; wrote {} index files, replaced {}",

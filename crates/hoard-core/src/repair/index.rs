@@ -1,5 +1,7 @@
 //! `repair index`: the index rebuilt from the packs' own headers.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -25,6 +27,9 @@ pub struct RepairIndexStats {
     /// Packs whose header could not be read: their blobs are not indexed (`check
     /// --read-data` names what they cost).
     pub packs_damaged: Vec<String>,
+    /// Of those, packs the old index still described: its entries for them are kept, so
+    /// `repair packs` can salvage their readable blobs.
+    pub packs_kept_from_index: Vec<String>,
     /// Index files written.
     pub index_files_written: u64,
     /// Index files replaced and deleted.
@@ -43,6 +48,9 @@ async fn repair_index_locked(
 ) -> Result<RepairIndexStats> {
     let mut stats = RepairIndexStats::default();
     let old_index_files = repo.list(FileKind::Index).await?;
+    if !repo.index_built_from(&old_index_files) {
+        repo.reload_index().await?;
+    }
     let packs = repo.list_sizes(FileKind::Pack).await?;
     stats.packs = packs.len() as u64;
     progress.phase(Phase::RepairIndex);
@@ -52,6 +60,7 @@ async fn repair_index_locked(
         .map(|(id, size)| async move { (id, read_header(repo, &id, size).await) })
         .buffer_unordered(HEADER_READS);
     let mut batch = IndexBatcher::default();
+    let mut unreadable: HashSet<Id> = HashSet::new();
     while let Some((id, header)) = headers.next().await {
         progress.advance(1, 0);
         match header {
@@ -71,6 +80,36 @@ async fn repair_index_locked(
                 stats
                     .packs_damaged
                     .push(format!("{}: {e}", FileKind::Pack.path(&id)));
+                unreadable.insert(id);
+            }
+        }
+    }
+    drop(headers);
+    // A pack whose header is damaged usually still holds intact blobs: what the readable
+    // old index files say about it is kept, for `repair packs` to salvage from.
+    if !unreadable.is_empty() {
+        let mut kept: Vec<IndexPack> = Vec::new();
+        repo.for_each_index_file(&repo.loaded_index_files(), |_, file| {
+            for p in file?.packs {
+                if unreadable.remove(&p.id) {
+                    kept.push(p);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        for p in kept {
+            tracing::warn!(
+                "pack {}: header unreadable; its {} blobs are kept from the old index (`hoard repair packs {}` salvages them)",
+                p.id.short(),
+                p.blobs.len(),
+                p.id.short()
+            );
+            stats.packs_kept_from_index.push(p.id.to_hex());
+            stats.blobs += p.blobs.len() as u64;
+            if let Some(full) = batch.push(p) {
+                repo.save_doc(FileKind::Index, &full).await?;
+                stats.index_files_written += 1;
             }
         }
     }
