@@ -470,3 +470,29 @@ fn repair_index_keeps_what_the_old_index_knew_of_a_pack_with_a_damaged_header() 
     let (same, _) = restored_and_missing(&env, &src);
     assert_eq!(same as u64, salvaged);
 }
+
+#[test]
+fn a_pack_longer_than_its_index_says_is_not_read_whole_nor_pruned_over() {
+    let env = Env::new();
+    let src = env.path("src");
+    let pack = backup_into_one_pack(&env, &src, 20);
+    let id = pack.file_name().unwrap().to_string_lossy().to_string();
+    // Bytes appended under the pack's name, as a planter or a broken copy would.
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes.extend(random_bytes(2 << 20, 99));
+    fs::write(&pack, &bytes).unwrap();
+
+    let out = env.hoard(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&id[..8]), "{}", stderr(&out));
+    let out = env.hoard(&["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("repair packs"), "{}", stderr(&out));
+
+    // Every blob is still where the index says: all of them are salvaged.
+    let stats = env.hoard_json(&["repair", "packs", &id]);
+    assert_eq!(stats["blobs_salvaged"], 20, "{stats}");
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    assert_eq!(restored_and_missing(&env, &src), (20, 0));
+    assert_ok(&env.hoard(&["prune"]));
+}

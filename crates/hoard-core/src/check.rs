@@ -388,8 +388,12 @@ async fn check_unlocked(
         }
     }
 
-    // 3. Data.
-    let selected = select_packs(&packs, &on_storage, opts.read_data);
+    // 3. Data. A pack longer than its index entries say was reported above; it is not read
+    // whole, since a planted file under a pack's name may be any size.
+    let selected: Vec<Id> = select_packs(&packs, &on_storage, opts.read_data)
+        .into_iter()
+        .filter(|id| on_storage[id] <= pack_file_len(&packs[id]))
+        .collect();
     if !selected.is_empty() {
         progress.phase(Phase::CheckData);
         let bytes = selected.iter().map(|id| on_storage[id]).sum();

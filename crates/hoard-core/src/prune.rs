@@ -126,6 +126,8 @@ impl Bits {
 
 #[derive(Debug, Clone, Default)]
 struct PackUse {
+    /// The pack file's length its index entries imply.
+    file_len: u64,
     blob_count: u64,
     used_blobs: u64,
     used_bytes: u64,
@@ -187,6 +189,7 @@ async fn prune_locked(
                 continue; // listed twice (e.g. after a crashed prune); count once
             }
             let mut u = PackUse {
+                file_len: crate::format::pack::pack_file_len(&p.blobs),
                 blob_count: p.blobs.len() as u64,
                 ..Default::default()
             };
@@ -219,6 +222,20 @@ async fn prune_locked(
         stats.bytes_used += u.used_bytes;
         stats.blobs_unused += u.blob_count - u.used_blobs;
         stats.bytes_unused += u.total_bytes - u.used_bytes;
+        // A used pack whose length is not what its index entries say is damaged (or was
+        // replaced): repacking would read whatever it is, and keeping it hides the damage.
+        if let Some(&len) = on_storage.get(id) {
+            if u.used_blobs > 0 && len != u.file_len {
+                return Err(Error::corrupt(
+                    FileKind::Pack.path(id),
+                    format!(
+                        "{len} bytes, but its index entries say {}; nothing was pruned (run `hoard repair packs {}`)",
+                        u.file_len,
+                        id.short()
+                    ),
+                ));
+            }
+        }
         if !on_storage.contains_key(id) {
             if u.used_blobs > 0 {
                 return Err(Error::corrupt(
