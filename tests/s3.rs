@@ -590,3 +590,68 @@ fn read_only_keys_restore_without_a_lock_and_are_told_why_they_cannot_write() {
     );
     assert!(!e.contains("check AWS_SECRET_ACCESS_KEY"), "{e}");
 }
+
+/// GETs of repository files (index, snapshots, packs) among the server's requests.
+fn downloads(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET ")
+                && ["/index/", "/snapshots/", "/data/"]
+                    .iter()
+                    .any(|d| r.contains(d))
+        })
+        .collect()
+}
+
+#[test]
+fn the_metadata_cache_spares_an_unchanged_rebackup_every_download() {
+    let env = Env::s3();
+    let src = small_tree(&env);
+    let server = env.server.as_ref().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let _ = server.requests();
+
+    // What this machine wrote, it kept: the re-backup reads nothing back from S3.
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let all = server.requests();
+    assert_eq!(downloads(&all), Vec::<&String>::new(), "{all:#?}");
+    eprintln!(
+        "unchanged re-backup with the cache: {} requests: {all:#?}",
+        all.len()
+    );
+    let cache = env.path("cache");
+    assert!(files_below(&cache)
+        .iter()
+        .any(|p| p.to_string_lossy().contains("/data/")));
+
+    // Without the cache, the same re-backup downloads index, snapshots and tree packs.
+    assert_ok(&env.hoard(&["--no-cache", "backup", "-q", src.to_str().unwrap()]));
+    let all = server.requests();
+    assert!(downloads(&all).len() >= 3, "{all:#?}");
+
+    // A damaged cache file is noticed, replaced from S3, and nothing breaks.
+    for f in files_below(&cache)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/index/"))
+    {
+        fs::write(&f, b"flipped").unwrap();
+    }
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert!(!downloads(&server.requests()).is_empty());
+
+    // Another machine's prune is seen: its deleted files leave this cache too.
+    assert_ok(&env.hoard(&["--no-cache", "forget", "--keep-last", "1", "--prune"]));
+    assert_ok(&env.hoard(&["snapshots"]));
+    let cached_snapshots = files_below(&cache)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/snapshots/"))
+        .count();
+    assert_eq!(cached_snapshots, 1);
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let caches = env.hoard_json(&["cache"]);
+    assert_eq!(caches["kept"].as_array().unwrap().len(), 1, "{caches}");
+    assert_eq!(caches["removed"].as_array().unwrap().len(), 0, "{caches}");
+}

@@ -128,6 +128,8 @@ impl Env {
         }
         // Nothing may leave 127.0.0.1: no instance-metadata look-ups.
         c.env("AWS_EC2_METADATA_DISABLED", "true");
+        // Each scratch repository has its own metadata cache, never the user's.
+        c.env("RESTIC_CACHE_DIR", self.dir.path().join("cache"));
         c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         c.env("RESTIC_PASSWORD", PASSWORD).arg("-r").arg(repo);
         c
@@ -168,7 +170,12 @@ pub fn bare() -> Command {
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", "/nonexistent");
+        .env("HOME", "/nonexistent")
+        // One metadata cache shared by every bare run: the cache is safe for that.
+        .env(
+            "RESTIC_CACHE_DIR",
+            std::env::temp_dir().join("hoard-test-cache"),
+        );
     c
 }
 

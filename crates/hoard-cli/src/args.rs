@@ -49,6 +49,13 @@ pub struct GlobalArgs {
     /// while a prune runs.
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Where S3 repositories keep their metadata cache [default: $RESTIC_CACHE_DIR,
+    /// $XDG_CACHE_HOME/hoard or ~/.cache/hoard]. A sidecar mounts an emptyDir here.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Read everything from the repository itself; keep no local copies.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// File holding the repository password (else RESTIC_PASSWORD).
     #[arg(long, env = "RESTIC_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -95,6 +102,21 @@ pub enum Command {
     Dump(DumpArgs),
     /// Bring a damaged repository back to a clean check.
     Repair(RepairArgs),
+    /// List the local metadata caches; with --cleanup, remove those unused for 30 days.
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Remove the caches of repositories not used for --max-age days.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Age in days after which --cleanup removes a repository's cache.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub max_age: u64,
+    /// Say what --cleanup would remove; remove nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 /// Parses `30s`, `5m`, `2h` or a plain number of seconds.

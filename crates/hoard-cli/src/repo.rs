@@ -84,6 +84,12 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
         }
         conn.extra_ca_pem = Some(pem);
     }
+    if !g.no_cache {
+        conn.cache_dir = g
+            .cache_dir
+            .clone()
+            .or_else(hoard_core::repository::cache::default_base);
+    }
     Ok(Settings {
         conn,
         from_crd: g.crd.is_some(),
@@ -189,7 +195,18 @@ fn lock_options(g: &GlobalArgs) -> hoard_core::LockOptions {
 }
 
 pub async fn open(g: &GlobalArgs) -> Result<Repository> {
-    let s = settings(g)?;
+    open_settings(g, settings(g)?).await
+}
+
+/// Opens the repository without the metadata cache: `check` must see what storage holds, not
+/// an intact copy of a file that storage has damaged.
+pub async fn open_uncached(g: &GlobalArgs) -> Result<Repository> {
+    let mut s = settings(g)?;
+    s.conn.cache_dir = None;
+    open_settings(g, s).await
+}
+
+async fn open_settings(g: &GlobalArgs, s: Settings) -> Result<Repository> {
     let pw = password(g, &s.conn.secrets)?;
     let (repo, _) = s
         .conn

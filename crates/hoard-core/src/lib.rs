@@ -86,6 +86,8 @@ pub use repair::{
     RepairIndexStats, RepairPacksStats, RepairSnapshotsOptions, RepairSnapshotsStats,
 };
 pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
-pub use repository::{repository_exists, FileKind, InitOptions, Lease, LockNeed, Repository};
+pub use repository::{
+    repository_exists, FileKind, InitOptions, Lease, LockNeed, OpenOptions, Repository,
+};
 pub use restore::{restore, RestoreOptions, RestoreSummary};
 pub use walk::{stats, walk_tree, RepoStats};

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hoard_core::{InitOptions, Repository};
+use hoard_core::{InitOptions, OpenOptions, Repository};
 use opendal::Operator;
 use zeroize::Zeroizing;
 
@@ -99,6 +99,10 @@ pub struct Connection {
     pub options: Vec<(String, String)>,
     /// PEM text of CAs to trust besides `CA_CERT_DATA` (the CLI's `--cacert` files).
     pub extra_ca_pem: Option<String>,
+    /// Where S3 repositories keep their metadata cache (index files, snapshots, tree packs);
+    /// `None` for none. Local repositories are never cached: their files are as near as the
+    /// cache would be.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Connection {
@@ -110,6 +114,7 @@ impl Connection {
             region: None,
             options: Vec::new(),
             extra_ca_pem: None,
+            cache_dir: None,
         }
     }
 
@@ -210,14 +215,20 @@ impl Connection {
         password: &[u8],
         mode: OpenMode,
     ) -> Result<(Repository, bool), OpenError> {
+        let opts = OpenOptions {
+            cache_dir: match self.location {
+                Location::S3(_) => self.cache_dir.clone(),
+                Location::Local(_) => None,
+            },
+        };
         match mode {
             OpenMode::Existing => {
                 let op = self.operator(false).await?;
-                Ok((Repository::open(op, password).await?, false))
+                Ok((Repository::open_with(op, password, &opts).await?, false))
             }
             OpenMode::CreateIfAbsent(init) => {
                 let op = self.operator(true).await?;
-                Ok(Repository::open_or_init(op, password, init).await?)
+                Ok(Repository::open_or_init_with(op, password, init, &opts).await?)
             }
         }
     }

@@ -180,6 +180,8 @@ pub struct S3Server {
     pub ca_pem: Option<String>,
     /// Where buckets live: one directory per bucket, objects as files.
     pub root: PathBuf,
+    /// Every request served, as `METHOD /path` (see [`S3Server::requests`]).
+    log: Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -212,7 +214,17 @@ impl S3Server {
         auth.register(READONLY_ACCESS_KEY.into(), READONLY_SECRET_KEY.into());
         builder.set_auth(auth);
         builder.set_access(Policy { root: root.clone() });
-        let service = builder.build();
+        let s3 = builder.build();
+        let log: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let seen = log.clone();
+        // Each request is written down before s3s serves it, for tests that count requests.
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                if let Ok(mut l) = seen.lock() {
+                    l.push(format!("{} {}", req.method(), req.uri().path()));
+                }
+                hyper::service::Service::call(&s3, req)
+            });
         let acceptor = match &tls {
             Some(ca) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
                 ca.server_config()?,
@@ -259,10 +271,19 @@ impl S3Server {
             addr,
             ca_pem: tls.map(|t| t.ca_pem),
             root,
+            log,
             _dir: dir,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+
+    /// The requests served since the last call (`GET /bucket/key`, `PUT …`, …), oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        match self.log.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Every object key in a bucket, relative to the bucket.

@@ -11,7 +11,7 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<()> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let r = repo::open(g).await?;
+    let r = repo::open_uncached(g).await?;
     let opts = CheckOptions { read_data };
     let progress = crate::output::CliProgress::new(g.quiet, g.json);
     let report = hoard_core::check(&r, &opts, &progress).await;

@@ -1,6 +1,7 @@
 //! One file per command, each an options-to-library translation and a printer.
 
 mod backup;
+mod cache;
 mod cat;
 mod check;
 mod diff;
@@ -44,5 +45,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Diff(a) => diff::run(g, a).await,
         Command::Dump(a) => dump::run(g, a).await,
         Command::Repair(a) => repair::run(g, a).await,
+        Command::Cache(a) => cache::run(g, a),
     }
 }

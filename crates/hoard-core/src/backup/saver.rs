@@ -354,6 +354,12 @@ async fn upload_loop(
     let done = packs
         .map(|p| async move {
             let FinishedPack { id, bytes, blobs } = p;
+            // Tree packs are what the next backup (and ls, diff, restore) reads first.
+            if let Some(c) = repo.cache() {
+                if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
+                    c.put(FileKind::Pack, &id, &bytes);
+                }
+            }
             bump(&counters.packs, 1);
             bump(&counters.pack_bytes, bytes.len() as u64);
             repo.write_named(FileKind::Pack, id, bytes).await?;

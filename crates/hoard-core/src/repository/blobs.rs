@@ -94,6 +94,27 @@ impl Repository {
         Tree::from_bytes(&bytes, &format!("tree {}", id.short()))
     }
 
+    /// A whole tree pack, from the metadata cache when it has it. Blobs are verified one by
+    /// one when decoded, so a pack read from storage is cached as it is.
+    async fn read_tree_pack(&self, pack: &Id) -> Result<bytes::Bytes> {
+        if let Some(bytes) = self.cache().and_then(|c| c.get(FileKind::Pack, pack)) {
+            return Ok(bytes.into());
+        }
+        let path = FileKind::Pack.path(pack);
+        let bytes = self
+            .operator()
+            .read(&path)
+            .await
+            .map_err(|e| Error::storage("read", path.as_str(), e))?
+            .to_bytes();
+        if let Some(c) = self.cache() {
+            if Id::of_file(&bytes) == *pack {
+                c.put(FileKind::Pack, pack, &bytes);
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Reads a tree blob through the tree-pack cache.
     async fn read_tree_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.blob_location(id).ok_or(Error::BlobNotInIndex(*id))?;
@@ -111,14 +132,7 @@ impl Repository {
         let pack = match cached {
             Some(b) => b,
             None => {
-                let path = FileKind::Pack.path(&loc.pack);
-                let b = Arc::new(
-                    self.operator()
-                        .read(&path)
-                        .await
-                        .map_err(|e| Error::storage("read", path.as_str(), e))?
-                        .to_bytes(),
-                );
+                let b = Arc::new(self.read_tree_pack(&loc.pack).await?);
                 let mut cache = self
                     .inner
                     .tree_packs

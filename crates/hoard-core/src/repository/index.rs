@@ -55,6 +55,11 @@ impl Index {
         Self::default()
     }
 
+    /// Every pack the index names.
+    pub fn pack_ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.packs.iter().copied()
+    }
+
     fn pack_number(&mut self, pack: Id) -> u32 {
         if let Some(n) = self.pack_numbers.get(&pack) {
             return *n;

@@ -57,6 +57,10 @@ impl Repository {
                 skip.extend(superseded);
                 continue;
             }
+            if let Some(c) = self.cache() {
+                c.retain(FileKind::Index, &ids.iter().copied().collect());
+                c.retain(FileKind::Pack, &index.pack_ids().collect());
+            }
             self.set_index(
                 index,
                 IndexSource {

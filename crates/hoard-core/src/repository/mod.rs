@@ -21,6 +21,7 @@
 //! `config` is written last by `init`, so a repository exists exactly when its config does.
 
 mod blobs;
+pub mod cache;
 pub(crate) mod index;
 mod index_files;
 pub mod keys;
@@ -67,6 +68,14 @@ impl Default for InitOptions {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         }
     }
+}
+
+/// Options for [`Repository::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Keep index files, snapshots and tree packs in `<dir>/<repository id>/` (see
+    /// [`cache`]); worth it where storage is remote. `None`: no cache.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// An open repository: cheap to clone, shareable across tasks. It dereferences to its
@@ -178,19 +187,59 @@ impl Repository {
         password: &[u8],
         opts: InitOptions,
     ) -> Result<(Repository, bool)> {
+        Self::open_or_init_with(op, password, opts, &OpenOptions::default()).await
+    }
+
+    /// [`Repository::open_or_init`] with open options.
+    pub async fn open_or_init_with(
+        op: Operator,
+        password: &[u8],
+        init: InitOptions,
+        opts: &OpenOptions,
+    ) -> Result<(Repository, bool)> {
         if repository_exists(&op).await? {
-            return Ok((Self::open(op, password).await?, false));
+            return Ok((Self::open_with(op, password, opts).await?, false));
         }
-        match Self::init(op.clone(), password, opts).await {
-            Ok(r) => Ok((r, true)),
+        match Self::init(op.clone(), password, init).await {
+            Ok(r) => Ok((r.with_cache(opts), true)),
             // Another writer won the race.
-            Err(Error::AlreadyInitialised(_)) => Ok((Self::open(op, password).await?, false)),
+            Err(Error::AlreadyInitialised(_)) => {
+                Ok((Self::open_with(op, password, opts).await?, false))
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// Opens an existing repository and loads its index.
+    /// A freshly initialised repository (empty index) with the cache `opts` asks for.
+    fn with_cache(self, opts: &OpenOptions) -> Repository {
+        let cache = open_cache(opts, &self.inner.config);
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.storage.set_cache(cache);
+                Repository {
+                    inner: Arc::new(inner),
+                    lock: self.lock,
+                }
+            }
+            Err(inner) => Repository {
+                inner,
+                lock: self.lock,
+            },
+        }
+    }
+
+    /// Opens an existing repository and loads its index (no cache).
     pub async fn open(op: Operator, password: &[u8]) -> Result<Repository> {
+        Self::open_with(op, password, &OpenOptions::default()).await
+    }
+
+    /// Opens an existing repository with options, and loads its index (through the cache,
+    /// when there is one).
+    pub async fn open_with(
+        op: Operator,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Repository> {
         let location = location_of(&op);
         if !repository_exists(&op).await? {
             if !list_ids(&op, FileKind::Key).await?.is_empty() {
@@ -200,7 +249,9 @@ impl Repository {
         }
         let (key, key_id) = keys::find_key(&op, password).await?;
         let config = read_config(&op, &key).await?;
-        let repo = Repository::assemble(Storage::new(op, location, key, key_id), config);
+        let mut storage = Storage::new(op, location, key, key_id);
+        storage.set_cache(open_cache(opts, &config));
+        let repo = Repository::assemble(storage, config);
         repo.reload_index().await?;
         Ok(repo)
     }
@@ -270,4 +321,20 @@ pub(crate) async fn read_config(op: &Operator, key: &MasterKey) -> Result<Config
         .validate()
         .map_err(|e| Error::corrupt("config", format!("{e}; {hint}")))?;
     Ok(config)
+}
+
+/// The repository's cache under the configured directory; a cache that cannot be made (no
+/// space, no permission) is reported and the repository works without it.
+fn open_cache(opts: &OpenOptions, config: &Config) -> Option<cache::Cache> {
+    let base = opts.cache_dir.as_ref()?;
+    match cache::Cache::open(base, &config.id) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(
+                "working without a cache: cannot use {}: {e}",
+                base.display()
+            );
+            None
+        }
+    }
 }

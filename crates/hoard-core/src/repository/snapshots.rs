@@ -40,6 +40,10 @@ impl Repository {
     /// The snapshots that decode, and those that do not with why.
     async fn snapshots_and_damaged(&self) -> Result<(Vec<SnapshotEntry>, Vec<(Id, Error)>)> {
         let ids = self.list(FileKind::Snapshot).await?;
+        if let Some(c) = self.cache() {
+            // Snapshots another machine forgot leave this cache too.
+            c.retain(FileKind::Snapshot, &ids.iter().copied().collect());
+        }
         let loaded: Vec<(Id, Result<Snapshot>)> = futures::stream::iter(ids)
             .map(|id| async move { (id, self.load_doc::<Snapshot>(FileKind::Snapshot, &id).await) })
             .buffer_unordered(8)

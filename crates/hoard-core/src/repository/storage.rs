@@ -10,6 +10,7 @@ use opendal::{ErrorKind, Operator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::cache::Cache;
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc, seal_doc};
 use crate::format::crypto::MasterKey;
@@ -73,6 +74,8 @@ pub struct Storage {
     key_id: Id,
     /// Whether the backend refuses a conditional create of an existing file (probed once).
     conditional_create: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+    /// Local copies of index files, snapshots and tree packs (S3 repositories).
+    cache: Option<Cache>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -149,7 +152,17 @@ impl Storage {
             key,
             key_id,
             conditional_create: Default::default(),
+            cache: None,
         }
+    }
+
+    pub(crate) fn set_cache(&mut self, cache: Option<Cache>) {
+        self.cache = cache;
+    }
+
+    /// The metadata cache, when this repository has one.
+    pub(crate) fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// The storage itself.
@@ -183,11 +196,24 @@ impl Storage {
     }
 
     /// Reads a whole file, checking that its name is the hash of its content.
+    /// Index files and snapshots come from the cache when it has them.
     pub async fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let cached = matches!(kind, FileKind::Index | FileKind::Snapshot);
+        if let Some(bytes) = self
+            .cache
+            .as_ref()
+            .filter(|_| cached)
+            .and_then(|c| c.get(kind, id))
+        {
+            return Ok(bytes);
+        }
         let path = kind.path(id);
         let bytes = read_all(&self.op, &path).await?;
         if Id::of_file(&bytes) != *id {
             return Err(Error::corrupt(path, "content does not match its name"));
+        }
+        if let Some(c) = self.cache.as_ref().filter(|_| cached) {
+            c.put(kind, id, &bytes);
         }
         Ok(bytes)
     }
@@ -209,8 +235,17 @@ impl Storage {
     }
 
     /// Stores bytes under their hash.
+    /// Index files and snapshots are kept in the cache too: this process wrote them, the
+    /// next run need not download them.
     pub async fn write_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
         let id = Id::of_file(&bytes);
+        if let Some(c) = self
+            .cache
+            .as_ref()
+            .filter(|_| matches!(kind, FileKind::Index | FileKind::Snapshot))
+        {
+            c.put(kind, &id, &bytes);
+        }
         self.write_named(kind, id, bytes).await?;
         Ok(id)
     }
@@ -244,6 +279,9 @@ impl Storage {
 
     /// Deletes a file; one that is already gone is not an error.
     pub async fn delete_file(&self, kind: FileKind, id: &Id) -> Result<()> {
+        if let Some(c) = &self.cache {
+            c.remove(kind, id);
+        }
         let path = kind.path(id);
         match self.op.delete(&path).await {
             Ok(()) => Ok(()),

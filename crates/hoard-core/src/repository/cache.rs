@@ -1,0 +1,249 @@
+//! The local metadata cache: index files, snapshots and tree packs kept as stored (still
+//! sealed) under `<cache dir>/<repository id>/`, so that on S3 a re-backup, `snapshots` or
+//! `ls` downloads only what it has not seen. restic's cache, with the same layout idea.
+//!
+//! Nothing read from the cache is trusted more than storage: every file is checked against
+//! its name (the BLAKE3 of its content) and a mismatch is removed and fetched again. Several
+//! processes may share a cache: files are written under a temporary name and renamed into
+//! place, so a reader sees a whole file or none. A cache failure (disk full, permissions) is
+//! logged and the operation goes on against storage: the cache is never needed for anything.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::storage::FileKind;
+use crate::id::Id;
+
+/// Marks the cache directory for backup tools (<https://bford.info/cachedir/>).
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by hoard.\n";
+
+/// Repository caches not used for this long are removed by `cache --cleanup`.
+pub const MAX_CACHE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One repository's cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// Whether a kind of file is cached: documents always, packs only when they hold trees (the
+/// caller decides, since the name does not say).
+fn cached_kind(kind: FileKind) -> bool {
+    matches!(kind, FileKind::Index | FileKind::Snapshot | FileKind::Pack)
+}
+
+impl Cache {
+    /// The cache of repository `repo_id` under `base`, created if needed. Marks the base as a
+    /// cache directory and the repository's directory as used now.
+    pub fn open(base: &Path, repo_id: &Id) -> std::io::Result<Cache> {
+        std::fs::create_dir_all(base)?;
+        let tag = base.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            write_atomic(base, &tag, CACHEDIR_TAG.as_bytes())?;
+        }
+        let dir = base.join(repo_id.to_hex());
+        for kind in [FileKind::Index, FileKind::Snapshot, FileKind::Pack] {
+            std::fs::create_dir_all(dir.join(kind.dir()))?;
+        }
+        // The directory's mtime says when the repository was last used (cache --cleanup).
+        let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(SystemTime::now()));
+        Ok(Cache { dir })
+    }
+
+    fn path(&self, kind: FileKind, id: &Id) -> PathBuf {
+        // Flat per kind: packs are not fanned out, a cache holds only tree packs.
+        self.dir.join(kind.dir()).join(id.to_hex())
+    }
+
+    /// The cached file, if present and intact; a damaged one is removed.
+    pub fn get(&self, kind: FileKind, id: &Id) -> Option<Vec<u8>> {
+        if !cached_kind(kind) {
+            return None;
+        }
+        let path = self.path(kind, id);
+        let bytes = std::fs::read(&path).ok()?;
+        if Id::of_file(&bytes) != *id {
+            tracing::warn!(
+                "cache file {} does not match its name; removed",
+                path.display()
+            );
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Keeps a copy of a file just read from or written to storage.
+    pub fn put(&self, kind: FileKind, id: &Id, bytes: &[u8]) {
+        if !cached_kind(kind) {
+            return;
+        }
+        let path = self.path(kind, id);
+        if path.exists() {
+            return;
+        }
+        if let Err(e) = write_atomic(&self.dir, &path, bytes) {
+            tracing::debug!("cannot cache {}: {e}", path.display());
+        }
+    }
+
+    /// Forgets a file deleted from storage.
+    pub fn remove(&self, kind: FileKind, id: &Id) {
+        let _ = std::fs::remove_file(self.path(kind, id));
+    }
+
+    /// Removes cached files of `kind` that storage no longer has (another process pruned).
+    pub fn retain(&self, kind: FileKind, present: &HashSet<Id>) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(kind.dir())) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let keep = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Id>().ok())
+                .is_some_and(|id| present.contains(&id));
+            if !keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file in `dir` and renames it to `path`: concurrent readers
+/// and writers of the same cache see whole files only.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut random = [0u8; 8];
+    crate::random::fill_random(&mut random);
+    let tmp = dir.join(format!(
+        ".tmp-{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What `cache --cleanup` found under a cache base directory.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CacheCleanup {
+    /// Repository caches kept.
+    pub kept: Vec<String>,
+    /// Repository caches removed (unused for [`MAX_CACHE_AGE`]).
+    pub removed: Vec<String>,
+}
+
+/// Removes the caches of repositories not used for `max_age` (with `dry_run`, only says
+/// which). Anything in `base` that is not a repository cache is left alone.
+pub fn cleanup(base: &Path, max_age: Duration, dry_run: bool) -> std::io::Result<CacheCleanup> {
+    let mut out = CacheCleanup::default();
+    let entries = match std::fs::read_dir(base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<Id>().is_err() || !e.path().is_dir() {
+            continue;
+        }
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if age > max_age {
+            if !dry_run {
+                std::fs::remove_dir_all(e.path())?;
+            }
+            out.removed.push(name);
+        } else {
+            out.kept.push(name);
+        }
+    }
+    out.kept.sort();
+    out.removed.sort();
+    Ok(out)
+}
+
+/// Where caches live by default: `$RESTIC_CACHE_DIR`, `$XDG_CACHE_HOME/hoard`, or
+/// `~/.cache/hoard`; `None` when none of them is set.
+pub fn default_base() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("RESTIC_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = var("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("hoard"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("hoard"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_verified_replaced_and_retained() {
+        let base = tempfile::tempdir().unwrap();
+        let repo = Id::random();
+        let cache = Cache::open(base.path(), &repo).unwrap();
+        assert!(base.path().join("CACHEDIR.TAG").exists());
+        let bytes = b"sealed index bytes".to_vec();
+        let id = Id::of_file(&bytes);
+        assert_eq!(cache.get(FileKind::Index, &id), None);
+        cache.put(FileKind::Index, &id, &bytes);
+        assert_eq!(cache.get(FileKind::Index, &id), Some(bytes.clone()));
+        // Damaged on disk: not returned, and gone.
+        let path = base
+            .path()
+            .join(repo.to_hex())
+            .join("index")
+            .join(id.to_hex());
+        std::fs::write(&path, b"flipped").unwrap();
+        assert_eq!(cache.get(FileKind::Index, &id), None);
+        assert!(!path.exists());
+        // Keys and locks are never cached.
+        cache.put(FileKind::Lock, &id, &bytes);
+        assert_eq!(cache.get(FileKind::Lock, &id), None);
+        // What storage no longer lists goes.
+        cache.put(FileKind::Index, &id, &bytes);
+        cache.retain(FileKind::Index, &HashSet::new());
+        assert_eq!(cache.get(FileKind::Index, &id), None);
+    }
+
+    #[test]
+    fn cleanup_removes_only_old_repository_caches() {
+        let base = tempfile::tempdir().unwrap();
+        let old = Id::random();
+        let fresh = Id::random();
+        Cache::open(base.path(), &old).unwrap();
+        Cache::open(base.path(), &fresh).unwrap();
+        std::fs::create_dir(base.path().join("not-a-cache")).unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(40 * 24 * 3600);
+        std::fs::File::open(base.path().join(old.to_hex()))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let plan = cleanup(base.path(), MAX_CACHE_AGE, true).unwrap();
+        assert_eq!(plan.removed, vec![old.to_hex()]);
+        assert!(base.path().join(old.to_hex()).exists());
+        let done = cleanup(base.path(), MAX_CACHE_AGE, false).unwrap();
+        assert_eq!(done.kept, vec![fresh.to_hex()]);
+        assert!(!base.path().join(old.to_hex()).exists());
+        assert!(base.path().join("not-a-cache").exists());
+    }
+}
