@@ -1,7 +1,7 @@
 //! The in-memory index: which pack holds each blob, and where.
 //!
 //! All live index files (documents in [`crate::format::index`]) collapse into one sorted
-//! table of fixed-size entries (52 bytes per blob) searched by binary search, plus a small
+//! table of fixed-size entries (48 bytes per blob) searched by binary search, plus a small
 //! hash map of blobs added since the table was built.
 
 use std::collections::HashMap;
@@ -17,26 +17,32 @@ pub struct BlobLocation {
     pub blob: PackedBlob,
 }
 
+/// 48 bytes: the two flags live in the top bits of the lengths, which never reach 2^31 (a
+/// blob is at most 1 GiB plus nonce and tag, and index entries with larger lengths are
+/// refused before they get here). A separate flag byte would pad the entry to 52.
 #[derive(Clone, Copy)]
 struct Entry {
     id: [u8; 32],
     pack: u32,
     offset: u32,
+    /// Bit 31: a tree blob.
     length: u32,
+    /// Bit 31: compressed.
     raw_length: u32,
-    /// bit 0: tree, bit 1: compressed.
-    flags: u8,
 }
+
+const FLAG: u32 = 1 << 31;
 
 impl Entry {
     fn new(pack: u32, b: &PackedBlob) -> Self {
+        debug_assert!(b.length < FLAG && b.raw_length < FLAG);
+        let flag = |set: bool| if set { FLAG } else { 0 };
         Entry {
             id: b.id.0,
             pack,
             offset: b.offset,
-            length: b.length,
-            raw_length: b.raw_length,
-            flags: (b.blob_type == BlobType::Tree) as u8 | ((b.compressed as u8) << 1),
+            length: (b.length & !FLAG) | flag(b.blob_type == BlobType::Tree),
+            raw_length: (b.raw_length & !FLAG) | flag(b.compressed),
         }
     }
 }
@@ -110,15 +116,15 @@ impl Index {
             pack: self.packs[e.pack as usize],
             blob: PackedBlob {
                 id: Id(e.id),
-                blob_type: if e.flags & 1 == 1 {
+                blob_type: if e.length & FLAG != 0 {
                     BlobType::Tree
                 } else {
                     BlobType::Data
                 },
                 offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-                compressed: e.flags & 2 == 2,
+                length: e.length & !FLAG,
+                raw_length: e.raw_length & !FLAG,
+                compressed: e.raw_length & FLAG != 0,
             },
         })
     }
@@ -147,7 +153,7 @@ mod tests {
             offset,
             length: 100 + offset,
             raw_length: 7,
-            compressed: !tree,
+            compressed: (offset % 2 == 0) != tree,
         }
     }
 
@@ -183,6 +189,34 @@ mod tests {
         idx.add_pack(Id::of_file(b"p"), &[blob(id, 0, true)]);
         assert_eq!(idx.get(&id).unwrap().blob.blob_type, BlobType::Tree);
         assert_eq!(idx.len(), 1);
-        assert_eq!(std::mem::size_of::<Entry>(), 52);
+    }
+
+    #[test]
+    fn an_entry_is_48_bytes_and_keeps_its_flags_apart_from_the_lengths() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        let mut idx = Index::new();
+        let big = (1u32 << 30) + 40; // the longest sealed tree blob
+        for (i, (tree, compressed)) in [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let b = PackedBlob {
+                id: Id::of_file(&[i as u8]),
+                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+                offset: 5,
+                length: big,
+                raw_length: big - 40,
+                compressed,
+            };
+            idx.add_file(&IndexFile {
+                supersedes: Vec::new(),
+                packs: vec![IndexPack {
+                    id: Id::of_file(b"p"),
+                    blobs: vec![b],
+                }],
+            });
+            idx.finish_loading();
+            assert_eq!(idx.get(&b.id).unwrap().blob, b);
+        }
     }
 }
