@@ -7,7 +7,8 @@ use bytes::Bytes;
 use reqsign_aws_v4::{Credential, RequestSigner};
 use reqsign_core::{Context, OsEnv, Signer};
 
-use crate::credentials::{key_holder, percent_encode, xml_field, Credentials};
+use crate::credentials::{percent_encode, xml_field, Credentials};
+use crate::error::key_holder;
 use crate::error::S3Error;
 use crate::tls::classify_transport_error;
 

@@ -22,6 +22,7 @@ use reqsign_core::{
     Context, ProvideCredential, ProvideCredentialChain, ProvideCredentialDyn, Result,
 };
 
+use crate::error::key_holder;
 use crate::secrets::SecretString;
 
 /// Static keys, or the AWS default chain (env, profile, web identity, ECS, IMDS).
@@ -62,16 +63,6 @@ impl Credentials {
     /// AWS default chain found.
     pub fn holder(&self) -> String {
         key_holder(self.access_key_id())
-    }
-}
-
-/// `access key id "AKIA…"`, or, for an empty id, the keys the AWS default chain found (hoard
-/// never sees which).
-pub(crate) fn key_holder(key_id: &str) -> String {
-    if key_id.is_empty() {
-        "the keys the AWS default credential chain found".to_string()
-    } else {
-        format!("access key id {key_id:?}")
     }
 }
 

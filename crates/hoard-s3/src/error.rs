@@ -1,7 +1,5 @@
 use thiserror::Error;
 
-use crate::credentials::key_holder;
-
 impl S3Error {
     /// `what` did not parse; `source` says why.
     pub fn parse(
@@ -138,4 +136,14 @@ fn refused_keys(key_id: &str, bucket: &str, code: &str) -> String {
         "the S3 server refused {} for bucket {bucket:?} ({code}): {check}",
         key_holder(key_id)
     )
+}
+
+/// `access key id "AKIA…"`, or, for an empty id, the keys the AWS default chain found (hoard
+/// never sees which).
+pub(crate) fn key_holder(key_id: &str) -> String {
+    if key_id.is_empty() {
+        "the keys the AWS default credential chain found".to_string()
+    } else {
+        format!("access key id {key_id:?}")
+    }
 }

@@ -29,6 +29,7 @@ use crate::format::blob::{encode_blob, EncodedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, FinishedPack, PackWriter, PackedBlob};
 use crate::id::Id;
+use crate::repository::cache::Cached;
 use crate::repository::{FileKind, Repository};
 
 /// An index file is written after this many packs, so an interrupted backup leaves most of
@@ -357,7 +358,7 @@ async fn upload_loop(
             // Tree packs are what the next backup (and ls, diff, restore) reads first.
             if let Some(c) = repo.cache() {
                 if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
-                    c.put(FileKind::Pack, &id, &bytes);
+                    c.put(Cached::TreePack, &id, &bytes);
                 }
             }
             bump(&counters.packs, 1);

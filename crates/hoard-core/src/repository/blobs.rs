@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::cache::Cached;
 use super::index::BlobLocation;
 use super::storage::FileKind;
 use super::Repository;
@@ -97,7 +98,7 @@ impl Repository {
     /// A whole tree pack, from the metadata cache when it has it. Blobs are verified one by
     /// one when decoded, so a pack read from storage is cached as it is.
     async fn read_tree_pack(&self, pack: &Id) -> Result<bytes::Bytes> {
-        if let Some(bytes) = self.cache().and_then(|c| c.get(FileKind::Pack, pack)) {
+        if let Some(bytes) = self.cache().and_then(|c| c.get(Cached::TreePack, pack)) {
             return Ok(bytes.into());
         }
         let path = FileKind::Pack.path(pack);
@@ -109,7 +110,7 @@ impl Repository {
             .to_bytes();
         if let Some(c) = self.cache() {
             if Id::of_file(&bytes) == *pack {
-                c.put(FileKind::Pack, pack, &bytes);
+                c.put(Cached::TreePack, pack, &bytes);
             }
         }
         Ok(bytes)

@@ -13,7 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::storage::FileKind;
 use crate::id::Id;
 
 /// Marks the cache directory for backup tools (<https://bford.info/cachedir/>).
@@ -29,10 +28,27 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// Whether a kind of file is cached: documents always, packs only when they hold trees (the
-/// caller decides, since the name does not say).
-fn cached_kind(kind: FileKind) -> bool {
-    matches!(kind, FileKind::Index | FileKind::Snapshot | FileKind::Pack)
+/// What the cache keeps. Packs only when they hold trees: the caller knows, the name does
+/// not say. Keys, locks and data packs are never cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cached {
+    /// `index/<id>`
+    Index,
+    /// `snapshots/<id>`
+    Snapshot,
+    /// `data/<id>` of a pack of tree blobs.
+    TreePack,
+}
+
+impl Cached {
+    /// Its directory in the cache, named as in the repository.
+    fn dir(self) -> &'static str {
+        match self {
+            Cached::Index => "index",
+            Cached::Snapshot => "snapshots",
+            Cached::TreePack => "data",
+        }
+    }
 }
 
 impl Cache {
@@ -45,7 +61,7 @@ impl Cache {
             write_atomic(base, &tag, CACHEDIR_TAG.as_bytes())?;
         }
         let dir = base.join(repo_id.to_hex());
-        for kind in [FileKind::Index, FileKind::Snapshot, FileKind::Pack] {
+        for kind in [Cached::Index, Cached::Snapshot, Cached::TreePack] {
             std::fs::create_dir_all(dir.join(kind.dir()))?;
         }
         // The directory's mtime says when the repository was last used (cache --cleanup).
@@ -53,16 +69,13 @@ impl Cache {
         Ok(Cache { dir })
     }
 
-    fn path(&self, kind: FileKind, id: &Id) -> PathBuf {
+    fn path(&self, kind: Cached, id: &Id) -> PathBuf {
         // Flat per kind: packs are not fanned out, a cache holds only tree packs.
         self.dir.join(kind.dir()).join(id.to_hex())
     }
 
     /// The cached file, if present and intact; a damaged one is removed.
-    pub fn get(&self, kind: FileKind, id: &Id) -> Option<Vec<u8>> {
-        if !cached_kind(kind) {
-            return None;
-        }
+    pub fn get(&self, kind: Cached, id: &Id) -> Option<Vec<u8>> {
         let path = self.path(kind, id);
         let bytes = std::fs::read(&path).ok()?;
         if Id::of_file(&bytes) != *id {
@@ -77,10 +90,7 @@ impl Cache {
     }
 
     /// Keeps a copy of a file just read from or written to storage.
-    pub fn put(&self, kind: FileKind, id: &Id, bytes: &[u8]) {
-        if !cached_kind(kind) {
-            return;
-        }
+    pub fn put(&self, kind: Cached, id: &Id, bytes: &[u8]) {
         let path = self.path(kind, id);
         if path.exists() {
             return;
@@ -91,12 +101,12 @@ impl Cache {
     }
 
     /// Forgets a file deleted from storage.
-    pub fn remove(&self, kind: FileKind, id: &Id) {
+    pub fn remove(&self, kind: Cached, id: &Id) {
         let _ = std::fs::remove_file(self.path(kind, id));
     }
 
     /// Removes cached files of `kind` that storage no longer has (another process pruned).
-    pub fn retain(&self, kind: FileKind, present: &HashSet<Id>) {
+    pub fn retain(&self, kind: Cached, present: &HashSet<Id>) {
         let Ok(entries) = std::fs::read_dir(self.dir.join(kind.dir())) else {
             return;
         };
@@ -204,9 +214,9 @@ mod tests {
         assert!(base.path().join("CACHEDIR.TAG").exists());
         let bytes = b"sealed index bytes".to_vec();
         let id = Id::of_file(&bytes);
-        assert_eq!(cache.get(FileKind::Index, &id), None);
-        cache.put(FileKind::Index, &id, &bytes);
-        assert_eq!(cache.get(FileKind::Index, &id), Some(bytes.clone()));
+        assert_eq!(cache.get(Cached::Index, &id), None);
+        cache.put(Cached::Index, &id, &bytes);
+        assert_eq!(cache.get(Cached::Index, &id), Some(bytes.clone()));
         // Damaged on disk: not returned, and gone.
         let path = base
             .path()
@@ -214,15 +224,12 @@ mod tests {
             .join("index")
             .join(id.to_hex());
         std::fs::write(&path, b"flipped").unwrap();
-        assert_eq!(cache.get(FileKind::Index, &id), None);
+        assert_eq!(cache.get(Cached::Index, &id), None);
         assert!(!path.exists());
-        // Keys and locks are never cached.
-        cache.put(FileKind::Lock, &id, &bytes);
-        assert_eq!(cache.get(FileKind::Lock, &id), None);
         // What storage no longer lists goes.
-        cache.put(FileKind::Index, &id, &bytes);
-        cache.retain(FileKind::Index, &HashSet::new());
-        assert_eq!(cache.get(FileKind::Index, &id), None);
+        cache.put(Cached::Index, &id, &bytes);
+        cache.retain(Cached::Index, &HashSet::new());
+        assert_eq!(cache.get(Cached::Index, &id), None);
     }
 
     #[test]

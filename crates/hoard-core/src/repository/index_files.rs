@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
+use super::cache::Cached;
 use super::index::{BlobLocation, Index};
 use super::storage::FileKind;
 use super::{IndexSource, Repository};
@@ -58,8 +59,8 @@ impl Repository {
                 continue;
             }
             if let Some(c) = self.cache() {
-                c.retain(FileKind::Index, &ids.iter().copied().collect());
-                c.retain(FileKind::Pack, &index.pack_ids().collect());
+                c.retain(Cached::Index, &ids.iter().copied().collect());
+                c.retain(Cached::TreePack, &index.pack_ids().collect());
             }
             self.set_index(
                 index,

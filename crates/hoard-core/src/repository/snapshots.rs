@@ -2,6 +2,7 @@
 
 use futures::StreamExt;
 
+use super::cache::Cached;
 use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
@@ -42,7 +43,7 @@ impl Repository {
         let ids = self.list(FileKind::Snapshot).await?;
         if let Some(c) = self.cache() {
             // Snapshots another machine forgot leave this cache too.
-            c.retain(FileKind::Snapshot, &ids.iter().copied().collect());
+            c.retain(Cached::Snapshot, &ids.iter().copied().collect());
         }
         let loaded: Vec<(Id, Result<Snapshot>)> = futures::stream::iter(ids)
             .map(|id| async move { (id, self.load_doc::<Snapshot>(FileKind::Snapshot, &id).await) })

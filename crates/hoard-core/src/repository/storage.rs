@@ -10,7 +10,7 @@ use opendal::{ErrorKind, Operator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::cache::Cache;
+use super::cache::{Cache, Cached};
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc, seal_doc};
 use crate::format::crypto::MasterKey;
@@ -40,6 +40,16 @@ impl FileKind {
             FileKind::Index => "index/",
             FileKind::Snapshot => "snapshots/",
             FileKind::Lock => "locks/",
+        }
+    }
+
+    /// Documents read whole are cached under their kind; packs only when they hold trees,
+    /// which the caller knows (see [`Cached::TreePack`]).
+    fn cached(self) -> Option<Cached> {
+        match self {
+            FileKind::Index => Some(Cached::Index),
+            FileKind::Snapshot => Some(Cached::Snapshot),
+            FileKind::Key | FileKind::Pack | FileKind::Lock => None,
         }
     }
 
@@ -198,12 +208,12 @@ impl Storage {
     /// Reads a whole file, checking that its name is the hash of its content.
     /// Index files and snapshots come from the cache when it has them.
     pub async fn read_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
-        let cached = matches!(kind, FileKind::Index | FileKind::Snapshot);
+        let cached = kind.cached();
         if let Some(bytes) = self
             .cache
             .as_ref()
-            .filter(|_| cached)
-            .and_then(|c| c.get(kind, id))
+            .zip(cached)
+            .and_then(|(c, k)| c.get(k, id))
         {
             return Ok(bytes);
         }
@@ -212,8 +222,8 @@ impl Storage {
         if Id::of_file(&bytes) != *id {
             return Err(Error::corrupt(path, "content does not match its name"));
         }
-        if let Some(c) = self.cache.as_ref().filter(|_| cached) {
-            c.put(kind, id, &bytes);
+        if let Some((c, k)) = self.cache.as_ref().zip(cached) {
+            c.put(k, id, &bytes);
         }
         Ok(bytes)
     }
@@ -239,12 +249,8 @@ impl Storage {
     /// next run need not download them.
     pub async fn write_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
         let id = Id::of_file(&bytes);
-        if let Some(c) = self
-            .cache
-            .as_ref()
-            .filter(|_| matches!(kind, FileKind::Index | FileKind::Snapshot))
-        {
-            c.put(kind, &id, &bytes);
+        if let Some((c, k)) = self.cache.as_ref().zip(kind.cached()) {
+            c.put(k, &id, &bytes);
         }
         self.write_named(kind, id, bytes).await?;
         Ok(id)
@@ -279,8 +285,14 @@ impl Storage {
 
     /// Deletes a file; one that is already gone is not an error.
     pub async fn delete_file(&self, kind: FileKind, id: &Id) -> Result<()> {
-        if let Some(c) = &self.cache {
-            c.remove(kind, id);
+        match (&self.cache, kind) {
+            (Some(c), FileKind::Pack) => c.remove(Cached::TreePack, id),
+            (Some(c), _) => {
+                if let Some(k) = kind.cached() {
+                    c.remove(k, id);
+                }
+            }
+            (None, _) => {}
         }
         let path = kind.path(id);
         match self.op.delete(&path).await {
