@@ -167,8 +167,16 @@ pub struct FoundLock {
 /// Reads every lock file. A file that disappears while listing (a refresh, an unlock) is left
 /// out; one that cannot be opened is returned without info.
 pub async fn list_locks(repo: &Storage) -> Result<Vec<FoundLock>> {
+    list_locks_but(repo, None).await
+}
+
+/// [`list_locks`] without reading `ours` (a locker knows its own lock).
+async fn list_locks_but(repo: &Storage, ours: Option<&Id>) -> Result<Vec<FoundLock>> {
     let mut out = Vec::new();
     for id in repo.list(FileKind::Lock).await? {
+        if Some(&id) == ours {
+            continue;
+        }
         match repo.load_doc::<LockInfo>(FileKind::Lock, &id).await {
             Ok(info) => out.push(FoundLock {
                 id,
@@ -220,10 +228,7 @@ async fn conflict(
     timing: &LockTiming,
 ) -> Result<Option<String>> {
     let now = Utc::now();
-    for l in list_locks(repo).await? {
-        if Some(&l.id) == ours {
-            continue;
-        }
+    for l in list_locks_but(repo, ours).await? {
         if let Some(reason) = stale_reason(&l, now, timing) {
             // A lock left by a crash is routine; an unreadable or future-dated one was
             // damaged or planted, which its owner should hear about.
