@@ -213,17 +213,18 @@ async fn check_unlocked(
             ));
         }
     }
+    // The blob lists move out of the documents (no copy): at no point are there three.
     let mut packs: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
-    for (id, f) in &files {
-        if superseded.contains(id) {
+    for (id, f) in files {
+        if superseded.contains(&id) {
             r.notes.push(format!(
                 "index file {} is superseded; prune removes it",
                 id.short()
             ));
             continue;
         }
-        for p in &f.packs {
-            packs.entry(p.id).or_insert_with(|| p.blobs.clone());
+        for p in f.packs {
+            packs.entry(p.id).or_insert(p.blobs);
         }
     }
     let on_storage: HashMap<Id, u64> = repo.list_sizes(FileKind::Pack).await?.into_iter().collect();
