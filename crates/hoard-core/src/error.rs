@@ -175,4 +175,10 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Storage said the file is not there (deleted meanwhile, or never written).
+    pub fn is_not_found(&self) -> bool {
+        self.storage_error()
+            .is_some_and(|s| s.kind() == opendal::ErrorKind::NotFound)
+    }
 }

@@ -61,7 +61,7 @@ async fn repair(
             stats.healthy = true;
             return Ok(stats);
         }
-        Err(e @ Error::Storage { .. }) if !is_not_found(&e) => return Err(e),
+        Err(e @ Error::Storage { .. }) if !e.is_not_found() => return Err(e),
         Err(e) => {
             stats.problem = Some(e.to_string());
             readable_fields(storage, op).await
@@ -146,11 +146,6 @@ async fn repair(
         config.id.short()
     );
     Ok(stats)
-}
-
-fn is_not_found(e: &Error) -> bool {
-    e.storage_error()
-        .is_some_and(|s| s.kind() == opendal::ErrorKind::NotFound)
 }
 
 /// The old config as JSON, when it still opens (even if its values are invalid).

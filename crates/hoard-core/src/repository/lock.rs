@@ -182,9 +182,7 @@ async fn list_locks_but(repo: &Storage, ours: Option<&Id>) -> Result<Vec<FoundLo
                 id,
                 info: Some(info),
             }),
-            Err(e)
-                if e.storage_error()
-                    .is_some_and(|s| s.kind() == opendal::ErrorKind::NotFound) => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => {
                 tracing::debug!("unreadable lock file {}: {e}", id.short());
                 out.push(FoundLock { id, info: None });

@@ -140,6 +140,16 @@ impl Repository {
 
     /// Creates a new repository protected by `password`.
     pub async fn init(op: Operator, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        Self::init_with(op, password, opts, &OpenOptions::default()).await
+    }
+
+    /// [`Repository::init`] with the cache `open` asks for.
+    async fn init_with(
+        op: Operator,
+        password: &[u8],
+        opts: InitOptions,
+        open: &OpenOptions,
+    ) -> Result<Repository> {
         let location = location_of(&op);
         if repository_exists(&op).await? {
             return Err(Error::AlreadyInitialised(location));
@@ -173,10 +183,9 @@ impl Repository {
             Err(e) => return Err(Error::storage("write", CONFIG_PATH, e)),
         }
         tracing::info!(%location, "initialised repository {}", config.id.short());
-        Ok(Repository::assemble(
-            Storage::new(op, location, key, key_id),
-            config,
-        ))
+        let mut storage = Storage::new(op, location, key, key_id);
+        storage.set_cache(open_cache(open, &config));
+        Ok(Repository::assemble(storage, config))
     }
 
     /// Opens the repository, or creates it when there is none (as backup operators do on the
@@ -200,31 +209,13 @@ impl Repository {
         if repository_exists(&op).await? {
             return Ok((Self::open_with(op, password, opts).await?, false));
         }
-        match Self::init(op.clone(), password, init).await {
-            Ok(r) => Ok((r.with_cache(opts), true)),
+        match Self::init_with(op.clone(), password, init, opts).await {
+            Ok(r) => Ok((r, true)),
             // Another writer won the race.
             Err(Error::AlreadyInitialised(_)) => {
                 Ok((Self::open_with(op, password, opts).await?, false))
             }
             Err(e) => Err(e),
-        }
-    }
-
-    /// A freshly initialised repository (empty index) with the cache `opts` asks for.
-    fn with_cache(self, opts: &OpenOptions) -> Repository {
-        let cache = open_cache(opts, &self.inner.config);
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.storage.set_cache(cache);
-                Repository {
-                    inner: Arc::new(inner),
-                    lock: self.lock,
-                }
-            }
-            Err(inner) => Repository {
-                inner,
-                lock: self.lock,
-            },
         }
     }
 

@@ -58,9 +58,7 @@ impl Repository {
                     damaged.push((id, e))
                 }
                 // Gone between listing and reading (a concurrent forget): not there.
-                Err(e)
-                    if e.storage_error()
-                        .is_some_and(|s| s.kind() == opendal::ErrorKind::NotFound) => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

@@ -285,14 +285,13 @@ impl Storage {
 
     /// Deletes a file; one that is already gone is not an error.
     pub async fn delete_file(&self, kind: FileKind, id: &Id) -> Result<()> {
-        match (&self.cache, kind) {
-            (Some(c), FileKind::Pack) => c.remove(Cached::TreePack, id),
-            (Some(c), _) => {
-                if let Some(k) = kind.cached() {
-                    c.remove(k, id);
-                }
-            }
-            (None, _) => {}
+        // A deleted pack may have been a cached tree pack; the cache cannot tell by name.
+        let cached = match kind {
+            FileKind::Pack => Some(Cached::TreePack),
+            _ => kind.cached(),
+        };
+        if let Some((c, k)) = self.cache.as_ref().zip(cached) {
+            c.remove(k, id);
         }
         let path = kind.path(id);
         match self.op.delete(&path).await {
