@@ -45,10 +45,6 @@ fn init_and_backup(server: &S3Server, bucket: &str, dir: &Path, setup: impl Fn(&
     assert!(!server.object_keys(bucket).is_empty());
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// An RFC 3339 time `secs` from now, as credential endpoints write expirations.
 fn expiration(secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(secs))

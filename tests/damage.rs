@@ -13,17 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Writes `bytes` under their hash in `dir` of the repository, as a planter would.
-fn plant(env: &Env, dir: &str, bytes: &[u8]) -> (PathBuf, String) {
-    let id = hoard::Id::of_file(bytes);
-    let path = env.storage.join(dir).join(id.to_hex());
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, bytes).unwrap();
-    (path, id.short())
+/// [`plant`], with the short id messages name the file by.
+fn plant_named(env: &Env, dir: &str, bytes: &[u8]) -> (PathBuf, String) {
+    let path = plant(env, dir, bytes);
+    let short = path.file_name().unwrap().to_string_lossy()[..8].to_string();
+    (path, short)
 }
 
 fn only_file(dir: &Path) -> PathBuf {
@@ -32,12 +26,10 @@ fn only_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
-/// Packs are stored read-only; a test that damages one must be allowed to.
-fn writable(path: &Path) {
-    let mut perm = fs::metadata(path).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(path, perm).unwrap();
+/// Keeps the first half of a file: a pack loses its header and its later blobs.
+fn cut_in_half(path: &Path) {
+    let bytes = fs::read(path).unwrap();
+    fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
 }
 
 fn flip_a_byte(path: &Path) {
@@ -55,7 +47,7 @@ fn unreadable_snapshots_are_skipped_named_and_removable() {
     fs::write(src.join("a.txt"), b"kept").unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     // One planted under a valid name, one real snapshot with a flipped byte.
-    let (_, planted) = plant(&env, "snapshots", b"{\"not\": \"a sealed snapshot\"}");
+    let (_, planted) = plant_named(&env, "snapshots", b"{\"not\": \"a sealed snapshot\"}");
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     let newest = env.hoard_json(&["snapshots"]).as_array().unwrap()[1]["id"]
         .as_str()
@@ -101,12 +93,12 @@ fn unreadable_lock_files_block_nobody() {
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("a.txt"), b"locked out?").unwrap();
-    let (planted, _) = plant(&env, "locks", b"garbage where a lock should be");
+    let (planted, _) = plant_named(&env, "locks", b"garbage where a lock should be");
     let start = Instant::now();
     // Exclusive (prune) and shared (backup) both go ahead at once, and the file is removed.
     assert_ok(&env.hoard(&["prune"]));
     assert!(!planted.exists());
-    let (planted, short) = plant(&env, "locks", b"another planted lock");
+    let (planted, short) = plant_named(&env, "locks", b"another planted lock");
     let out = env.hoard(&["backup", src.to_str().unwrap()]);
     assert_ok(&out);
     assert!(stderr(&out).contains(&short), "{}", stderr(&out));
@@ -125,7 +117,8 @@ fn hostile_and_damaged_key_files() {
     let mut hostile = real.clone();
     hostile["memory_kib"] = serde_json::json!(u32::MAX);
     hostile["iterations"] = serde_json::json!(1_000_000);
-    let (hostile_path, hostile_id) = plant(&env, "keys", &serde_json::to_vec(&hostile).unwrap());
+    let (hostile_path, hostile_id) =
+        plant_named(&env, "keys", &serde_json::to_vec(&hostile).unwrap());
     let start = Instant::now();
     assert_ok(&env.hoard(&["snapshots"]));
     // ...and with the wrong password every key file is tried: the hostile one is refused with
@@ -433,8 +426,7 @@ fn a_truncated_pack_is_salvaged_from_the_index() {
     let pack = backup_into_one_pack(&env, &src, 20);
     let id = pack.file_name().unwrap().to_string_lossy().to_string();
     // Cut the pack in half: its header is gone, so only the index knows what it held.
-    let bytes = fs::read(&pack).unwrap();
-    fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    cut_in_half(&pack);
 
     let out = env.hoard(&["repair", "packs", &id]);
     assert_ok(&out);
@@ -456,8 +448,7 @@ fn repair_index_keeps_what_the_old_index_knew_of_a_pack_with_a_damaged_header() 
     let src = env.path("src");
     let pack = backup_into_one_pack(&env, &src, 20);
     let id = pack.file_name().unwrap().to_string_lossy().to_string();
-    let bytes = fs::read(&pack).unwrap();
-    fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    cut_in_half(&pack);
 
     // The header is gone; the index entries survive the rebuild, so the salvage still works.
     let stats = env.hoard_json(&["repair", "index"]);

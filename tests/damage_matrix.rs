@@ -64,10 +64,6 @@ struct Case {
     b_files: Vec<PathBuf>,
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// No panic, whatever the exit code.
 fn calm(out: &Output, what: &str) {
     let e = stderr(out);
@@ -114,27 +110,6 @@ fn master_key(env: &Env) -> MasterKey {
         }
     }
     panic!("no key opens with the test password");
-}
-
-fn writable(path: &Path) {
-    let mut perm = fs::metadata(path).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(path, perm).unwrap();
-}
-
-/// Writes `bytes` under their hash in `dir`, as a planter would; returns the file.
-fn plant(env: &Env, dir: &str, bytes: &[u8]) -> PathBuf {
-    let id = hoard::Id::of_file(bytes);
-    let sub = if dir == "data" {
-        format!("data/{}", &id.to_hex()[..2])
-    } else {
-        dir.to_string()
-    };
-    let path = env.storage.join(sub).join(id.to_hex());
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, bytes).unwrap();
-    path
 }
 
 fn harm_file(path: &Path, harm: Harm) {

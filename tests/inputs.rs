@@ -10,10 +10,6 @@ use std::fs;
 
 use common::*;
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_path_through_a_symlinked_directory_is_found_as_it_was_given() {
     let env = Env::new();

@@ -24,10 +24,6 @@ on_every_backend!(
 
 const MIB: usize = 1024 * 1024;
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

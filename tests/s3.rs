@@ -13,10 +13,6 @@ use base64::Engine;
 use common::*;
 use hoard_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn small_tree(env: &Env) -> std::path::PathBuf {
     let src = env.path("src");
     fs::create_dir_all(src.join("d")).unwrap();

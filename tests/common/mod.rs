@@ -346,3 +346,31 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
     assert_eq!(ga, gb, "hard-link groups differ");
 }
+
+/// What a run wrote to stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Packs are stored read-only; a test that damages one must be allowed to.
+pub fn writable(path: &Path) {
+    let mut perm = fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(path, perm).unwrap();
+}
+
+/// Writes `bytes` under their hash in `dir` of the repository (packs under their fan-out
+/// directory), as anyone who can write to the bucket could; returns the file.
+pub fn plant(env: &Env, dir: &str, bytes: &[u8]) -> PathBuf {
+    let id = hoard::Id::of_file(bytes);
+    let sub = if dir == "data" {
+        format!("data/{}", &id.to_hex()[..2])
+    } else {
+        dir.to_string()
+    };
+    let path = env.storage.join(sub).join(id.to_hex());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, bytes).unwrap();
+    path
+}
