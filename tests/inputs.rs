@@ -205,3 +205,31 @@ fn sigterm_stops_a_backup_within_seconds_while_a_read_hangs() {
     assert!(empty("locks") && empty("snapshots"));
     assert_ok(&env.hoard(&["check", "--read-data"]));
 }
+
+/// A disk image or database file is mostly zeros: restored, those runs stay holes, and the
+/// data around them is in place.
+#[test]
+fn runs_of_zeros_are_restored_as_holes() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let src = env.path("data");
+    fs::create_dir_all(&src).unwrap();
+    let head = random_bytes(100_000, 7);
+    let tail = random_bytes(100_000, 8);
+    let mut image = head.clone();
+    image.resize(head.len() + 64 * 1024 * 1024, 0);
+    image.extend_from_slice(&tail);
+    fs::write(src.join("disk.img"), &image).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = target.join(src.strip_prefix("/").unwrap()).join("disk.img");
+    assert_eq!(fs::read(&restored).unwrap(), image);
+    let allocated = fs::metadata(&restored).unwrap().blocks() * 512;
+    assert!(
+        allocated < 16 * 1024 * 1024,
+        "{allocated} bytes allocated for a file of {} with 64 MiB of zeros",
+        image.len()
+    );
+}

@@ -9,6 +9,8 @@
 //! [`DOC_JSON_ZSTD`] means the payload is zstd-compressed JSON (FORMAT.md "Blobs and blob
 //! ids", "Documents").
 
+use std::cell::RefCell;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,6 +54,51 @@ pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob
     }
 }
 
+thread_local! {
+    /// zstd contexts per thread: creating one costs more than compressing a small chunk
+    /// (`ZSTD_createDCtx` alone was 6% of a restore's profile), and their tables are the
+    /// largest allocations after the pack buffers. The probe has its own context so that the
+    /// two levels do not resize one workspace back and forth.
+    static PROBE: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses with this thread's context for `level`.
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        slot.as_mut()?.1.compress(data).ok()
+    })
+}
+
+/// Whether a sample compresses by at least 3% at the fastest level.
+fn probe_compresses(sample: &[u8]) -> bool {
+    PROBE.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = zstd::bulk::Compressor::new(1).ok();
+        }
+        slot.as_mut()
+            .and_then(|c| c.compress(sample).ok())
+            .is_some_and(|probe| probe.len() * 100 <= sample.len() * 97)
+    })
+}
+
+/// Decompresses with this thread's context, into at most `capacity` bytes.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 fn compress_if_smaller(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.len() < 64 {
         return None;
@@ -59,12 +106,11 @@ fn compress_if_smaller(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.len() >= SAMPLE_THRESHOLD {
         let mid = data.len() / 2;
         let sample = &data[mid..mid + SAMPLE_LEN.min(data.len() - mid)];
-        let probe = zstd::bulk::compress(sample, 1).ok()?;
-        if probe.len() * 100 > sample.len() * 97 {
+        if !probe_compresses(sample) {
             return None;
         }
     }
-    let c = zstd::bulk::compress(data, level).ok()?;
+    let c = compress(data, level)?;
     (c.len() < data.len()).then_some(c)
 }
 
@@ -78,8 +124,7 @@ pub fn decode_blob(
 ) -> Result<Vec<u8>> {
     let opened = key.open(sealed, what)?;
     let plain = if compressed {
-        zstd::bulk::decompress(&opened, raw_length as usize)
-            .map_err(|e| Error::corrupt_by(what, e))?
+        decompress(&opened, raw_length as usize).map_err(|e| Error::corrupt_by(what, e))?
     } else {
         opened
     };

@@ -27,14 +27,16 @@ use crate::id::Id;
 use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{LockNeed, Repository};
 use plan::PlannedFile;
-use write::{create_special, prepare_file, restore_pack, set_metadata, PackContext};
+use write::{create_special, fetch, prepare_file, read_jobs, set_metadata, write, PackContext};
 
 /// Ranged reads merge neighbouring blobs up to this size. Each of the packs in flight holds
 /// one read and its decoded blobs: 2 MiB cut restore's peak on the toolchain copy from 178 to
 /// 122 MiB (the KDF floor is 75) at the same speed as 8 MiB.
 const MAX_READ: u64 = 2 * 1024 * 1024;
-/// Packs read at once.
+/// Ranged reads at once from a local repository.
 const PACK_CONCURRENCY: usize = 4;
+/// Ranged reads at once from a remote one, where each waits a round trip.
+const REMOTE_DOWNLOADS: usize = 8;
 /// Files prepared per blocking task.
 const PREPARE_BATCH: usize = 256;
 
@@ -228,9 +230,23 @@ async fn restore_unlocked(
         summary: summary.clone(),
         failed: Mutex::new(incomplete),
     });
-    futures::stream::iter(by_pack)
-        .map(|(pack, uses)| restore_pack(ctx.clone(), pack, uses))
-        .buffer_unordered(PACK_CONCURRENCY)
+    // Downloads, and decryption and writes, overlap: a bounded number of each in flight
+    // bounds memory to (downloads + writers) reads of at most MAX_READ and their blobs.
+    let downloads = if repo.operator().info().scheme() == "fs" {
+        PACK_CONCURRENCY
+    } else {
+        REMOTE_DOWNLOADS
+    };
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let jobs = by_pack
+        .into_iter()
+        .flat_map(|(pack, uses)| read_jobs(pack, uses));
+    futures::stream::iter(jobs)
+        .map(|job| fetch(ctx.clone(), job))
+        .buffer_unordered(downloads)
+        .filter_map(|fetched| async move { fetched })
+        .map(|(job, buf)| write(ctx.clone(), job, buf))
+        .buffer_unordered(writers)
         .try_collect::<Vec<()>>()
         .await?;
     tracing::debug!(elapsed = ?started.elapsed(), "contents written");

@@ -114,14 +114,19 @@ impl PackContext {
     }
 }
 
-/// Reads the needed blobs of one pack in few ranged reads and writes them where they belong.
-pub(super) async fn restore_pack(
-    ctx: Arc<PackContext>,
+/// One ranged read of a pack and the blob uses it serves.
+pub(super) struct ReadJob {
     pack: Id,
-    mut uses: Vec<(PackedBlob, usize, u64)>,
-) -> Result<()> {
+    start: u64,
+    end: u64,
+    uses: Vec<(PackedBlob, usize, u64)>,
+}
+
+/// Splits the blob uses of one pack into ranged reads: neighbouring blobs (gaps under 256
+/// KiB) share a read of at most [`MAX_READ`] bytes.
+pub(super) fn read_jobs(pack: Id, mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
     uses.sort_by_key(|u| (u.0.offset, u.1, u.2));
-    let path = FileKind::Pack.path(&pack);
+    let mut jobs = Vec::new();
     let mut rest = uses.as_slice();
     while !rest.is_empty() {
         let start = rest[0].0.offset as u64;
@@ -137,23 +142,47 @@ pub(super) async fn restore_pack(
         }
         let (group, tail) = rest.split_at(n);
         rest = tail;
-        let group = group.to_vec();
-        match ctx.repo.operator().read_with(&path).range(start..end).await {
-            Ok(buf) => {
-                let ctx = ctx.clone();
-                let path = path.clone();
-                // Decryption, decompression, hashing and file writes are blocking work.
-                tokio::task::spawn_blocking(move || {
-                    write_group(&ctx, pack, &path, start, &buf.to_bytes(), &group)
-                })
-                .await?;
-            }
-            Err(e) => ctx.fail(
-                group.iter().map(|u| u.1),
+        jobs.push(ReadJob {
+            pack,
+            start,
+            end,
+            uses: group.to_vec(),
+        });
+    }
+    jobs
+}
+
+/// Downloads one job's range; a failed read fails the files it serves, not the restore.
+pub(super) async fn fetch(
+    ctx: Arc<PackContext>,
+    job: ReadJob,
+) -> Option<(ReadJob, opendal::Buffer)> {
+    let path = FileKind::Pack.path(&job.pack);
+    match ctx
+        .repo
+        .operator()
+        .read_with(&path)
+        .range(job.start..job.end)
+        .await
+    {
+        Ok(buf) => Some((job, buf)),
+        Err(e) => {
+            ctx.fail(
+                job.uses.iter().map(|u| u.1),
                 &Error::storage("read", path.as_str(), e),
-            ),
+            );
+            None
         }
     }
+}
+
+/// Decrypts, decompresses, verifies and writes one downloaded range, on a blocking thread.
+pub(super) async fn write(ctx: Arc<PackContext>, job: ReadJob, buf: opendal::Buffer) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let path = FileKind::Pack.path(&job.pack);
+        write_group(&ctx, job.pack, &path, job.start, &buf.to_bytes(), &job.uses)
+    })
+    .await?;
     Ok(())
 }
 
@@ -186,11 +215,16 @@ fn write_group(
         }
         let Some((_, plain)) = &last else { continue };
         let dest = &ctx.files[*file];
-        let written = OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(dest)
-            .and_then(|f| f.write_all_at(plain, *offset));
+        // The file was created at its size, all zeros: a run of zeros stays a hole.
+        let written = if is_zeros(plain) {
+            Ok(())
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(dest)
+                .and_then(|f| f.write_all_at(plain, *offset))
+        };
         match written {
             Ok(()) => {
                 ctx.progress.advance(0, plain.len() as u64);
@@ -205,6 +239,14 @@ fn write_group(
             Err(e) => ctx.fail(std::iter::once(*file), &Error::io(dest, e)),
         }
     }
+}
+
+/// Whether `data` is all zero bytes. In blocks of 64 that the compiler folds with vector
+/// instructions, stopping at the first block with data: this runs over every restored byte.
+fn is_zeros(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(64);
+    blocks.remainder().iter().all(|&b| b == 0)
+        && blocks.all(|block| block.iter().fold(0, |acc, &b| acc | b) == 0)
 }
 
 /// Restores a node's extended attributes, without following symlinks. An attribute the file
@@ -284,4 +326,22 @@ pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::R
         UtimensatFlags::NoFollowSymlink,
     )
     .map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_zeros;
+
+    #[test]
+    fn zeros_are_found_at_every_length_and_a_single_set_byte_anywhere_is_not() {
+        for len in [0, 1, 63, 64, 65, 200] {
+            let mut data = vec![0u8; len];
+            assert!(is_zeros(&data), "{len}");
+            for i in 0..len {
+                data[i] = 1;
+                assert!(!is_zeros(&data), "{len} {i}");
+                data[i] = 0;
+            }
+        }
+    }
 }
