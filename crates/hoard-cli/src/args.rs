@@ -347,9 +347,20 @@ impl KdfArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Files and directories to back up.
-    #[arg(required = true)]
+    /// Files and directories to back up; with --stdin-from-command, the command and its
+    /// arguments (after `--`).
+    #[arg(required_unless_present = "stdin")]
     pub paths: Vec<PathBuf>,
+    /// Back up what arrives on standard input, as one file (see --stdin-filename).
+    #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
+    pub stdin: bool,
+    /// The file name (or relative path) the stream gets in the snapshot.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    pub stdin_filename: String,
+    /// Run the command given as the paths (`-- pg_dump mydb`) and back up its output as one
+    /// file. If the command exits non-zero, no snapshot is written and the backup fails.
+    #[arg(long)]
+    pub stdin_from_command: bool,
     /// Tag for the snapshot (repeatable, or comma separated).
     #[arg(long = "tag", value_delimiter = ',')]
     pub tags: Vec<String>,

@@ -73,6 +73,15 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    #[error("reading the input for {name} failed: {source}; no snapshot was written")]
+    /// The stream a stream backup reads (stdin, a command's output) failed or ended badly.
+    StreamFailed {
+        /// The file name the stream was to be stored as.
+        name: String,
+        #[source]
+        /// The read error (or the producing command's exit status).
+        source: std::io::Error,
+    },
     #[error("invalid {what}: {detail}")]
     /// An argument or option is not acceptable.
     Invalid {

@@ -67,7 +67,9 @@ pub mod walk;
 /// Times and time zones in the API (snapshot times, [`forget_in_zone`]).
 pub use chrono;
 
-pub use backup::{backup, BackupOptions, BackupResult, CancelToken, ParentSelection};
+pub use backup::{
+    backup, backup_stream, BackupOptions, BackupResult, CancelToken, ParentSelection, StreamOptions,
+};
 pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};
 pub use error::{Error, Result};
 pub use forget::{

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use hoard_core::{BackupOptions, CancelToken, ParentSelection};
+use hoard_core::{BackupOptions, CancelToken, ParentSelection, StreamOptions};
 
 use crate::args::{BackupArgs, GlobalArgs};
 use crate::output::{json_line, size, CliProgress};
@@ -81,6 +81,9 @@ async fn run_backup(
     a: BackupArgs,
 ) -> Result<(hoard_core::Repository, hoard_core::BackupResult)> {
     let r = repo::open_for_backup(g).await?;
+    if a.stdin || a.stdin_from_command {
+        return stream_backup(g, a, r).await;
+    }
     let parent = match (&a.parent, a.force) {
         (_, true) => ParentSelection::None,
         (Some(p), _) => ParentSelection::Id(r.find_snapshot(p).await?.id),
@@ -100,6 +103,103 @@ async fn run_backup(
     let result = hoard_core::backup(&r, opts, progress.clone()).await;
     progress.finish();
     Ok((r, result?))
+}
+
+/// `--stdin` and `--stdin-from-command`: one stream backed up as one file.
+async fn stream_backup(
+    g: &GlobalArgs,
+    a: BackupArgs,
+    r: hoard_core::Repository,
+) -> Result<(hoard_core::Repository, hoard_core::BackupResult)> {
+    let opts = StreamOptions {
+        filename: a.stdin_filename,
+        host: a.host,
+        tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+        time: a.time,
+        cancel: Some(cancel_on_signals()),
+    };
+    let progress = Arc::new(CliProgress::new(g.quiet, g.json));
+    let result = if a.stdin_from_command {
+        let output = CommandOutput::spawn(&a.paths)?;
+        let pid = output.child.id();
+        let result = hoard_core::backup_stream(&r, opts, output, progress.clone()).await;
+        if result.is_err() {
+            // A stopped backup abandons its read, and with it the command's handle: stop the
+            // command here, or a hung dump would outlive the backup. It is not reaped until
+            // this process exits, so the pid still names it.
+            // The command leads its own process group, so a pipeline it started
+            // (`sh -c 'pg_dump | gzip'`) stops with it.
+            // SAFETY: kill(2) on the process group of our own unreaped child.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGTERM) };
+        }
+        result
+    } else {
+        hoard_core::backup_stream(&r, opts, std::io::stdin(), progress.clone()).await
+    };
+    progress.finish();
+    Ok((r, result?))
+}
+
+/// A command's standard output, read to its end; the end is an error when the command
+/// failed, so that a dump cut short by a failing `pg_dump` never becomes a snapshot. Dropped
+/// early (the backup failed or was stopped), it kills the command.
+struct CommandOutput {
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    program: String,
+    finished: bool,
+}
+
+impl CommandOutput {
+    fn spawn(command: &[std::path::PathBuf]) -> Result<Self> {
+        let Some((program, args)) = command.split_first() else {
+            anyhow::bail!("--stdin-from-command needs a command: hoard backup --stdin-from-command -- pg_dump mydb");
+        };
+        let name = program.display().to_string();
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot run {name:?}: {e}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{name:?}: no standard output to read"))?;
+        Ok(Self {
+            child,
+            stdout,
+            program: name,
+            finished: false,
+        })
+    }
+}
+
+impl std::io::Read for CommandOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.finished {
+            self.finished = true;
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(std::io::Error::other(format!(
+                    "command {:?} failed ({status})",
+                    self.program
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CommandOutput {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn print_summary(g: &GlobalArgs, done: &hoard_core::BackupResult, secs: f64) -> Result<()> {

@@ -292,7 +292,7 @@ const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Awaits `work`, or gives up with [`Error::Interrupted`] soon after `cancel` is set: a file
 /// read that never returns (a hung network mount) must not keep a cancelled backup waiting.
-async fn until_cancelled<T>(
+pub(super) async fn until_cancelled<T>(
     cancel: &CancelToken,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T> {

@@ -24,6 +24,7 @@ mod file;
 mod layout;
 pub(crate) mod saver;
 mod scan;
+mod stream;
 mod xattrs;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ use archiver::Archiver;
 use counters::Counters;
 use layout::{absolute, build_virtual};
 use saver::{BlobSaver, IndexMode};
+pub use stream::{backup_stream, StreamOptions};
 
 /// How long a cancelled backup waits for its file readers before it goes on without them.
 const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -277,33 +279,54 @@ async fn backup_locked(
     let root = walked?;
 
     let summary: SnapshotSummary = counters.summary(start, Utc::now());
-    let (uid, gid) = (
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::getgid().as_raw(),
-    );
     let snapshot = Snapshot {
         time: opts.time.unwrap_or(start),
         tree: root,
         paths: path_strings,
         hostname: host,
-        username: crate::host::username(),
-        uid,
-        gid,
         tags: opts.tags.clone(),
         excludes: opts.excludes.clone(),
         parent: parent.map(|p| p.id),
-        program_version: format!("hoard {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
-        original: None,
+        ..new_snapshot()
     };
+    let snapshot = save_snapshot(repo, lock, snapshot).await?;
+    Ok(BackupResult {
+        snapshot,
+        summary,
+        errors,
+    })
+}
+
+/// A snapshot of this process: user, ids and program version filled in, the rest empty.
+fn new_snapshot() -> Snapshot {
+    Snapshot {
+        time: Utc::now(),
+        tree: Id::default(),
+        paths: Vec::new(),
+        hostname: String::new(),
+        username: crate::host::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        tags: Vec::new(),
+        excludes: Vec::new(),
+        parent: None,
+        program_version: format!("hoard {}", env!("CARGO_PKG_VERSION")),
+        summary: None,
+        original: None,
+    }
+}
+
+/// Writes the snapshot, last: its data and index are already stored.
+async fn save_snapshot(
+    repo: &Repository,
+    lock: &Lease,
+    snapshot: Snapshot,
+) -> Result<SnapshotEntry> {
     crate::testhook::hook("backup-before-snapshot").await;
     // A lock lost while running means a prune may have removed blobs this snapshot uses.
     lock.ensure_valid().await?;
     let id = repo.save_doc(FileKind::Snapshot, &snapshot).await?;
     tracing::info!(snapshot = %id.short(), "snapshot saved");
-    Ok(BackupResult {
-        snapshot: SnapshotEntry { id, snapshot },
-        summary,
-        errors,
-    })
+    Ok(SnapshotEntry { id, snapshot })
 }
