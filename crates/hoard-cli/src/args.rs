@@ -104,6 +104,79 @@ pub enum Command {
     Repair(RepairArgs),
     /// List the local metadata caches; with --cleanup, remove those unused for 30 days.
     Cache(CacheArgs),
+    /// Add, remove or replace the tags of snapshots.
+    Tag(TagArgs),
+    /// List the ids of one kind of repository file: snapshots, index, packs, keys or locks.
+    List(ListArgs),
+    /// Write shell completions and man pages (no repository needed).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["bash_completion", "zsh_completion", "fish_completion", "powershell_completion", "man"])))]
+pub struct GenerateArgs {
+    /// Write the bash completion script to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub bash_completion: Option<PathBuf>,
+    /// Write the zsh completion script to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub zsh_completion: Option<PathBuf>,
+    /// Write the fish completion script to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub fish_completion: Option<PathBuf>,
+    /// Write the PowerShell completion script to FILE (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub powershell_completion: Option<PathBuf>,
+    /// Write one man page per command (hoard.1, hoard-backup.1, …) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["add", "remove", "set"])))]
+pub struct TagArgs {
+    /// Snapshots to change (ids, unique prefixes or `latest`); none means every snapshot the
+    /// filters select.
+    pub snapshots: Vec<String>,
+    /// Tag to add (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub add: Vec<String>,
+    /// Tag to remove (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (`--set ''` removes every tag).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["add", "remove"])]
+    pub set: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that have all these tags (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub kind: ListKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ListKind {
+    /// Snapshot files.
+    Snapshots,
+    /// Index files.
+    Index,
+    /// Pack files (`data/`).
+    Packs,
+    /// Key files.
+    Keys,
+    /// Lock files.
+    Locks,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,7 @@ pub(crate) mod random;
 pub mod repair;
 pub mod repository;
 pub mod restore;
+pub mod tag;
 #[cfg(feature = "test-hooks")]
 mod testhook;
 #[cfg(not(feature = "test-hooks"))]
@@ -92,4 +93,5 @@ pub use repository::{
     repository_exists, FileKind, InitOptions, Lease, LockNeed, OpenOptions, Repository,
 };
 pub use restore::{restore, RestoreOptions, RestoreSummary};
+pub use tag::{tag, TagChange};
 pub use walk::{stats, walk_tree, RepoStats};

@@ -7,14 +7,17 @@ mod check;
 mod diff;
 mod dump;
 mod forget;
+mod generate;
 mod init;
 mod key;
+mod list;
 mod ls;
 mod prune;
 mod repair;
 mod restore;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 
 use anyhow::Result;
@@ -46,5 +49,8 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Dump(a) => dump::run(g, a).await,
         Command::Repair(a) => repair::run(g, a).await,
         Command::Cache(a) => cache::run(g, a),
+        Command::Tag(a) => tag::run(g, a).await,
+        Command::List(a) => list::run(g, a).await,
+        Command::Generate(a) => generate::run(a),
     }
 }
