@@ -158,3 +158,279 @@ fn generate_writes_completions_that_bash_loads_and_a_man_page_per_command() {
     let out = bare().args(["generate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "nothing asked for");
 }
+
+/// The snapshot paths `ls latest` prints, below `root`, relative to it.
+fn listed_below(env: &Env, root: &std::path::Path) -> Vec<String> {
+    let out = env.hoard(&["ls", "latest"]);
+    assert_ok(&out);
+    let root = format!("{}/", root.display());
+    let mut v: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&root).map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn files_from_lists_skip_comments_and_raw_lists_keep_any_name() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    for name in ["a", "b", "dir/c", "not-listed", "line\nbreak"] {
+        fs::write(src.join(name), name).unwrap();
+    }
+    let list = env.path("list.txt");
+    fs::write(
+        &list,
+        format!(
+            "# what the cron job saves\n{}\n\n{}\r\n",
+            src.join("a").display(),
+            src.join("dir").display()
+        ),
+    )
+    .unwrap();
+    let mut raw = src.join("b").into_os_string().into_encoded_bytes();
+    raw.push(0);
+    raw.extend(
+        src.join("line\nbreak")
+            .into_os_string()
+            .into_encoded_bytes(),
+    );
+    raw.push(0);
+    let raw_list = env.path("list.raw");
+    fs::write(&raw_list, raw).unwrap();
+    assert_ok(&env.hoard(&[
+        "backup",
+        "-q",
+        "--files-from",
+        list.to_str().unwrap(),
+        "--files-from-raw",
+        raw_list.to_str().unwrap(),
+    ]));
+    // ls prints names raw, so the one with a newline spans two lines.
+    assert_eq!(listed_below(&env, &src), ["a", "b", "dir", "dir/c", "line"]);
+    let odd = env.hoard(&["dump", "latest", src.join("line\nbreak").to_str().unwrap()]);
+    assert_ok(&odd);
+    assert_eq!(odd.stdout, b"line\nbreak");
+    let empty = env.path("empty.txt");
+    fs::write(&empty, "# nothing\n").unwrap();
+    let out = env.hoard(&["backup", "--files-from", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing to back up"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn exclude_flags_leave_out_what_they_name_and_nothing_else() {
+    let env = Env::new();
+    let src = env.path("src");
+    for d in [
+        "cache",
+        "fake-cache",
+        "marked",
+        "header-ok",
+        "header-no",
+        "keep",
+    ] {
+        fs::create_dir_all(src.join(d)).unwrap();
+        fs::write(src.join(d).join("f"), d).unwrap();
+    }
+    fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n",
+    )
+    .unwrap();
+    fs::write(src.join("fake-cache/CACHEDIR.TAG"), "not the signature").unwrap();
+    fs::write(src.join("marked/.nobackup"), "").unwrap();
+    fs::write(src.join("header-ok/.skip"), "SKIP ME please").unwrap();
+    fs::write(src.join("header-no/.skip"), "keep me").unwrap();
+    fs::write(src.join("keep/Photo.JPG"), "jpg").unwrap();
+    fs::write(src.join("keep/notes.tmp"), "tmp").unwrap();
+    fs::write(src.join("keep/big.bin"), vec![1u8; 3 * 1024]).unwrap();
+    fs::write(src.join("keep/small.bin"), vec![1u8; 2 * 1024]).unwrap();
+    let patterns = env.path("excludes.txt");
+    fs::write(&patterns, "# temporary files\n*.tmp\n\n").unwrap();
+    assert_ok(&env.hoard(&[
+        "backup",
+        "-q",
+        src.to_str().unwrap(),
+        "--exclude-caches",
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-if-present",
+        ".skip:SKIP ME",
+        "--exclude-file",
+        patterns.to_str().unwrap(),
+        "--iexclude",
+        "*.jpg",
+        "--exclude-larger-than",
+        "2K",
+    ]));
+    assert_eq!(
+        listed_below(&env, &src),
+        [
+            "fake-cache",
+            "fake-cache/CACHEDIR.TAG",
+            "fake-cache/f",
+            "header-no",
+            "header-no/.skip",
+            "header-no/f",
+            "keep",
+            "keep/f",
+            "keep/small.bin",
+        ]
+    );
+    let out = env.hoard(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude-larger-than",
+        "2Q",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn dry_run_reads_everything_and_writes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), random_bytes(3 << 20, 5)).unwrap();
+    let before = env.repo_files();
+    let s = env.hoard_json(&["backup", "--dry-run", src.to_str().unwrap()]);
+    assert_eq!(s["dry_run"], true, "{s}");
+    assert!(s["data_added"].as_u64().unwrap() >= 3 << 20, "{s}");
+    assert!(s["snapshot_id"].is_null(), "{s}");
+    assert_eq!(
+        env.repo_files(),
+        before,
+        "a dry run wrote to the repository"
+    );
+    let out = env.hoard(&["backup", "-n", src.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Would add"));
+}
+
+#[test]
+fn skip_if_unchanged_writes_no_second_snapshot_until_something_changes() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "one").unwrap();
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", "--skip-if-unchanged", p]));
+    // A change beside the backed-up path (its parent directory's mtime) is not a change.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(env.path("unrelated"), "x").unwrap();
+    let again = env.hoard_json(&["backup", "--skip-if-unchanged", p]);
+    assert_eq!(again["skipped"], true, "{again}");
+    assert_eq!(env.hoard_json(&["snapshots"]).as_array().unwrap().len(), 1);
+    fs::write(src.join("f"), "two").unwrap();
+    let changed = env.hoard_json(&["backup", "--skip-if-unchanged", p]);
+    assert_eq!(changed["skipped"], false, "{changed}");
+    assert_eq!(env.hoard_json(&["snapshots"]).as_array().unwrap().len(), 2);
+    // Without the flag an unchanged run still records a snapshot, as restic does.
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    assert_eq!(env.hoard_json(&["snapshots"]).as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn with_atime_records_access_times_and_restore_sets_them() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let file = src.join("f");
+    fs::write(&file, "x").unwrap();
+    let set = |atime: i64, mtime: i64| {
+        use nix::sys::time::TimeSpec;
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &file,
+            &TimeSpec::new(atime, 0),
+            &TimeSpec::new(mtime, 0),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    };
+    set(1_500_000_000, 1_600_000_000);
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    let plain = env.path("plain");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", plain.to_str().unwrap()]));
+    let md = fs::metadata(plain.join(file.strip_prefix("/").unwrap())).unwrap();
+    assert_eq!(
+        md.atime(),
+        1_600_000_000,
+        "atime is recorded as mtime by default"
+    );
+
+    set(1_500_000_000, 1_600_000_000);
+    assert_ok(&env.hoard(&["backup", "-q", "--with-atime", "--force", p]));
+    let with = env.path("with");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", with.to_str().unwrap()]));
+    let md = fs::metadata(with.join(file.strip_prefix("/").unwrap())).unwrap();
+    assert_eq!((md.atime(), md.mtime()), (1_500_000_000, 1_600_000_000));
+}
+
+#[test]
+fn read_concurrency_is_taken_and_zero_is_refused() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("f{i}")), format!("{i}")).unwrap();
+    }
+    assert_ok(&env.hoard(&[
+        "backup",
+        "-q",
+        "--read-concurrency",
+        "1",
+        src.to_str().unwrap(),
+    ]));
+    assert_eq!(listed_below(&env, &src).len(), 20);
+    let out = env.hoard(&["backup", "--read-concurrency", "0", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Mounts a tmpfs at `at`; false where this process may not (not root).
+fn mount_tmpfs(at: &std::path::Path) -> bool {
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn one_file_system_records_a_mount_point_but_not_what_is_mounted() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mnt = src.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    fs::write(src.join("here"), "on the source file system").unwrap();
+    if !mount_tmpfs(&mnt) {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    fs::write(mnt.join("elsewhere"), "on another file system").unwrap();
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    assert_eq!(listed_below(&env, &src), ["here", "mnt", "mnt/elsewhere"]);
+    assert_ok(&env.hoard(&["backup", "-q", "--one-file-system", p]));
+    assert_eq!(listed_below(&env, &src), ["here", "mnt"]);
+}

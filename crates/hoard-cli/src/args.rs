@@ -422,8 +422,16 @@ impl KdfArgs {
 pub struct BackupArgs {
     /// Files and directories to back up; with --stdin-from-command, the command and its
     /// arguments (after `--`).
-    #[arg(required_unless_present = "stdin")]
+    #[arg(required_unless_present_any = ["stdin", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
+    /// Read the paths to back up from FILE, one per line; empty lines and lines starting
+    /// with `#` are skipped (repeatable; `-` is standard input).
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Read the paths to back up from FILE, separated by NUL bytes as `find -print0` writes
+    /// them (repeatable; `-` is standard input).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
     /// Back up what arrives on standard input, as one file (see --stdin-filename).
     #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
     pub stdin: bool,
@@ -443,6 +451,39 @@ pub struct BackupArgs {
     /// Exclude paths matching a glob (repeatable).
     #[arg(short = 'e', long = "exclude")]
     pub excludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` comments; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// As --exclude, ignoring case (repeatable).
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Leave out directories that hold a CACHEDIR.TAG file with the standard signature.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out directories that hold a file NAME; NAME:HEADER only if the file starts
+    /// with HEADER (repeatable).
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out files larger than SIZE (e.g. 500K, 2G; binary units as restic reads them).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exclude_larger_than: Option<u64>,
+    /// Stay on the file systems of the given paths; mount points below them are recorded as
+    /// empty directories.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Read everything and report what would be added; write nothing to the repository.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Files read at once (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub read_concurrency: Option<u16>,
+    /// Write no snapshot when nothing changed since the parent snapshot.
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
+    /// Record access times. By default atime is recorded as mtime, because reading files for
+    /// the backup moves atime and would make every directory look changed next time.
+    #[arg(long)]
+    pub with_atime: bool,
     /// Compare against this snapshot instead of the latest one with the same host and paths.
     #[arg(long, conflicts_with = "force")]
     pub parent: Option<String>,
@@ -452,6 +493,32 @@ pub struct BackupArgs {
     /// Record this time instead of now: RFC 3339, or "YYYY-MM-DD HH:MM:SS" in local time.
     #[arg(long, value_parser = parse_time)]
     pub time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Parses a size as restic does: a number with an optional unit k, m, g or t (powers of
+/// 1024, either case, an optional trailing `b`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, shift) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 10),
+        Some('m') => (&lower[..lower.len() - 1], 20),
+        Some('g') => (&lower[..lower.len() - 1], 30),
+        Some('t') => (&lower[..lower.len() - 1], 40),
+        _ => (lower, 0),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("{s:?}: give a size like 500K, 10M or 2G"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

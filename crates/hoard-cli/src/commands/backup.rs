@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
+use hoard_core::backup::Written;
 use hoard_core::{BackupOptions, CancelToken, ParentSelection, StreamOptions};
 
 use crate::args::{BackupArgs, GlobalArgs};
@@ -37,9 +38,12 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<()> {
     let (_, done) = result?;
     print_summary(g, &done, started.elapsed().as_secs_f64())?;
     if !done.errors.is_empty() {
+        let what = match done.written {
+            Written::DryRun => "dry run".to_string(),
+            _ => format!("snapshot {} saved", done.snapshot.id.short()),
+        };
         return Err(Incomplete(format!(
-            "snapshot {} saved, but {} files or directories could not be read (listed above)",
-            done.snapshot.id.short(),
+            "{what}, but {} files or directories could not be read (listed above)",
             done.errors.len()
         ))
         .into());
@@ -89,20 +93,87 @@ async fn run_backup(
         (Some(p), _) => ParentSelection::Id(r.find_snapshot(p).await?.id),
         (None, false) => ParentSelection::Latest,
     };
+    let mut paths = a.paths;
+    for file in &a.files_from {
+        paths.extend(
+            lines(file, b'\n')?
+                .into_iter()
+                .filter(|l| !l.is_empty() && !l.starts_with(b"#"))
+                .map(path_of),
+        );
+    }
+    for file in &a.files_from_raw {
+        paths.extend(
+            lines(file, 0)?
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .map(path_of),
+        );
+    }
+    if paths.is_empty() {
+        anyhow::bail!("nothing to back up: the --files-from lists are empty");
+    }
+    let mut excludes = a.excludes;
+    for file in &a.exclude_file {
+        for line in lines(file, b'\n')? {
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                excludes.push(line.to_string());
+            }
+        }
+    }
     let opts = BackupOptions {
-        paths: a.paths,
+        paths,
         host: a.host,
         tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
-        excludes: a.excludes,
+        excludes,
+        iexcludes: a.iexcludes,
+        exclude_caches: a.exclude_caches,
+        exclude_if_present: a.exclude_if_present,
+        exclude_larger_than: a.exclude_larger_than,
+        one_file_system: a.one_file_system,
+        dry_run: a.dry_run,
+        skip_if_unchanged: a.skip_if_unchanged,
+        with_atime: a.with_atime,
+        read_concurrency: a.read_concurrency.map(usize::from),
         parent,
         cancel: Some(cancel_on_signals()),
         time: a.time,
-        ..Default::default()
     };
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));
     let result = hoard_core::backup(&r, opts, progress.clone()).await;
     progress.finish();
     Ok((r, result?))
+}
+
+/// The records of a list file (`-` is standard input), split at `sep`, a trailing `\r` of
+/// each text line removed.
+fn lines(file: &std::path::Path, sep: u8) -> Result<Vec<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if file == std::path::Path::new("-") {
+        std::io::stdin().read_to_end(&mut bytes)?;
+    } else {
+        bytes = std::fs::read(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    }
+    Ok(bytes
+        .split(|&b| b == sep)
+        .map(|l| {
+            let l = if sep == b'\n' {
+                l.strip_suffix(b"\r").unwrap_or(l)
+            } else {
+                l
+            };
+            l.to_vec()
+        })
+        .collect())
+}
+
+fn path_of(bytes: Vec<u8>) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(bytes).into()
 }
 
 /// `--stdin` and `--stdin-from-command`: one stream backed up as one file.
@@ -220,7 +291,9 @@ fn print_summary(g: &GlobalArgs, done: &hoard_core::BackupResult, secs: f64) -> 
             "total_files_processed": s.total_files_processed,
             "total_bytes_processed": s.total_bytes_processed,
             "total_duration": secs,
-            "snapshot_id": done.snapshot.id,
+            "snapshot_id": (done.written == Written::Saved).then_some(done.snapshot.id),
+            "dry_run": done.written == Written::DryRun,
+            "skipped": done.written == Written::Unchanged,
             "errors": done.errors.len(),
         }))?;
     } else if !g.quiet {
@@ -232,8 +305,13 @@ fn print_summary(g: &GlobalArgs, done: &hoard_core::BackupResult, secs: f64) -> 
             "Dirs:        {:>6} new, {:>6} changed, {:>6} unmodified",
             s.dirs_new, s.dirs_changed, s.dirs_unmodified
         );
+        let added = if done.written == Written::DryRun {
+            "Would add to the repository"
+        } else {
+            "Added to the repository"
+        };
         println!(
-            "Added to the repository: {} ({} stored)",
+            "{added}: {} ({} stored)",
             size(s.data_added),
             size(s.data_added_packed)
         );
@@ -243,7 +321,14 @@ fn print_summary(g: &GlobalArgs, done: &hoard_core::BackupResult, secs: f64) -> 
             size(s.total_bytes_processed),
             secs
         );
-        println!("snapshot {} saved", done.snapshot.id.short());
+        match done.written {
+            Written::Saved => println!("snapshot {} saved", done.snapshot.id.short()),
+            Written::Unchanged => println!(
+                "skipped creating snapshot: nothing changed since {}",
+                done.snapshot.id.short()
+            ),
+            Written::DryRun => println!("dry run: nothing was written"),
+        }
     }
     Ok(())
 }

@@ -5,16 +5,17 @@
 //! the walk goes on.
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use globset::GlobSet;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::counters::{bump, Counters};
+use super::exclude::{Excluder, Verdict};
 use super::file::{read_file, ReadError};
 use super::layout::{Target, VirtualDir};
 use super::saver::SaverHandle;
@@ -30,7 +31,9 @@ pub(super) struct Archiver {
     pub(super) repo: Repository,
     pub(super) saver: SaverHandle,
     pub(super) names: NameCache,
-    pub(super) excludes: GlobSet,
+    pub(super) exclude: Arc<Excluder>,
+    /// Record each entry's atime (else its mtime, so reading files does not change trees).
+    pub(super) with_atime: bool,
     pub(super) readers: Arc<Semaphore>,
     pub(super) counters: Arc<Counters>,
     pub(super) errors: Mutex<Vec<FileError>>,
@@ -38,11 +41,13 @@ pub(super) struct Archiver {
     pub(super) cancel: CancelToken,
 }
 
-/// One directory entry as listed: name, `lstat`, extended attributes.
+/// One directory entry as listed: name, `lstat`, extended attributes, and whether the
+/// exclusion rules keep it.
 type Listed = (
     std::ffi::OsString,
     std::io::Result<std::fs::Metadata>,
     Vec<crate::format::tree::Xattr>,
+    Verdict,
 );
 
 /// A child of a directory: known now, or being read.
@@ -65,6 +70,15 @@ impl Archiver {
                 path: path.to_path_buf(),
                 message,
             });
+    }
+
+    fn record_atime(&self, node: &mut Node, md: &std::fs::Metadata) {
+        if self.with_atime {
+            node.atime = md
+                .atime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.atime_nsec());
+        }
     }
 
     async fn parent_tree(&self, id: Option<Id>) -> Option<Tree> {
@@ -106,6 +120,7 @@ impl Archiver {
                 .map_err(|e| Error::io(&full, e))?;
                 let mut node = Node::from_metadata(RawName(name), &md, &self.names);
                 node.xattrs = super::xattrs::read(&full);
+                self.record_atime(&mut node, &md);
                 match target {
                     Target::Path => children.push(self.clone().entry(full, node, old).await?),
                     Target::Dir(sub) => {
@@ -205,6 +220,7 @@ impl Archiver {
             let parent = self.parent_tree(old_subtree).await;
             let p = path.clone();
             let known = super::xattrs::Known::from_parent(parent.as_ref());
+            let exclude = self.exclude.clone();
             let listing = until_cancelled(
                 &self.cancel,
                 tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
@@ -213,9 +229,18 @@ impl Archiver {
                             e.map(|e| {
                                 let md = e.metadata();
                                 let name = e.file_name();
-                                let attrs =
-                                    known.attrs(&e.path(), name.as_bytes(), md.as_ref().ok());
-                                (name, md, attrs)
+                                let path = e.path();
+                                let verdict = match &md {
+                                    Ok(md) => exclude.judge(&path, md),
+                                    Err(_) if exclude.by_path(&path) => Verdict::Leave,
+                                    Err(_) => Verdict::Keep,
+                                };
+                                let attrs = if verdict == Verdict::Leave {
+                                    Vec::new()
+                                } else {
+                                    known.attrs(&path, name.as_bytes(), md.as_ref().ok())
+                                };
+                                (name, md, attrs, verdict)
                             })
                         })
                         .collect::<std::io::Result<_>>()?;
@@ -232,9 +257,9 @@ impl Archiver {
                 }
             };
             let mut children = Vec::with_capacity(listing.len());
-            for (name, md, attrs) in listing {
+            for (name, md, attrs, verdict) in listing {
                 let full = path.join(&name);
-                if self.excludes.is_match(&full) {
+                if verdict == Verdict::Leave {
                     continue;
                 }
                 let md = match md {
@@ -246,6 +271,17 @@ impl Archiver {
                 };
                 let mut child = Node::from_metadata(RawName::from_os_str(&name), &md, &self.names);
                 child.xattrs = attrs;
+                self.record_atime(&mut child, &md);
+                if verdict == Verdict::KeepEmpty {
+                    // A mount point with --one-file-system: the directory, not what is mounted.
+                    child.subtree = Some(
+                        self.saver
+                            .save_tree(Tree { nodes: Vec::new() }.to_bytes())
+                            .await?,
+                    );
+                    children.push(Pending::Ready(Box::new(child)));
+                    continue;
+                }
                 let old_child = parent
                     .as_ref()
                     .and_then(|t| t.find(name.as_bytes()))

@@ -20,6 +20,7 @@
 
 mod archiver;
 pub(crate) mod counters;
+mod exclude;
 mod file;
 mod layout;
 pub(crate) mod saver;
@@ -38,11 +39,12 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 use crate::host::NameCache;
 use crate::id::Id;
-use crate::patterns::compile_patterns;
 use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{FileKind, Lease, LockNeed, Repository};
 use archiver::Archiver;
 use counters::Counters;
+use exclude::Excluder;
+pub use exclude::CACHEDIR_TAG;
 use layout::{absolute, build_virtual};
 use saver::{BlobSaver, IndexMode};
 pub use stream::{backup_stream, StreamOptions};
@@ -84,6 +86,38 @@ pub struct BackupOptions {
     /// Stops the backup early: what was uploaded is indexed, no snapshot is written, and
     /// [`Error::Interrupted`] is returned.
     pub cancel: Option<CancelToken>,
+    /// Patterns as `excludes`, matched without regard to case.
+    pub iexcludes: Vec<String>,
+    /// Leave out directories that contain a file of this name; `NAME:HEADER` only when the
+    /// file starts with HEADER.
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories marked as caches by a `CACHEDIR.TAG` file.
+    pub exclude_caches: bool,
+    /// Leave out files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// Stay on the file systems of the given paths: a mount point below them is recorded
+    /// as an empty directory.
+    pub one_file_system: bool,
+    /// Read and chunk everything, count what would be added, write nothing.
+    pub dry_run: bool,
+    /// Write no snapshot when nothing changed since the parent snapshot.
+    pub skip_if_unchanged: bool,
+    /// Record access times (by default atime is recorded as mtime, so that reading files
+    /// for a backup does not make every tree new).
+    pub with_atime: bool,
+}
+
+/// Whether a backup wrote its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The snapshot in [`BackupResult::snapshot`] was saved.
+    Saved,
+    /// Nothing changed and `skip_if_unchanged` was set: [`BackupResult::snapshot`] is the
+    /// parent, which already records this state.
+    Unchanged,
+    /// A dry run: nothing was written; [`BackupResult::snapshot`] is what would have been
+    /// saved, with a zero id.
+    DryRun,
 }
 
 /// A flag that asks a running backup to stop.
@@ -116,6 +150,8 @@ pub struct BackupResult {
     pub summary: SnapshotSummary,
     /// Files and directories that could not be read and were left out (exit code 3 in the CLI).
     pub errors: Vec<FileError>,
+    /// Whether the snapshot was written.
+    pub written: Written,
 }
 
 /// Backs up `opts.paths` into a new snapshot, under a shared lock.
@@ -190,17 +226,22 @@ async fn backup_locked(
         .map(|n| n.get())
         .unwrap_or(2);
     let counters = Arc::new(Counters::default());
-    let saver = BlobSaver::new(repo, counters.clone(), IndexMode::Write, cores, 2);
+    let mode = if opts.dry_run {
+        IndexMode::DryRun
+    } else {
+        IndexMode::Write
+    };
+    let saver = BlobSaver::new(repo, counters.clone(), mode, cores, 2);
     let handle = saver
         .handle()
         .ok_or_else(|| Error::Task("saver closed".into()))?;
-    let excludes = compile_patterns(&opts.excludes, "exclude pattern")?;
+    let exclude = Arc::new(Excluder::new(&opts, &paths)?);
     progress.phase(Phase::Backup);
     let scan_stop = CancelToken::new();
     let scan = progress.wants_totals().then(|| {
         scan::spawn_scan(
             paths.clone(),
-            excludes.clone(),
+            exclude.clone(),
             progress.clone(),
             scan_stop.clone(),
         )
@@ -209,7 +250,8 @@ async fn backup_locked(
         repo: repo.clone(),
         saver: handle,
         names: NameCache::default(),
-        excludes,
+        exclude,
+        with_atime: opts.with_atime,
         readers: Arc::new(Semaphore::new(
             opts.read_concurrency.unwrap_or(cores).max(1),
         )),
@@ -286,16 +328,56 @@ async fn backup_locked(
         hostname: host,
         tags: opts.tags.clone(),
         excludes: opts.excludes.clone(),
-        parent: parent.map(|p| p.id),
+        parent: parent.as_ref().map(|p| p.id),
         summary: Some(summary.clone()),
         ..new_snapshot()
     };
-    let snapshot = save_snapshot(repo, lock, snapshot).await?;
+    let unchanged = match &parent {
+        Some(p) if opts.skip_if_unchanged && p.snapshot.tags == opts.tags && errors.is_empty() => {
+            same_paths(repo, p.snapshot.tree, root, &snapshot.paths).await
+        }
+        _ => false,
+    };
+    let (snapshot, written) = match parent {
+        Some(p) if opts.skip_if_unchanged && unchanged => {
+            tracing::info!(parent = %p.id.short(), "nothing changed: no snapshot written");
+            (p, Written::Unchanged)
+        }
+        _ if opts.dry_run => (
+            SnapshotEntry {
+                id: Id::default(),
+                snapshot,
+            },
+            Written::DryRun,
+        ),
+        _ => (save_snapshot(repo, lock, snapshot).await?, Written::Saved),
+    };
     Ok(BackupResult {
         snapshot,
         summary,
         errors,
+        written,
     })
+}
+
+/// Whether every backed-up path is recorded alike in both trees. The directories above them
+/// do not count: `/tmp` or `/home` changing because of something else is not a change in
+/// what is backed up.
+async fn same_paths(repo: &Repository, old: Id, new: Id, paths: &[String]) -> bool {
+    if old == new {
+        return true;
+    }
+    for p in paths {
+        let (a, b) = (
+            crate::walk::find_path(repo, old, p).await,
+            crate::walk::find_path(repo, new, p).await,
+        );
+        match (a, b) {
+            (Ok(crate::walk::Found::Node(a)), Ok(crate::walk::Found::Node(b))) if a == b => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// A snapshot of this process: user, ids and program version filled in, the rest empty.

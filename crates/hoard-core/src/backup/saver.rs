@@ -45,6 +45,8 @@ pub(crate) enum IndexMode {
     /// Hand the packs back from [`BlobSaver::finish`]: prune writes them into its own
     /// superseding index files.
     Collect,
+    /// Count packs, upload and index nothing: a backup's dry run.
+    DryRun,
 }
 
 struct Job {
@@ -355,6 +357,11 @@ async fn upload_loop(
     let done = packs
         .map(|p| async move {
             let FinishedPack { id, bytes, blobs } = p;
+            if mode == IndexMode::DryRun {
+                bump(&counters.packs, 1);
+                bump(&counters.pack_bytes, bytes.len() as u64);
+                return Ok(IndexPack { id, blobs });
+            }
             // Tree packs are what the next backup (and ls, diff, restore) reads first.
             if let Some(c) = repo.cache() {
                 if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
@@ -376,8 +383,10 @@ async fn upload_loop(
             save_index(repo, &std::mem::take(&mut pending)).await?;
         }
     }
-    if mode == IndexMode::Collect {
-        return Ok(pending.packs);
+    match mode {
+        IndexMode::Collect => return Ok(pending.packs),
+        IndexMode::DryRun => return Ok(Vec::new()),
+        IndexMode::Write => {}
     }
     if !pending.packs.is_empty() {
         save_index(repo, &pending).await?;

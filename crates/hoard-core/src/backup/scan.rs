@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use globset::GlobSet;
-
+use super::exclude::{Excluder, Verdict};
 use super::CancelToken;
 use crate::progress::Progress;
 
@@ -18,21 +17,27 @@ const REPORT_EVERY: Duration = Duration::from_millis(200);
 /// only grow, the last one with `complete` (unless stopped).
 pub(super) fn spawn_scan(
     paths: Vec<PathBuf>,
-    excludes: GlobSet,
+    exclude: Arc<Excluder>,
     progress: Arc<dyn Progress>,
     stop: CancelToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         let (mut files, mut bytes) = (0u64, 0u64);
         let mut last = Instant::now();
-        let mut stack = paths;
-        while let Some(path) = stack.pop() {
+        // (path, whether the exclusion rules apply: not to the paths given)
+        let mut stack: Vec<(PathBuf, bool)> = paths.into_iter().map(|p| (p, false)).collect();
+        while let Some((path, judged)) = stack.pop() {
             if stop.is_cancelled() {
                 return;
             }
             let Ok(md) = std::fs::symlink_metadata(&path) else {
                 continue;
             };
+            match judged.then(|| exclude.judge(&path, &md)) {
+                Some(Verdict::Leave) => continue,
+                Some(Verdict::KeepEmpty) => continue,
+                _ => {}
+            }
             if md.is_file() {
                 files += 1;
                 bytes += md.len();
@@ -40,12 +45,7 @@ pub(super) fn spawn_scan(
                 let Ok(entries) = std::fs::read_dir(&path) else {
                     continue;
                 };
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if !excludes.is_match(&p) {
-                        stack.push(p);
-                    }
-                }
+                stack.extend(entries.flatten().map(|e| (e.path(), true)));
             }
             if last.elapsed() >= REPORT_EVERY {
                 progress.total(files, bytes, false);

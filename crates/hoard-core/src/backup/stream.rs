@@ -140,6 +140,7 @@ async fn stream_locked<R: Read + Send + 'static>(
         snapshot,
         summary,
         errors: Vec::new(),
+        written: super::Written::Saved,
     })
 }
 
