@@ -434,3 +434,147 @@ fn one_file_system_records_a_mount_point_but_not_what_is_mounted() {
     assert_ok(&env.hoard(&["backup", "-q", "--one-file-system", p]));
     assert_eq!(listed_below(&env, &src), ["here", "mnt"]);
 }
+
+fn set_mtime(path: &std::path::Path, secs: i64) {
+    use nix::sys::time::TimeSpec;
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &TimeSpec::new(secs, 0),
+        &TimeSpec::new(secs, 0),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
+#[test]
+fn restore_overwrite_policies_decide_what_happens_to_existing_files() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let file = src.join("f");
+    fs::write(&file, "from the snapshot").unwrap();
+    set_mtime(&file, 1_600_000_000);
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("t");
+    let restored = target.join(file.strip_prefix("/").unwrap());
+    let restore = |policy: &str| {
+        let out = env.hoard(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--overwrite",
+            policy,
+        ]);
+        assert_ok(&out);
+        fs::read_to_string(&restored).unwrap()
+    };
+    assert_eq!(
+        restore("never"),
+        "from the snapshot",
+        "a new file is written"
+    );
+    // A local edit of the same size, at the snapshot's mtime: if-changed trusts metadata.
+    let local = |mtime: i64| {
+        fs::write(&restored, "edited locally!!!").unwrap();
+        set_mtime(&restored, mtime);
+    };
+    local(1_600_000_000);
+    assert_eq!(restore("if-changed"), "edited locally!!!");
+    local(1_600_000_001);
+    assert_eq!(restore("if-changed"), "from the snapshot");
+    local(1_700_000_000);
+    assert_eq!(
+        restore("if-newer"),
+        "edited locally!!!",
+        "the local file is newer"
+    );
+    local(1_500_000_000);
+    assert_eq!(restore("if-newer"), "from the snapshot");
+    local(1_700_000_000);
+    assert_eq!(restore("never"), "edited locally!!!");
+    assert_eq!(restore("always"), "from the snapshot");
+    let out = env.hoard(&[
+        "restore",
+        "latest",
+        "--target",
+        "x",
+        "--overwrite",
+        "sometimes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn restore_delete_dry_run_verify_and_case_insensitive_patterns() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("docs")).unwrap();
+    fs::write(src.join("docs/a.txt"), "a").unwrap();
+    fs::write(src.join("docs/B.TXT"), "b").unwrap();
+    fs::write(src.join("docs/skip.LOG"), "log").unwrap();
+    fs::write(src.join("other"), "o").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("t");
+    let t = target.to_str().unwrap();
+    let docs = target.join(src.strip_prefix("/").unwrap()).join("docs");
+
+    // A dry run reports and creates nothing, not even the target.
+    let dry = env.hoard_json(&["restore", "latest", "--target", t, "--dry-run"]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["files_restored"], 4, "{dry}");
+    assert!(!target.exists());
+
+    // Case-insensitive include and exclude; verify reads the written files back.
+    let out = env.hoard_json(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--iinclude",
+        "*/DOCS",
+        "--iexclude",
+        "*.log",
+        "--verify",
+    ]);
+    assert_eq!(out["files_verified"], 2, "{out}");
+    let mut names: Vec<_> = fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["B.TXT", "a.txt"]);
+    assert!(!target
+        .join(src.strip_prefix("/").unwrap())
+        .join("other")
+        .exists());
+
+    // --delete removes what the snapshot does not have in the restored directories, keeps
+    // what an exclude left out, and a dry run only counts.
+    fs::write(docs.join("stray.txt"), "not in the snapshot").unwrap();
+    fs::create_dir_all(docs.join("stray-dir/deep")).unwrap();
+    fs::write(docs.join("kept.log"), "excluded, so kept").unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "restore",
+            "latest",
+            "--target",
+            t,
+            "--include",
+            "*/docs",
+            "--exclude",
+            "*.log",
+            "--delete",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let counted = env.hoard_json(&args(&["--dry-run"]));
+    assert_eq!(counted["files_deleted"], 2, "{counted}");
+    assert!(docs.join("stray.txt").exists());
+    let done = env.hoard_json(&args(&[]));
+    assert_eq!(done["files_deleted"], 2, "{done}");
+    assert!(!docs.join("stray.txt").exists() && !docs.join("stray-dir").exists());
+    assert!(docs.join("kept.log").exists() && docs.join("a.txt").exists());
+}

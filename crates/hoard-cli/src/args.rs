@@ -551,9 +551,44 @@ pub struct RestoreArgs {
     /// Directory to restore into.
     #[arg(short, long)]
     pub target: PathBuf,
-    /// Restore only paths matching a glob (repeatable).
+    /// Restore only paths matching a glob, with everything below them (repeatable).
     #[arg(short, long)]
     pub include: Vec<String>,
+    /// As --include, ignoring case (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub iinclude: Vec<String>,
+    /// Leave out paths matching a glob, with everything below them (repeatable).
+    #[arg(short, long)]
+    pub exclude: Vec<String>,
+    /// As --exclude, ignoring case (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+    /// Files already in the target: always (made the snapshot's; identical ones are
+    /// verified by hash and not rewritten), if-changed (trust size and mtime), if-newer
+    /// (only when the snapshot's is newer), never.
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Remove files and directories in the restored directories that the snapshot does not
+    /// have (excluded ones are kept).
+    #[arg(long)]
+    pub delete: bool,
+    /// Report what would be restored, kept and deleted; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Read every restored file back and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// Accepted for restic scripts: runs of zeros are always restored as holes.
+    #[arg(long)]
+    pub sparse: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
 }
 
 #[derive(Debug, Args)]

@@ -92,6 +92,6 @@ pub use repository::lock::{self, LockInfo, LockOptions, LockTiming};
 pub use repository::{
     repository_exists, FileKind, InitOptions, Lease, LockNeed, OpenOptions, Repository,
 };
-pub use restore::{restore, RestoreOptions, RestoreSummary};
+pub use restore::{restore, Overwrite, RestoreOptions, RestoreSummary};
 pub use tag::{tag, TagChange};
 pub use walk::{stats, walk_tree, RepoStats};

@@ -27,7 +27,9 @@ use crate::id::Id;
 use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{LockNeed, Repository};
 use plan::PlannedFile;
-use write::{create_special, fetch, prepare_file, read_jobs, set_metadata, write, PackContext};
+use write::{
+    create_special, fetch, prepare_file, read_jobs, set_metadata, write, PackContext, Prepared,
+};
 
 /// Ranged reads merge neighbouring blobs up to this size. Each of the packs in flight holds
 /// one read and its decoded blobs: 2 MiB cut restore's peak on the toolchain copy from 178 to
@@ -55,6 +57,36 @@ pub struct RestoreOptions {
     /// (or `/`) restores the whole snapshot below `target`, by absolute path. Include
     /// patterns still match whole snapshot paths.
     pub source_path: Option<String>,
+    /// As `include`, ignoring case.
+    pub iinclude: Vec<String>,
+    /// Glob patterns over snapshot paths; a match is left out with everything below it.
+    pub exclude: Vec<String>,
+    /// As `exclude`, ignoring case.
+    pub iexclude: Vec<String>,
+    /// What to do with files already in the target.
+    pub overwrite: Overwrite,
+    /// Remove what the target holds below the restored directories that the snapshot does
+    /// not (what the exclude patterns match is kept).
+    pub delete: bool,
+    /// Plan, compare with the target and report; change nothing.
+    pub dry_run: bool,
+    /// Read every written file back and check it against the snapshot's blob ids.
+    pub verify: bool,
+}
+
+/// restic's `--overwrite`: what happens to a file that is already in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Make it the snapshot's file; a file already identical (every blob hashed) is not
+    /// written again.
+    #[default]
+    Always,
+    /// Trust size and mtime: a file that matches both is left unread and unwritten.
+    IfChanged,
+    /// Only when the snapshot's file is newer (mtime) than the one on disk.
+    IfNewer,
+    /// Never: anything already there stays as it is.
+    Never,
 }
 
 /// What a restore did.
@@ -75,6 +107,14 @@ pub struct RestoreSummary {
     pub files_damaged: u64,
     /// Content bytes written.
     pub bytes_written: u64,
+    /// Files already in the target that the overwrite policy kept as they were.
+    pub files_kept: u64,
+    /// Entries removed from the target by `delete` (or that would be, in a dry run).
+    pub files_deleted: u64,
+    /// Files read back and found as the snapshot has them, with `verify`.
+    pub files_verified: u64,
+    /// Nothing was changed: the counts say what a restore would do.
+    pub dry_run: bool,
     /// Files that could not be restored whole, and why.
     pub errors: Vec<FileError>,
 }
@@ -126,8 +166,10 @@ async fn restore_unlocked(
             });
     };
 
-    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    for (dir, _) in &plan.dirs {
+    if !opts.dry_run {
+        std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    }
+    for (dir, _) in plan.dirs.iter().filter(|_| !opts.dry_run) {
         match std::fs::symlink_metadata(dir) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => {
@@ -155,15 +197,16 @@ async fn restore_unlocked(
     while files.peek().is_some() {
         batches.push(files.by_ref().take(PREPARE_BATCH).collect());
     }
-    let prepared_batches: Vec<Vec<(PlannedFile, std::io::Result<bool>)>> =
+    let prepared_batches: Vec<Vec<(PlannedFile, std::io::Result<Prepared>)>> =
         futures::stream::iter(batches)
             .map(|batch| {
                 let key = repo.key().clone();
+                let (overwrite, dry_run) = (opts.overwrite, opts.dry_run);
                 tokio::task::spawn_blocking(move || {
                     batch
                         .into_iter()
                         .map(|f| {
-                            let r = prepare_file(&f, &key);
+                            let r = prepare_file(&f, &key, overwrite, dry_run);
                             (f, r)
                         })
                         .collect()
@@ -172,12 +215,39 @@ async fn restore_unlocked(
             .buffered(PACK_CONCURRENCY)
             .try_collect()
             .await?;
-    let mut prepared: Vec<(PlannedFile, bool)> = Vec::new();
+    let mut prepared: Vec<(PlannedFile, Prepared)> = Vec::new();
+    // Files that could not be prepared are still the snapshot's: --delete keeps them.
+    let mut unprepared = Vec::new();
     for (f, r) in prepared_batches.into_iter().flatten() {
         match r {
-            Ok(write) => prepared.push((f, write)),
-            Err(e) => soft(&summary, &f.dest, &e),
+            Ok(p) => prepared.push((f, p)),
+            Err(e) => {
+                soft(&summary, &f.dest, &e);
+                unprepared.push(f.dest);
+            }
         }
+    }
+    if opts.dry_run {
+        let mut s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (f, p) in &prepared {
+            match p {
+                Prepared::Write => {
+                    s.files_restored += 1;
+                    s.bytes_written += f.node.size;
+                }
+                Prepared::Identical => s.files_skipped += 1,
+                Prepared::Keep => s.files_kept += 1,
+            }
+        }
+        s.dirs = plan.dirs.len() as u64;
+        s.specials = plan.others.len() as u64;
+        s.links = plan.hardlinks.len() as u64;
+        if opts.delete {
+            let wanted = Wanted::of(&plan, &prepared, &unprepared);
+            s.files_deleted = delete_extra(&plan, &wanted, true, &summary, &*progress);
+        }
+        s.dry_run = true;
+        return Ok(s);
     }
 
     tracing::debug!(elapsed = ?started.elapsed(), "files prepared");
@@ -188,11 +258,15 @@ async fn restore_unlocked(
     let mut blobs_left = Vec::with_capacity(prepared.len());
     // Files that will not be whole: a blob is not indexed, or (below) cannot be read or written.
     let mut incomplete = HashSet::new();
-    for (i, (f, write)) in prepared.iter().enumerate() {
+    for (i, (f, prep)) in prepared.iter().enumerate() {
         file_paths.push(f.dest.clone());
         let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
-        if !write {
-            s.files_skipped += 1;
+        if *prep != Prepared::Write {
+            if *prep == Prepared::Keep {
+                s.files_kept += 1;
+            } else {
+                s.files_skipped += 1;
+            }
             drop(s);
             blobs_left.push(AtomicUsize::new(0));
             progress.advance(1, f.node.size);
@@ -257,8 +331,23 @@ async fn restore_unlocked(
     for &i in &failed {
         mark_damaged(&prepared[i].0.dest, &summary);
     }
+    if opts.verify {
+        verify(repo, &prepared, &failed, &summary, &*progress).await?;
+    }
+    if opts.delete {
+        let wanted = Wanted::of(&plan, &prepared, &unprepared);
+        let deleted = delete_extra(&plan, &wanted, false, &summary, &*progress);
+        summary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .files_deleted = deleted;
+    }
     // Metadata, files first, then directories deepest first.
+    let keep_existing = matches!(opts.overwrite, Overwrite::Never | Overwrite::IfNewer);
     for (path, target) in &plan.hardlinks {
+        if keep_existing && std::fs::symlink_metadata(path).is_ok() {
+            continue;
+        }
         let _ = std::fs::remove_file(path);
         match std::fs::hard_link(target, path) {
             Ok(()) => {
@@ -271,6 +360,9 @@ async fn restore_unlocked(
         }
     }
     for (path, node) in &plan.others {
+        if keep_existing && std::fs::symlink_metadata(path).is_ok() {
+            continue;
+        }
         match create_special(path, node) {
             Ok(true) => {
                 summary.lock().unwrap_or_else(|e| e.into_inner()).specials += 1;
@@ -282,8 +374,8 @@ async fn restore_unlocked(
             Err(e) => soft(&summary, path, &e),
         }
     }
-    for (i, (f, _)) in prepared.iter().enumerate() {
-        if failed.contains(&i) {
+    for (i, (f, prep)) in prepared.iter().enumerate() {
+        if failed.contains(&i) || *prep == Prepared::Keep {
             continue;
         }
         if let Err(e) = set_metadata(&f.dest, &f.node, owners) {
@@ -301,6 +393,104 @@ async fn restore_unlocked(
     tracing::debug!(elapsed = ?started.elapsed(), "metadata set");
     let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(s)
+}
+
+/// `verify`: reads every written file back and checks each blob against its id.
+async fn verify(
+    repo: &Repository,
+    prepared: &[(PlannedFile, Prepared)],
+    failed: &HashSet<usize>,
+    summary: &Mutex<RestoreSummary>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let key = repo.key().clone();
+    let written: Vec<PlannedFile> = prepared
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, p))| *p == Prepared::Write && !failed.contains(i))
+        .map(|(_, (f, _))| f.clone())
+        .collect();
+    let bad: Vec<PathBuf> = tokio::task::spawn_blocking(move || {
+        written
+            .into_iter()
+            .filter(|f| !write::holds_content(f, &key))
+            .map(|f| f.dest)
+            .collect()
+    })
+    .await?;
+    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+    s.files_verified = s.files_restored.saturating_sub(bad.len() as u64);
+    for path in bad {
+        let message = "verification failed: the file on disk differs from the snapshot".to_string();
+        progress.error(&path, &message);
+        s.errors.push(FileError { path, message });
+    }
+    Ok(())
+}
+
+/// Every path the restore plans (or keeps, when excluded).
+struct Wanted<'a>(HashSet<&'a Path>);
+
+impl<'a> Wanted<'a> {
+    fn of(
+        plan: &'a plan::Plan,
+        prepared: &'a [(PlannedFile, Prepared)],
+        unprepared: &'a [PathBuf],
+    ) -> Self {
+        let mut wanted: HashSet<&Path> = HashSet::new();
+        wanted.extend(plan.dirs.iter().map(|(p, _)| p.as_path()));
+        wanted.extend(prepared.iter().map(|(f, _)| f.dest.as_path()));
+        wanted.extend(unprepared.iter().map(PathBuf::as_path));
+        wanted.extend(plan.hardlinks.iter().map(|(p, _)| p.as_path()));
+        wanted.extend(plan.others.iter().map(|(p, _)| p.as_path()));
+        Wanted(wanted)
+    }
+}
+
+/// `delete`: removes what the restored directories hold beyond the snapshot's entries (and
+/// the excluded ones); returns how many entries went (or would go, in a dry run).
+fn delete_extra(
+    plan: &plan::Plan,
+    wanted: &Wanted<'_>,
+    dry_run: bool,
+    summary: &Mutex<RestoreSummary>,
+    progress: &dyn Progress,
+) -> u64 {
+    let wanted = &wanted.0;
+    let mut deleted = 0;
+    for (dir, snap_dir) in &plan.whole_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            // What an exclude pattern names is kept, as restic keeps it.
+            if wanted.contains(path.as_path())
+                || plan.filter.excluded(&snap_dir.join(e.file_name()))
+            {
+                continue;
+            }
+            deleted += 1;
+            if dry_run {
+                continue;
+            }
+            let removed = match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            if let Err(e) = removed {
+                deleted -= 1;
+                let message = format!("not deleted: {e}");
+                progress.error(&path, &message);
+                summary
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .errors
+                    .push(FileError { path, message });
+            }
+        }
+    }
+    deleted
 }
 
 /// Renames a file that could not be restored whole to `<name>.damaged` (or removes it when

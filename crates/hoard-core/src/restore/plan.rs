@@ -15,6 +15,7 @@ use crate::id::Id;
 use crate::repository::Repository;
 use crate::walk::{find_path, Found};
 
+#[derive(Clone)]
 pub(super) struct PlannedFile {
     pub(super) dest: PathBuf,
     pub(super) node: Node,
@@ -29,13 +30,52 @@ pub(super) struct Plan {
     /// (link path, target path) for hard links to a file restored earlier.
     pub(super) hardlinks: Vec<(PathBuf, PathBuf)>,
     pub(super) others: Vec<(PathBuf, Node)>,
+    /// Directories restored with everything in them (not only the parts an include pattern
+    /// picked): `--delete` may remove what else is in them.
+    /// (target directory, its path in the snapshot).
+    pub(super) whole_dirs: Vec<(PathBuf, PathBuf)>,
+    /// The include and exclude patterns, which `--delete` obeys too.
+    pub(super) filter: Filter,
 }
 
-fn compile_includes(patterns: &[String]) -> Result<Option<GlobSet>> {
-    if patterns.is_empty() {
-        return Ok(None);
+/// Which snapshot paths a restore takes: an include match takes the entry and everything
+/// below it; an exclude match leaves out the entry and everything below it.
+#[derive(Default)]
+pub(super) struct Filter {
+    include: Vec<GlobSet>,
+    exclude: Vec<GlobSet>,
+}
+
+impl Filter {
+    pub(super) fn new(opts: &RestoreOptions) -> Result<Self> {
+        use crate::patterns::{compile_patterns, compile_patterns_nocase};
+        let sets = |plain: &[String], nocase: &[String], what| -> Result<Vec<GlobSet>> {
+            let mut v = Vec::new();
+            if !plain.is_empty() {
+                v.push(compile_patterns(plain, what)?);
+            }
+            if !nocase.is_empty() {
+                v.push(compile_patterns_nocase(nocase, what)?);
+            }
+            Ok(v)
+        };
+        Ok(Filter {
+            include: sets(&opts.include, &opts.iinclude, "include pattern")?,
+            exclude: sets(&opts.exclude, &opts.iexclude, "exclude pattern")?,
+        })
     }
-    crate::patterns::compile_patterns(patterns, "include pattern").map(Some)
+
+    fn everything(&self) -> bool {
+        self.include.is_empty()
+    }
+
+    fn included(&self, p: &Path) -> bool {
+        self.include.iter().any(|g| g.is_match(p))
+    }
+
+    pub(super) fn excluded(&self, p: &Path) -> bool {
+        self.exclude.iter().any(|g| g.is_match(p))
+    }
 }
 
 fn safe_name(n: &Node) -> Result<&std::ffi::OsStr> {
@@ -66,10 +106,10 @@ pub(super) async fn plan(
     snapshot: &SnapshotEntry,
     opts: &RestoreOptions,
 ) -> Result<Plan> {
-    let include = compile_includes(&opts.include)?;
+    let filter = Filter::new(opts)?;
     let mut plan = Plan::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let everything = include.is_none();
+    let everything = filter.everything();
     let root = snapshot.snapshot.tree;
     let source = opts
         .source_path
@@ -91,9 +131,12 @@ pub(super) async fn plan(
             }
         }
     };
-    let (include_set, dest) = (include.as_ref(), &opts.target);
+    let (include_set, dest) = (&filter, &opts.target);
     match start {
         Ok(tree) => {
+            if everything {
+                plan.whole_dirs.push((dest.clone(), sp.clone()));
+            }
             plan_tree(
                 repo,
                 tree,
@@ -121,6 +164,7 @@ pub(super) async fn plan(
             .await?
         }
     };
+    plan.filter = filter;
     Ok(plan)
 }
 
@@ -132,7 +176,7 @@ fn plan_tree<'a>(
     tree: Id,
     dest: &'a Path,
     snap_path: &'a Path,
-    include: Option<&'a GlobSet>,
+    include: &'a Filter,
     selected: bool,
     plan: &'a mut Plan,
     links: &'a mut HashMap<(u64, u64), PathBuf>,
@@ -158,12 +202,15 @@ async fn plan_node(
     node: Node,
     d: PathBuf,
     sp: &Path,
-    include: Option<&GlobSet>,
+    include: &Filter,
     selected: bool,
     plan: &mut Plan,
     links: &mut HashMap<(u64, u64), PathBuf>,
 ) -> Result<bool> {
-    let sel = selected || include.is_some_and(|g| g.is_match(sp));
+    if include.excluded(sp) {
+        return Ok(false);
+    }
+    let sel = selected || include.included(sp);
     match node.node_type {
         NodeType::Dir => {
             let Some(sub) = node.subtree else {
@@ -175,7 +222,11 @@ async fn plan_node(
             let pos = plan.dirs.len();
             plan.dirs.push((d.clone(), node));
             let below = plan_tree(repo, sub, &d, sp, include, sel, plan, links).await?;
-            if sel || below {
+            if sel {
+                plan.whole_dirs.push((d, sp.to_path_buf()));
+                return Ok(true);
+            }
+            if below {
                 return Ok(true);
             }
             plan.dirs.remove(pos);

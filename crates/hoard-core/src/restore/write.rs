@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::plan::PlannedFile;
-use super::{RestoreSummary, MAX_READ};
+use super::{Overwrite, RestoreSummary, MAX_READ};
 use crate::error::{Error, Result};
 use crate::format::pack::PackedBlob;
 use crate::format::tree::{Node, NodeType};
@@ -18,21 +18,59 @@ use crate::id::Id;
 use crate::progress::{FileError, Progress};
 use crate::repository::{FileKind, Repository};
 
-/// Leaves an identical file alone (false) or creates it at its final size (true).
+/// What becomes of a file the snapshot has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Prepared {
+    /// Created at its final size, to be written.
+    Write,
+    /// Already holds the snapshot's content (or its size and mtime, with `IfChanged`): only
+    /// its metadata is set.
+    Identical,
+    /// An existing file the overwrite policy keeps as it is.
+    Keep,
+}
+
+/// Decides, by the overwrite policy, whether a file is written; creates it at its final
+/// size when it is (not in a dry run).
 pub(super) fn prepare_file(
     f: &PlannedFile,
     key: &crate::format::crypto::MasterKey,
-) -> std::io::Result<bool> {
-    let lens: Vec<u64> = f
-        .blobs
-        .windows(2)
-        .map(|w| w[1].1 - w[0].1)
-        .chain(f.blobs.last().map(|l| f.node.size - l.1))
-        .collect();
-    if is_identical(&f.dest, &f.node, &f.blobs, &lens, key) {
-        return Ok(false);
+    overwrite: Overwrite,
+    dry_run: bool,
+) -> std::io::Result<Prepared> {
+    let existing = std::fs::symlink_metadata(&f.dest).ok();
+    if let Some(md) = &existing {
+        match overwrite {
+            Overwrite::Never => return Ok(Prepared::Keep),
+            Overwrite::IfNewer if mtime_ns(md) >= f.node.mtime => return Ok(Prepared::Keep),
+            Overwrite::IfChanged
+                if md.is_file() && md.len() == f.node.size && mtime_ns(md) == f.node.mtime =>
+            {
+                return Ok(Prepared::Identical)
+            }
+            _ => {}
+        }
     }
-    create_file(&f.dest, f.node.size).map(|_| true)
+    if existing.is_some() && is_identical(&f.dest, &f.node, &f.blobs, key) {
+        return Ok(Prepared::Identical);
+    }
+    if !dry_run {
+        create_file(&f.dest, f.node.size)?;
+    }
+    Ok(Prepared::Write)
+}
+
+fn mtime_ns(md: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+/// Whether the file at `f.dest` holds exactly its planned content (`--verify` reads restored
+/// files back with this).
+pub(super) fn holds_content(f: &PlannedFile, key: &crate::format::crypto::MasterKey) -> bool {
+    is_identical(&f.dest, &f.node, &f.blobs, key)
 }
 
 /// Whether `dest` already holds exactly this content.
@@ -40,9 +78,13 @@ fn is_identical(
     dest: &Path,
     node: &Node,
     blobs: &[(Id, u64)],
-    lens: &[u64],
     key: &crate::format::crypto::MasterKey,
 ) -> bool {
+    let lens: Vec<u64> = blobs
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .chain(blobs.last().map(|l| node.size - l.1))
+        .collect();
     let Ok(md) = std::fs::symlink_metadata(dest) else {
         return false;
     };
@@ -53,7 +95,7 @@ fn is_identical(
         return false;
     };
     let mut buf = Vec::new();
-    for ((id, _), len) in blobs.iter().zip(lens) {
+    for ((id, _), len) in blobs.iter().zip(&lens) {
         buf.resize(*len as usize, 0);
         if f.read_exact(&mut buf).is_err() || key.blob_id(&buf) != *id {
             return false;
