@@ -651,3 +651,109 @@ fn the_metadata_cache_spares_an_unchanged_rebackup_every_download() {
     assert_eq!(caches["kept"].as_array().unwrap().len(), 1, "{caches}");
     assert_eq!(caches["removed"].as_array().unwrap().len(), 0, "{caches}");
 }
+
+/// `copy` local → S3 (other password) → local (third password, the S3 source's keys, CA and
+/// password from a mounted Secret directory); a second copy adds nothing.
+#[test]
+fn copy_goes_local_to_s3_to_local_with_different_passwords_and_copies_nothing_twice() {
+    let a = Env::new();
+    let src = a.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/big.bin"), random_bytes(3 << 20, 11)).unwrap();
+    fs::write(src.join("small.txt"), "small").unwrap();
+    assert_ok(&a.hoard(&["backup", "-q", "--tag", "first", src.to_str().unwrap()]));
+    fs::write(src.join("small.txt"), "changed").unwrap();
+    assert_ok(&a.hoard(&["backup", "-q", src.to_str().unwrap()]));
+
+    let b = Env::s3_empty(hoard_testkit::S3Server::https().unwrap(), "copies/b");
+    let pw_b = b.path("pw-b");
+    fs::write(&pw_b, "password of b\n").unwrap();
+    let b_cmd = |args: &[&str]| {
+        let mut c = b.cmd();
+        c.arg("--password-file").arg(&pw_b).args(args);
+        c.env("RESTIC_FROM_PASSWORD", PASSWORD);
+        c.output().unwrap()
+    };
+    let mut init = vec!["init"];
+    init.extend_from_slice(&CHEAP_KDF);
+    assert_ok(&b_cmd(&init));
+    let first = b_cmd(&["--json", "copy", "--from-repo", &a.repo]);
+    assert_ok(&first);
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8(first.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["copied"].as_array().unwrap().len(), 2, "{first}");
+    assert!(first["bytes_added"].as_u64().unwrap() >= 3 << 20, "{first}");
+    let again = b_cmd(&["--json", "copy", "--from-repo", &a.repo]);
+    assert_ok(&again);
+    let again: serde_json::Value = serde_json::from_str(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
+    assert_eq!(again["blobs_added"], 0, "{again}");
+    assert_ok(&b_cmd(&["check", "--read-data"]));
+
+    // To a third repository, reading b with the keys, CA and password of a Secret.
+    let c = Env::empty();
+    let pw_c = c.path("pw-c");
+    fs::write(&pw_c, "password of c").unwrap();
+    let secret = c.path("b-secret");
+    fs::create_dir_all(&secret).unwrap();
+    for (k, v) in &b.vars {
+        fs::write(secret.join(k), v).unwrap();
+    }
+    fs::write(secret.join("RESTIC_PASSWORD"), "password of b").unwrap();
+    let c_cmd = |args: &[&str]| {
+        let mut cmd = c.cmd();
+        cmd.arg("--password-file").arg(&pw_c).args(args);
+        cmd.output().unwrap()
+    };
+    assert_ok(&c_cmd(&init));
+    let wrong = c_cmd(&["copy", "--from-repo", &b.repo]);
+    assert_ne!(wrong.status.code(), Some(0));
+    assert!(stderr(&wrong).lines().count() <= 2, "{}", stderr(&wrong));
+    assert_ok(&c_cmd(&[
+        "copy",
+        "--from-repo",
+        &b.repo,
+        "--from-secret",
+        secret.to_str().unwrap(),
+        "--tag",
+        "first",
+    ]));
+    let snaps = c_cmd(&["--json", "snapshots"]);
+    let snaps: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        1,
+        "only the tagged one: {snaps}"
+    );
+    let target = c.path("restored");
+    assert_ok(&c_cmd(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read(restored.join("sub/big.bin")).unwrap(),
+        random_bytes(3 << 20, 11)
+    );
+    assert_eq!(
+        fs::read_to_string(restored.join("small.txt")).unwrap(),
+        "small"
+    );
+    assert_ok(&c_cmd(&["check", "--read-data"]));
+}

@@ -110,6 +110,36 @@ pub enum Command {
     List(ListArgs),
     /// Write shell completions and man pages (no repository needed).
     Generate(GenerateArgs),
+    /// Copy snapshots from another repository (--from-repo) into this one; only the blobs
+    /// this one lacks are stored, and snapshots it already has are skipped.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Snapshots to copy (ids, unique prefixes or `latest`); none means every snapshot the
+    /// filters select.
+    pub snapshots: Vec<String>,
+    /// The repository to copy from (same forms as --repo).
+    #[arg(long, env = "RESTIC_FROM_REPOSITORY", value_name = "REPO")]
+    pub from_repo: Option<String>,
+    /// File holding the source repository's password (else RESTIC_FROM_PASSWORD, or
+    /// RESTIC_PASSWORD in --from-secret).
+    #[arg(long, env = "RESTIC_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// The source's Secret (a mounted directory, a manifest or a COSI BucketInfo): its keys,
+    /// CA and password, when they differ from this repository's.
+    #[arg(long, value_name = "PATH")]
+    pub from_secret: Option<PathBuf>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that have all these tags (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Args)]

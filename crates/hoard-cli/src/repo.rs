@@ -67,6 +67,15 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
             Connection::new(location, secrets)
         }
     };
+    apply_options(g, &mut conn)?;
+    Ok(Settings {
+        conn,
+        from_crd: g.crd.is_some(),
+    })
+}
+
+/// `-o`, `--cacert` and the cache settings, which apply to every repository a command opens.
+fn apply_options(g: &GlobalArgs, conn: &mut Connection) -> Result<()> {
     for o in &g.options {
         let (k, v) = o
             .split_once('=')
@@ -90,26 +99,82 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
             .clone()
             .or_else(hoard_core::repository::cache::default_base);
     }
-    Ok(Settings {
+    Ok(())
+}
+
+/// Where `copy` reads from and how to open it.
+pub struct Source<'a> {
+    pub repo: Option<&'a str>,
+    pub secret: Option<&'a std::path::Path>,
+    pub password_file: Option<&'a std::path::Path>,
+}
+
+/// Opens `copy`'s source: its own location, Secret and password. The environment's storage
+/// keys serve both repositories unless the source's Secret has its own; the environment's
+/// RESTIC_PASSWORD is the destination's and never opens the source (RESTIC_FROM_PASSWORD
+/// does, as in restic).
+pub async fn open_source(g: &GlobalArgs, from: &Source<'_>) -> Result<Repository> {
+    let mut secrets = Secrets::from_env();
+    secrets.remove(RESTIC_PASSWORD);
+    if let Ok(pw) = std::env::var("RESTIC_FROM_PASSWORD") {
+        secrets.set(RESTIC_PASSWORD, pw);
+    }
+    if let Some(p) = from.secret {
+        secrets.overlay(Secrets::from_path(p)?);
+    }
+    let location = match (from.repo, &secrets.bucket_info) {
+        (Some(r), _) => r.parse::<Location>()?,
+        (None, Some(info)) => {
+            Location::S3(hoard_s3::S3Location::from_parts(&info.endpoint, &info.bucket, "")?)
+        }
+        (None, None) => bail!(
+            "no source repository: give --from-repo (or RESTIC_FROM_REPOSITORY), or a --from-secret with bucket info"
+        ),
+    };
+    let mut conn = Connection::new(location, secrets);
+    apply_options(g, &mut conn)?;
+    let s = Settings {
         conn,
-        from_crd: g.crd.is_some(),
-    })
+        from_crd: false,
+    };
+    let pw = match from.password_file {
+        Some(f) => read_password_file(f)?,
+        None => match s.conn.secrets.get(RESTIC_PASSWORD) {
+            Some(p) => Password::new(p.as_bytes().to_vec()),
+            None => bail!("no password for the source repository: set RESTIC_FROM_PASSWORD or RESTIC_FROM_PASSWORD_FILE, give --from-password-file, or put RESTIC_PASSWORD in --from-secret"),
+        },
+    };
+    // Said as the source's error, in words: as a repository error it would be explained
+    // (and named) as the destination's.
+    let (repo, _) = s.conn.open(&pw.0, OpenMode::Existing).await.map_err(|e| {
+        let e = s.explain(e);
+        anyhow!(
+            "source repository {}: {}",
+            s.conn.location,
+            crate::output::error_line(&e)
+        )
+    })?;
+    Ok(repo.with_lock_options(lock_options(g)))
+}
+
+fn read_password_file(f: &std::path::Path) -> Result<Password> {
+    let text = std::fs::read_to_string(f)
+        .with_context(|| format!("cannot read the password file {}", f.display()))?;
+    let pw = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if pw.is_empty() {
+        bail!("the password file {} is empty", f.display());
+    }
+    Ok(Password::new(pw.as_bytes().to_vec()))
 }
 
 /// The password from `--password-file`/`RESTIC_PASSWORD_FILE`, else RESTIC_PASSWORD from the
 /// secret or the environment. Never prompts: a sidecar must not hang waiting for input.
 pub fn password(g: &GlobalArgs, secrets: &Secrets) -> Result<Password> {
     if let Some(f) = &g.password_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read the password file {}", f.display()))?;
-        let pw = text
-            .strip_suffix('\n')
-            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-            .unwrap_or(&text);
-        if pw.is_empty() {
-            bail!("the password file {} is empty", f.display());
-        }
-        return Ok(Password::new(pw.as_bytes().to_vec()));
+        return read_password_file(f);
     }
     match secrets.get(RESTIC_PASSWORD) {
         Some(p) => Ok(Password::new(p.as_bytes().to_vec())),

@@ -37,6 +37,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod error;
@@ -72,6 +73,7 @@ pub use backup::{
     backup, backup_stream, BackupOptions, BackupResult, CancelToken, ParentSelection, StreamOptions,
 };
 pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};
+pub use copy::{copy, CopyStats};
 pub use error::{Error, Result};
 pub use forget::{
     apply_policy, forget, forget_in_zone, forget_snapshots, plan_forget, ForgetOptions,

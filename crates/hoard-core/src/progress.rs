@@ -37,6 +37,9 @@ pub enum Phase {
     RepairIndex,
     /// repair packs: salvaging blobs from damaged packs; items are blobs, bytes their size.
     RepairPacks,
+    /// copy: snapshots copied into another repository; items are snapshots, bytes the
+    /// blobs read from the source.
+    Copy,
 }
 
 impl Phase {
@@ -53,6 +56,7 @@ impl Phase {
             Phase::CheckData => "check: data",
             Phase::RepairIndex => "repair: index",
             Phase::RepairPacks => "repair: packs",
+            Phase::Copy => "copy",
         }
     }
 }

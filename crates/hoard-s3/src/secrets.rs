@@ -118,6 +118,11 @@ impl Secrets {
         self.values.insert(key.to_string(), Zeroizing::new(value));
     }
 
+    /// Forgets `key` (its value is wiped).
+    pub fn remove(&mut self, key: &str) {
+        self.values.remove(key);
+    }
+
     /// Values from `other` replace ours.
     pub fn overlay(&mut self, other: Secrets) {
         self.values.extend(other.values);

@@ -4,6 +4,7 @@ mod backup;
 mod cache;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod forget;
@@ -52,5 +53,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Tag(a) => tag::run(g, a).await,
         Command::List(a) => list::run(g, a).await,
         Command::Generate(a) => generate::run(a),
+        Command::Copy(a) => copy::run(g, a).await,
     }
 }
