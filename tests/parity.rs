@@ -578,3 +578,73 @@ fn restore_delete_dry_run_verify_and_case_insensitive_patterns() {
     assert!(!docs.join("stray.txt").exists() && !docs.join("stray-dir").exists());
     assert!(docs.join("kept.log").exists() && docs.join("a.txt").exists());
 }
+
+#[test]
+fn find_searches_every_snapshot_by_name_path_size_and_time() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("db")).unwrap();
+    fs::write(src.join("db/dump.SQL"), vec![b'x'; 5000]).unwrap();
+    fs::write(src.join("notes.txt"), "n").unwrap();
+    set_mtime(&src.join("notes.txt"), 1_500_000_000);
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    fs::write(src.join("db/second.sql"), "s").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+
+    let hits = |args: &[&str]| -> Vec<Vec<String>> {
+        let mut a = vec!["find"];
+        a.extend_from_slice(args);
+        let v = env.hoard_json(&a);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["matches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| {
+                        m["path"]
+                            .as_str()
+                            .unwrap()
+                            .rsplit('/')
+                            .next()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(hits(&["*.sql"]), [vec![], vec!["second.sql".to_string()]]);
+    assert_eq!(
+        hits(&["-i", "*.sql"]),
+        [
+            vec!["dump.SQL".to_string()],
+            vec!["dump.SQL".into(), "second.sql".into()]
+        ]
+    );
+    assert_eq!(hits(&["db/*"])[1].len(), 2, "a path pattern at any depth");
+    assert_eq!(
+        hits(&["--larger-than", "4K"]),
+        [vec!["dump.SQL".to_string()], vec!["dump.SQL".into()]]
+    );
+    assert_eq!(
+        hits(&["--newest", "2018-01-01T00:00:00Z", "*"]),
+        [vec!["notes.txt".to_string()], vec!["notes.txt".into()]]
+    );
+    let text = env.hoard(&["find", "second.sql"]);
+    assert_ok(&text);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("Found matching entries in snapshot"),
+        "{text}"
+    );
+    assert_eq!(text.matches("second.sql").count(), 1, "{text}");
+    assert_eq!(
+        env.hoard(&["find"]).status.code(),
+        Some(2),
+        "a criterion is required"
+    );
+}

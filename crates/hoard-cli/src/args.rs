@@ -113,6 +113,46 @@ pub enum Command {
     /// Copy snapshots from another repository (--from-repo) into this one; only the blobs
     /// this one lacks are stored, and snapshots it already has are skipped.
     Copy(CopyArgs),
+    /// Find files in snapshots by name or path pattern, size and modification time.
+    Find(FindArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("criteria").required(true).multiple(true).args(["patterns", "newest", "oldest", "larger_than", "smaller_than"])))]
+pub struct FindArgs {
+    /// Glob patterns: without `/` a name (`*.sql`), with `/` a path (`/etc/*.conf`,
+    /// `docs/*.md` at any depth).
+    pub patterns: Vec<String>,
+    /// Match the patterns without regard to case.
+    #[arg(short, long)]
+    pub ignore_case: bool,
+    /// Only entries modified at or after this time (RFC 3339 or "YYYY-MM-DD HH:MM:SS").
+    #[arg(long, short = 'O', value_parser = parse_time)]
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only entries modified at or before this time.
+    #[arg(long, short = 'N', value_parser = parse_time)]
+    pub newest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only files of at least SIZE (e.g. 100M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub larger_than: Option<u64>,
+    /// Only files of at most SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub smaller_than: Option<u64>,
+    /// Look only in this snapshot (repeatable; default: all that the filters select).
+    #[arg(short, long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that have all these tags (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
+    /// Show mode, size and mtime.
+    #[arg(short, long)]
+    pub long: bool,
 }
 
 #[derive(Debug, Args)]

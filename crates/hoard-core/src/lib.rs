@@ -41,6 +41,7 @@ pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod error;
+pub mod find;
 pub mod forget;
 pub mod format;
 pub(crate) mod host;
@@ -75,6 +76,7 @@ pub use backup::{
 pub use check::{check, CheckError, CheckOptions, CheckReport, Damaged, ReadData};
 pub use copy::{copy, CopyStats};
 pub use error::{Error, Result};
+pub use find::{find, FindOptions, Found};
 pub use forget::{
     apply_policy, forget, forget_in_zone, forget_snapshots, plan_forget, ForgetOptions,
     ForgetResult, GroupBy, Policy, SnapshotFilter, Span,

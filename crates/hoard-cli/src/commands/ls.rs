@@ -6,7 +6,7 @@ use hoard_core::{Node, NodeType};
 use crate::args::{GlobalArgs, LsArgs};
 use crate::repo;
 
-fn mode_string(n: &Node) -> String {
+pub fn mode_string(n: &Node) -> String {
     let t = match n.node_type {
         NodeType::Dir => 'd',
         NodeType::Symlink => 'l',

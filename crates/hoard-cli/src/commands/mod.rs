@@ -7,6 +7,7 @@ mod check;
 mod copy;
 mod diff;
 mod dump;
+mod find;
 mod forget;
 mod generate;
 mod init;
@@ -54,5 +55,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::List(a) => list::run(g, a).await,
         Command::Generate(a) => generate::run(a),
         Command::Copy(a) => copy::run(g, a).await,
+        Command::Find(a) => find::run(g, a).await,
     }
 }
