@@ -648,3 +648,30 @@ fn find_searches_every_snapshot_by_name_path_size_and_time() {
         "a criterion is required"
     );
 }
+
+#[test]
+fn prune_takes_sizes_for_max_unused_and_max_repack_size() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        fs::write(src.join(format!("f{i}")), random_bytes(20_000, i)).unwrap();
+    }
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    for i in 0..20 {
+        fs::remove_file(src.join(format!("f{i}"))).unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    assert_ok(&env.hoard(&["forget", "-q", "--keep-last", "1"]));
+    // The first pack is now half unused; a 1-byte repack budget leaves it, 0 bytes of
+    // unused space with no budget repacks it.
+    let held = env.hoard_json(&["prune", "--max-unused", "0", "--max-repack-size", "1"]);
+    assert_eq!(held["packs_repacked"], 0, "{held}");
+    let done = env.hoard_json(&["prune", "--max-unused", "0"]);
+    assert!(done["packs_repacked"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(done["bytes_unused_after"], 0, "{done}");
+    let out = env.hoard(&["prune", "--max-unused", "lots"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+}

@@ -339,17 +339,23 @@ pub struct ForgetArgs {
     /// Run prune afterwards.
     #[arg(long)]
     pub prune: bool,
-    /// With --prune: the unused share tolerated (see `prune --max-unused`).
+    /// With --prune: the unused space tolerated (see `prune --max-unused`).
     #[arg(long, default_value = "5%")]
     pub max_unused: String,
+    /// With --prune: repack at most SIZE (see `prune --max-repack-size`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_repack_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Unused space tolerated afterwards, as a share of the repository (e.g. 5%, 0%,
-    /// unlimited); partly used packs are repacked until it is met.
+    /// Unused space tolerated afterwards: a share of the repository (5%, 0%), a size (0,
+    /// 10M, 2G) or unlimited; partly used packs are repacked until it is met.
     #[arg(long, default_value = "5%")]
     pub max_unused: String,
+    /// Repack at most SIZE of packs in this run (e.g. 500M); the rest waits for the next.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_repack_size: Option<u64>,
     /// Show what would be done; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -684,4 +690,22 @@ pub struct CatArgs {
 pub struct StatsArgs {
     /// Snapshots to count (default: all).
     pub snapshots: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_as_restic_reads_them() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert_eq!(parse_size("10m"), Ok(10 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1TB"), Ok(1 << 40));
+        for bad in ["", "M", "-1K", "10Q", "ten", "1e400"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -49,6 +49,12 @@ pub struct PruneOptions {
     /// Unused share of the repository tolerated after prune, in percent (0–100): partly used
     /// packs are repacked until the rest is below it. 100 repacks nothing.
     pub max_unused_percent: f64,
+    /// Unused bytes tolerated after prune (restic's `--max-unused 10M`); when set, it is the
+    /// limit instead of `max_unused_percent`.
+    pub max_unused_bytes: Option<u64>,
+    /// Repack at most this many bytes of packs in one run (restic's `--max-repack-size`):
+    /// the rest waits for the next prune.
+    pub max_repack_bytes: Option<u64>,
     /// Plan only: report what would happen, change nothing.
     pub dry_run: bool,
 }
@@ -57,6 +63,8 @@ impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
             max_unused_percent: 5.0,
+            max_unused_bytes: None,
+            max_repack_bytes: None,
             dry_run: false,
         }
     }
@@ -271,17 +279,20 @@ async fn prune_locked(
         rb.total_cmp(&ra).then(a.0.cmp(&b.0))
     });
     let p = opts.max_unused_percent;
-    let limit = if p >= 100.0 {
-        u64::MAX
-    } else {
-        (stats.bytes_used as f64 * p / (100.0 - p)) as u64
+    let limit = match opts.max_unused_bytes {
+        Some(bytes) => bytes,
+        None if p >= 100.0 => u64::MAX,
+        None => (stats.bytes_used as f64 * p / (100.0 - p)) as u64,
     };
     let mut unused_left: u64 = partly.iter().map(|x| x.1).sum();
     let mut repack: Vec<Id> = Vec::new();
+    let mut repack_budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
     for (id, unused, _) in partly {
-        if unused_left > limit {
+        let size = on_storage.get(&id).copied().unwrap_or(0);
+        if unused_left > limit && size <= repack_budget {
             repack.push(id);
             unused_left -= unused;
+            repack_budget -= size;
         } else {
             keep.push(id);
         }

@@ -93,7 +93,7 @@ pub async fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<()> {
         println!("removed {} snapshots", removed.len());
     }
     if a.prune {
-        crate::commands::prune::run_on(g, &r, &a.max_unused, a.dry_run).await?;
+        crate::commands::prune::run_on(g, &r, &a.max_unused, a.max_repack_size, a.dry_run).await?;
     }
     Ok(())
 }
