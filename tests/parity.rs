@@ -675,3 +675,58 @@ fn prune_takes_sizes_for_max_unused_and_max_repack_size() {
     assert_ne!(out.status.code(), Some(0));
     assert_ok(&env.hoard(&["check", "--read-data"]));
 }
+
+#[test]
+fn rewrite_removes_a_file_that_should_never_have_been_backed_up() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("keys")).unwrap();
+    fs::write(src.join("keys/id_ed25519"), "PRIVATE KEY").unwrap();
+    fs::write(src.join("keys/id_ed25519.pub"), "public").unwrap();
+    fs::write(src.join("app.conf"), "config").unwrap();
+    let p = src.to_str().unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    assert_ok(&env.hoard(&["backup", "-q", p]));
+    let before: Vec<String> = snapshot_tags(&env).into_iter().map(|(id, _)| id).collect();
+
+    let dry = env.hoard(&["rewrite", "--exclude", "id_ed25519", "--dry-run"]);
+    assert_ok(&dry);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would modify 2 snapshots"));
+    assert_eq!(snapshot_tags(&env).len(), 2, "a dry run writes nothing");
+
+    let done = env.hoard(&[
+        "rewrite",
+        "--exclude",
+        "id_ed25519",
+        "--forget",
+        &before[0][..8],
+    ]);
+    assert_ok(&done);
+    let after = snapshot_tags(&env);
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|(id, _)| id != &before[0]),
+        "the original was forgotten"
+    );
+    let (new_id, tags) = after.iter().find(|(id, _)| id != &before[1]).unwrap();
+    assert_eq!(tags, &["rewrite"]);
+    let ls = env.hoard(&["ls", new_id]);
+    let listing = String::from_utf8(ls.stdout).unwrap();
+    assert!(!listing.contains("id_ed25519\n"), "{listing}");
+    assert!(
+        listing.contains("id_ed25519.pub") && listing.contains("app.conf"),
+        "{listing}"
+    );
+    // After prune the secret's data is gone from the repository.
+    assert_ok(&env.hoard(&["forget", "-q", &before[1][..8]]));
+    assert_ok(&env.hoard(&["prune", "-q", "--max-unused", "0"]));
+    let found = env.hoard_json(&["find", "id_ed25519"]);
+    assert_eq!(found[0]["hits"], 0, "{found}");
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    // Removing everything a snapshot holds is refused; forget is for that.
+    let all = env.hoard(&["rewrite", "--exclude", p]);
+    assert_ne!(all.status.code(), Some(0));
+    assert!(stderr(&all).contains("use forget"), "{}", stderr(&all));
+    assert_eq!(snapshot_tags(&env).len(), 1, "nothing was written");
+    assert_eq!(env.hoard(&["rewrite"]).status.code(), Some(2));
+}

@@ -115,6 +115,41 @@ pub enum Command {
     Copy(CopyArgs),
     /// Find files in snapshots by name or path pattern, size and modification time.
     Find(FindArgs),
+    /// Remove files from existing snapshots (new snapshots tagged `rewrite`; --forget drops
+    /// the originals; prune then frees the data).
+    Rewrite(RewriteArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["excludes", "exclude_file", "iexcludes"])))]
+pub struct RewriteArgs {
+    /// Snapshots to rewrite (ids, unique prefixes or `latest`); none means every snapshot
+    /// the filters select.
+    pub snapshots: Vec<String>,
+    /// Remove paths matching a glob, as backup's --exclude (repeatable).
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` comments; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// As --exclude, ignoring case (repeatable).
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Remove the original snapshots once the rewritten ones are saved.
+    #[arg(long)]
+    pub forget: bool,
+    /// Say what would be removed; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that have all these tags (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ pub(crate) mod random;
 pub mod repair;
 pub mod repository;
 pub mod restore;
+pub mod rewrite;
 pub mod tag;
 #[cfg(feature = "test-hooks")]
 mod testhook;
@@ -97,5 +98,6 @@ pub use repository::{
     repository_exists, FileKind, InitOptions, Lease, LockNeed, OpenOptions, Repository,
 };
 pub use restore::{restore, Overwrite, RestoreOptions, RestoreSummary};
+pub use rewrite::{rewrite, RewriteOptions, Rewritten};
 pub use tag::{tag, TagChange};
 pub use walk::{stats, walk_tree, RepoStats};

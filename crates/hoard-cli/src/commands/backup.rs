@@ -114,15 +114,7 @@ async fn run_backup(
         anyhow::bail!("nothing to back up: the --files-from lists are empty");
     }
     let mut excludes = a.excludes;
-    for file in &a.exclude_file {
-        for line in lines(file, b'\n')? {
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim();
-            if !line.is_empty() && !line.starts_with('#') {
-                excludes.push(line.to_string());
-            }
-        }
-    }
+    excludes.extend(exclude_files(&a.exclude_file)?);
     let opts = BackupOptions {
         paths,
         host: a.host,
@@ -169,6 +161,22 @@ fn lines(file: &std::path::Path, sep: u8) -> Result<Vec<Vec<u8>>> {
             l.to_vec()
         })
         .collect())
+}
+
+/// The patterns in `--exclude-file` files: one per line, blank lines and `#` comments
+/// skipped.
+pub fn exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    let mut patterns = Vec::new();
+    for file in files {
+        for line in lines(file, b'\n')? {
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                patterns.push(line.to_string());
+            }
+        }
+    }
+    Ok(patterns)
 }
 
 fn path_of(bytes: Vec<u8>) -> std::path::PathBuf {

@@ -17,6 +17,7 @@ mod ls;
 mod prune;
 mod repair;
 mod restore;
+mod rewrite;
 mod snapshots;
 mod stats;
 mod tag;
@@ -56,5 +57,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Generate(a) => generate::run(a),
         Command::Copy(a) => copy::run(g, a).await,
         Command::Find(a) => find::run(g, a).await,
+        Command::Rewrite(a) => rewrite::run(g, a).await,
     }
 }
