@@ -118,6 +118,27 @@ pub enum Command {
     /// Remove files from existing snapshots (new snapshots tagged `rewrite`; --forget drops
     /// the originals; prune then frees the data).
     Rewrite(RewriteArgs),
+    /// Browse the repository as a read-only file system (FUSE) until Ctrl-C, SIGTERM or
+    /// umount: ids/, snapshots/ (with latest), hosts/ and tags/.
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing, empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Let other users (and root) read the mount, not only this user.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that have all these tags (repeatable, or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long)]
+    pub path: Vec<String>,
 }
 
 #[derive(Debug, Args)]

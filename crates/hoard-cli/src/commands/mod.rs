@@ -14,6 +14,7 @@ mod init;
 mod key;
 mod list;
 mod ls;
+mod mount;
 mod prune;
 mod repair;
 mod restore;
@@ -58,5 +59,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Copy(a) => copy::run(g, a).await,
         Command::Find(a) => find::run(g, a).await,
         Command::Rewrite(a) => rewrite::run(g, a).await,
+        Command::Mount(a) => mount::run(g, a).await,
     }
 }

@@ -18,6 +18,12 @@ impl Repository {
         self.index().get(id)
     }
 
+    /// The plaintext length of an indexed blob, without reading it: what a reader needs to
+    /// find the blob that holds a given offset of a file.
+    pub fn blob_len(&self, id: &Id) -> Option<u64> {
+        self.blob_location(id).map(|l| u64::from(l.blob.raw_length))
+    }
+
     /// Re-reads every index file not superseded by another, streaming: at most a few index
     /// files are decoded at once, so the peak is the in-memory table, not the table plus every
     /// file's document. An index file that cannot be read (damaged, or planted without the
