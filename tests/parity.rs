@@ -730,3 +730,45 @@ fn rewrite_removes_a_file_that_should_never_have_been_backed_up() {
     assert_eq!(snapshot_tags(&env).len(), 1, "nothing was written");
     assert_eq!(env.hoard(&["rewrite"]).status.code(), Some(2));
 }
+
+#[test]
+fn json_output_has_restic_status_and_summary_lines_for_backup_and_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), random_bytes(100_000, 3)).unwrap();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = env.hoard(&a);
+        assert_ok(&out);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    for run in [
+        lines(&["backup", src.to_str().unwrap()]),
+        lines(&[
+            "restore",
+            "latest",
+            "--target",
+            env.path("t").to_str().unwrap(),
+        ]),
+    ] {
+        let status = run.iter().find(|l| l["message_type"] == "status").unwrap();
+        for field in [
+            "percent_done",
+            "total_files",
+            "files_done",
+            "total_bytes",
+            "bytes_done",
+            "seconds_elapsed",
+        ] {
+            assert!(status.get(field).is_some(), "{field} missing: {status}");
+        }
+        let last = run.last().unwrap();
+        assert_eq!(last["message_type"], "summary", "{last}");
+    }
+}

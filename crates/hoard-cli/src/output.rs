@@ -75,6 +75,8 @@ struct Counts {
     total_bytes: u64,
     /// The totals are final.
     complete: bool,
+    /// When the phase started, for speed and time left.
+    started: Option<std::time::Instant>,
 }
 
 impl Counts {
@@ -86,6 +88,29 @@ impl Counts {
             (self.items, self.total_items)
         };
         (total > 0).then(|| (done as f64 / total as f64).min(1.0))
+    }
+
+    /// Seconds left at the phase's pace so far, once the totals are final.
+    fn seconds_remaining(&self) -> Option<u64> {
+        let f = self.fraction().filter(|f| *f > 0.0 && self.complete)?;
+        let elapsed = self.started?.elapsed().as_secs_f64();
+        Some((elapsed * (1.0 - f) / f).round() as u64)
+    }
+
+    /// Bytes a second in this phase.
+    fn speed(&self) -> Option<f64> {
+        let elapsed = self.started?.elapsed().as_secs_f64();
+        (elapsed > 0.5 && self.bytes > 0).then(|| self.bytes as f64 / elapsed)
+    }
+}
+
+/// `1:02:03` or `2:03`.
+fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
     }
 }
 
@@ -104,7 +129,13 @@ impl CliProgress {
         CliProgress {
             bar,
             state: Default::default(),
-            json_status: (json && !quiet).then(|| std::sync::Mutex::new((now, now))),
+            // The first status line goes out at once, then one a second.
+            json_status: (json && !quiet).then(|| {
+                let first = now
+                    .checked_sub(std::time::Duration::from_secs(1))
+                    .unwrap_or(now);
+                std::sync::Mutex::new((now, first))
+            }),
         }
     }
 
@@ -123,23 +154,28 @@ impl CliProgress {
                     "files_done": c.items,
                     "total_bytes": c.total_bytes,
                     "bytes_done": c.bytes,
+                    "seconds_remaining": c.seconds_remaining(),
                 }));
             }
         }
         if let Some(b) = &self.bar {
             let label = c.phase.map(|p| p.label()).unwrap_or_default();
-            let amounts = if c.total_bytes > 0 {
-                format!("{} / {}", size(c.bytes), size(c.total_bytes))
-            } else {
-                format!("{} / {}", c.items, c.total_items)
-            };
+            let mut amounts = format!("{} / {} items", c.items, c.total_items);
+            if c.total_bytes > 0 {
+                amounts = format!("{} / {}, {amounts}", size(c.bytes), size(c.total_bytes));
+            }
+            let mut pace = String::new();
+            if let Some(speed) = c.speed() {
+                pace = format!(", {}/s", size(speed as u64));
+            }
+            match c.seconds_remaining() {
+                Some(left) => pace.push_str(&format!(", {} left", clock(left))),
+                None if c.fraction().is_some() => pace.push_str(", still counting"),
+                None => {}
+            }
             b.set_message(match c.fraction() {
-                Some(f) => format!(
-                    "{label}: {:.1}% ({amounts}{})",
-                    f * 100.0,
-                    if c.complete { "" } else { ", still counting" }
-                ),
-                None => format!("{label}: {} files, {}", c.items, size(c.bytes)),
+                Some(f) => format!("{label}: {:.1}% ({amounts}{pace})", f * 100.0),
+                None => format!("{label}: {} items, {}{pace}", c.items, size(c.bytes)),
             });
         }
     }
@@ -155,6 +191,7 @@ impl hoard_core::Progress for CliProgress {
     fn phase(&self, phase: hoard_core::progress::Phase) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Counts {
             phase: Some(phase),
+            started: Some(std::time::Instant::now()),
             ..Default::default()
         };
         self.update();
@@ -235,4 +272,26 @@ pub fn snapshot_table(
         }
     }
     println!("{}", "-".repeat(rule));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clock, Counts};
+
+    #[test]
+    fn time_left_follows_the_pace_once_totals_are_final() {
+        assert_eq!(clock(75), "1:15");
+        assert_eq!(clock(3725), "1:02:05");
+        let mut c = Counts {
+            bytes: 25,
+            total_bytes: 100,
+            complete: false,
+            started: Some(std::time::Instant::now() - std::time::Duration::from_secs(10)),
+            ..Default::default()
+        };
+        assert_eq!(c.seconds_remaining(), None, "the scan is still counting");
+        c.complete = true;
+        assert_eq!(c.seconds_remaining(), Some(30));
+        assert!((c.speed().unwrap() - 2.5).abs() < 0.1);
+    }
 }
