@@ -19,6 +19,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository: a directory, local:/path, or s3:[https://]host[:port]/bucket[/prefix].
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true)]
