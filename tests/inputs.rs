@@ -174,29 +174,9 @@ fn sigterm_stops_a_backup_within_seconds_while_a_read_hangs() {
         assert!(child.try_wait().unwrap().is_none(), "backup ended early");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let signalled = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(20),
-            "still running {:?} after SIGTERM",
-            signalled.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, took) = sigterm_and_wait(&mut child);
     assert_eq!(status.code(), Some(130));
-    assert!(
-        signalled.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        signalled.elapsed()
-    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
     // Stopped cleanly: no snapshot, no lock left, the repository checks clean.
     let empty = |d: &str| {
         let d = env.storage.join(d);

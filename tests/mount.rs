@@ -120,22 +120,7 @@ fn a_mounted_repository_is_browsed_read_from_the_middle_and_unmounted_on_sigterm
     // The whole file reads back identical.
     assert!(fs::read(latest.join("big.bin")).unwrap() == big);
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(20),
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, _) = sigterm_and_wait(&mut child);
     let mut err = String::new();
     child
         .stderr

@@ -374,3 +374,27 @@ pub fn plant(env: &Env, dir: &str, bytes: &[u8]) -> PathBuf {
     fs::write(&path, bytes).unwrap();
     path
 }
+
+/// Sends SIGTERM to `child` and waits for it to exit, failing after 20 s; returns its status
+/// and how long it took.
+pub fn sigterm_and_wait(
+    child: &mut std::process::Child,
+) -> (std::process::ExitStatus, std::time::Duration) {
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, signalled.elapsed());
+        }
+        assert!(
+            signalled.elapsed() < std::time::Duration::from_secs(20),
+            "still running {:?} after SIGTERM",
+            signalled.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -131,15 +131,8 @@ pub struct MountArgs {
     /// Let other users (and root) read the mount, not only this user.
     #[arg(long)]
     pub allow_other: bool,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots that have all these tags (repeatable, or comma separated).
-    #[arg(long, value_delimiter = ',')]
-    pub tag: Vec<String>,
-    /// Only snapshots that include this path (repeatable).
-    #[arg(long)]
-    pub path: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
 }
 
 #[derive(Debug, Args)]
@@ -163,15 +156,8 @@ pub struct RewriteArgs {
     /// Say what would be removed; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots that have all these tags (repeatable, or comma separated).
-    #[arg(long, value_delimiter = ',')]
-    pub tag: Vec<String>,
-    /// Only snapshots that include this path (repeatable).
-    #[arg(long)]
-    pub path: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
 }
 
 #[derive(Debug, Args)]
@@ -198,15 +184,8 @@ pub struct FindArgs {
     /// Look only in this snapshot (repeatable; default: all that the filters select).
     #[arg(short, long = "snapshot", value_name = "ID")]
     pub snapshots: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots that have all these tags (repeatable, or comma separated).
-    #[arg(long, value_delimiter = ',')]
-    pub tag: Vec<String>,
-    /// Only snapshots that include this path (repeatable).
-    #[arg(long)]
-    pub path: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
     /// Show mode, size and mtime.
     #[arg(short, long)]
     pub long: bool,
@@ -228,15 +207,8 @@ pub struct CopyArgs {
     /// CA and password, when they differ from this repository's.
     #[arg(long, value_name = "PATH")]
     pub from_secret: Option<PathBuf>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots that have all these tags (repeatable, or comma separated).
-    #[arg(long, value_delimiter = ',')]
-    pub tag: Vec<String>,
-    /// Only snapshots that include this path (repeatable).
-    #[arg(long)]
-    pub path: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +246,13 @@ pub struct TagArgs {
     /// Replace all tags with these (`--set ''` removes every tag).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["add", "remove"])]
     pub set: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+/// Which snapshots a command takes when it is given no ids, or which of the given ones.
+#[derive(Debug, Args)]
+pub struct SnapshotFilter {
     /// Only snapshots of this host.
     #[arg(long)]
     pub host: Option<String>,

@@ -317,3 +317,32 @@ mod secret {
         }
     }
 }
+
+/// The snapshots named by `specs` (ids, prefixes, `latest`), or every snapshot when none is
+/// named, that pass `filter`: how tag, copy, rewrite, find and mount choose.
+pub async fn select_snapshots(
+    r: &Repository,
+    specs: &[String],
+    filter: &crate::args::SnapshotFilter,
+) -> Result<Vec<hoard_core::SnapshotEntry>> {
+    let chosen = if specs.is_empty() {
+        r.snapshots().await?
+    } else {
+        let mut v = Vec::new();
+        for spec in specs {
+            v.push(r.find_snapshot(spec).await?);
+        }
+        v
+    };
+    Ok(chosen
+        .into_iter()
+        .filter(|s| {
+            filter
+                .host
+                .as_ref()
+                .is_none_or(|h| &s.snapshot.hostname == h)
+        })
+        .filter(|s| filter.tag.iter().all(|t| s.snapshot.tags.contains(t)))
+        .filter(|s| filter.path.iter().all(|p| s.snapshot.paths.contains(p)))
+        .collect())
+}

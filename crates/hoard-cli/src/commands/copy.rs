@@ -17,21 +17,7 @@ pub async fn run(g: &GlobalArgs, a: CopyArgs) -> Result<()> {
     )
     .await?;
     let dst = repo::open(g).await?;
-    let chosen = if a.snapshots.is_empty() {
-        src.snapshots().await?
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.snapshots {
-            v.push(src.find_snapshot(spec).await?);
-        }
-        v
-    };
-    let selected: Vec<_> = chosen
-        .into_iter()
-        .filter(|s| a.host.as_ref().is_none_or(|h| &s.snapshot.hostname == h))
-        .filter(|s| a.tag.iter().all(|t| s.snapshot.tags.contains(t)))
-        .filter(|s| a.path.iter().all(|p| s.snapshot.paths.contains(p)))
-        .collect();
+    let selected = repo::select_snapshots(&src, &a.snapshots, &a.filter).await?;
     let progress = Arc::new(CliProgress::new(g.quiet, g.json));
     let result = hoard_core::copy(&src, &dst, &selected, progress.clone()).await;
     progress.finish();

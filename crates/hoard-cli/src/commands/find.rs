@@ -12,15 +12,7 @@ use crate::repo;
 /// `{snapshot, hits, matches}` as restic prints it.
 pub async fn run(g: &GlobalArgs, a: FindArgs) -> Result<()> {
     let r = repo::open(g).await?;
-    let chosen = if a.snapshots.is_empty() {
-        r.snapshots().await?
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.snapshots {
-            v.push(r.find_snapshot(spec).await?);
-        }
-        v
-    };
+    let chosen = repo::select_snapshots(&r, &a.snapshots, &a.filter).await?;
     let opts = FindOptions {
         patterns: a.patterns.clone(),
         ignore_case: a.ignore_case,
@@ -31,12 +23,7 @@ pub async fn run(g: &GlobalArgs, a: FindArgs) -> Result<()> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut json = Vec::new();
-    for s in chosen
-        .iter()
-        .filter(|s| a.host.as_ref().is_none_or(|h| &s.snapshot.hostname == h))
-        .filter(|s| a.tag.iter().all(|t| s.snapshot.tags.contains(t)))
-        .filter(|s| a.path.iter().all(|p| s.snapshot.paths.contains(p)))
-    {
+    for s in &chosen {
         let found = hoard_core::find(&r, s, &opts).await?;
         if g.json {
             let matches: Vec<serde_json::Value> = found

@@ -11,14 +11,7 @@ use crate::repo;
 /// Holds a shared lock meanwhile, so that no prune deletes what the mount shows.
 pub async fn run(g: &GlobalArgs, a: MountArgs) -> Result<()> {
     let r = repo::open(g).await?;
-    let snapshots: Vec<_> = r
-        .snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| a.host.as_ref().is_none_or(|h| &s.snapshot.hostname == h))
-        .filter(|s| a.tag.iter().all(|t| s.snapshot.tags.contains(t)))
-        .filter(|s| a.path.iter().all(|p| s.snapshot.paths.contains(p)))
-        .collect();
+    let snapshots = repo::select_snapshots(&r, &[], &a.filter).await?;
     let repo = r.clone();
     r.locked(LockNeed::Read, |_| async move {
         Ok(serve(g, &a, repo, &snapshots).await)

@@ -7,21 +7,7 @@ use crate::repo;
 
 pub async fn run(g: &GlobalArgs, a: RewriteArgs) -> Result<()> {
     let r = repo::open(g).await?;
-    let chosen = if a.snapshots.is_empty() {
-        r.snapshots().await?
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.snapshots {
-            v.push(r.find_snapshot(spec).await?);
-        }
-        v
-    };
-    let selected: Vec<_> = chosen
-        .into_iter()
-        .filter(|s| a.host.as_ref().is_none_or(|h| &s.snapshot.hostname == h))
-        .filter(|s| a.tag.iter().all(|t| s.snapshot.tags.contains(t)))
-        .filter(|s| a.path.iter().all(|p| s.snapshot.paths.contains(p)))
-        .collect();
+    let selected = repo::select_snapshots(&r, &a.snapshots, &a.filter).await?;
     let mut exclude = a.excludes;
     exclude.extend(crate::commands::backup::exclude_files(&a.exclude_file)?);
     let opts = RewriteOptions {
