@@ -35,9 +35,10 @@ use write::{
 /// one read and its decoded blobs: 2 MiB cut restore's peak on the toolchain copy from 178 to
 /// 122 MiB (the KDF floor is 75) at the same speed as 8 MiB.
 const MAX_READ: u64 = 2 * 1024 * 1024;
-/// Ranged reads at once from a local repository.
+/// Packs restored at once from a local repository.
 const PACK_CONCURRENCY: usize = 4;
-/// Ranged reads at once from a remote one, where each waits a round trip.
+/// Packs restored at once from a remote one, where each read waits a round trip: against
+/// Garage on loopback, 8 restored the toolchain copy in 4.40 s, 4 in 5.06 s (restic 6.4 s).
 const REMOTE_DOWNLOADS: usize = 8;
 /// Files prepared per blocking task.
 const PREPARE_BATCH: usize = 256;
@@ -304,23 +305,34 @@ async fn restore_unlocked(
         summary: summary.clone(),
         failed: Mutex::new(incomplete),
     });
-    // Downloads, and decryption and writes, overlap: a bounded number of each in flight
-    // bounds memory to (downloads + writers) reads of at most MAX_READ and their blobs.
-    let downloads = if repo.operator().info().scheme() == "fs" {
+    // Packs are restored side by side, each a task that reads its ranges in turn and writes
+    // each on a blocking thread: while one pack waits for storage, another decrypts and
+    // writes. (Chained download and writer stages measured slower on Garage: 1.26x restic
+    // against 1.65x, the writers being the narrow stage.) Memory is bounded by the packs in
+    // flight, each one read of at most MAX_READ and its blobs.
+    let packs_at_once = if repo.operator().info().scheme() == "fs" {
         PACK_CONCURRENCY
     } else {
         REMOTE_DOWNLOADS
     };
-    let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-    let jobs = by_pack
-        .into_iter()
-        .flat_map(|(pack, uses)| read_jobs(pack, uses));
-    futures::stream::iter(jobs)
-        .map(|job| fetch(ctx.clone(), job))
-        .buffer_unordered(downloads)
-        .filter_map(|fetched| async move { fetched })
-        .map(|(job, buf)| write(ctx.clone(), job, buf))
-        .buffer_unordered(writers)
+    futures::stream::iter(by_pack)
+        .map(|(pack, uses)| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for job in read_jobs(pack, uses) {
+                    if let Some((job, buf)) = fetch(ctx.clone(), job).await {
+                        write(ctx.clone(), job, buf).await?;
+                    }
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .buffer_unordered(packs_at_once)
+        .map(|joined| {
+            joined
+                .map_err(|e| Error::Task(e.to_string()))
+                .and_then(|r| r)
+        })
         .try_collect::<Vec<()>>()
         .await?;
     tracing::debug!(elapsed = ?started.elapsed(), "contents written");
