@@ -655,7 +655,7 @@ fn the_metadata_cache_spares_an_unchanged_rebackup_every_download() {
 /// `copy` local → S3 (other password) → local (third password, the S3 source's keys, CA and
 /// password from a mounted Secret directory); a second copy adds nothing.
 #[test]
-fn copy_goes_local_to_s3_to_local_with_different_passwords_and_copies_nothing_twice() {
+fn copy_goes_local_to_s3_to_local_and_s3_to_s3_with_other_passwords_and_cas_and_copies_nothing_twice() {
     let a = Env::new();
     let src = a.path("src");
     fs::create_dir_all(src.join("sub")).unwrap();
@@ -756,4 +756,21 @@ fn copy_goes_local_to_s3_to_local_with_different_passwords_and_copies_nothing_tw
         "small"
     );
     assert_ok(&c_cmd(&["check", "--read-data"]));
+
+    // S3 to S3: another server with its own CA, the source's keys, CA and password from the
+    // Secret, the destination's from the environment.
+    let d = Env::s3();
+    let out = d
+        .cmd()
+        .args(["copy", "--from-repo", &b.repo, "--from-secret"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let snaps = d.hoard_json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    let dump = d.hoard(&["dump", "latest", src.join("small.txt").to_str().unwrap()]);
+    assert_ok(&dump);
+    assert_eq!(dump.stdout, b"changed");
+    assert_ok(&d.hoard(&["check", "--read-data"]));
 }

@@ -39,7 +39,7 @@ const MAX_READ: u64 = 2 * 1024 * 1024;
 const PACK_CONCURRENCY: usize = 4;
 /// Packs restored at once from a remote one, where each read waits a round trip: against
 /// Garage on loopback, 8 restored the toolchain copy in 4.40 s, 4 in 5.06 s (restic 6.4 s).
-const REMOTE_DOWNLOADS: usize = 8;
+const REMOTE_PACK_CONCURRENCY: usize = 8;
 /// Files prepared per blocking task.
 const PREPARE_BATCH: usize = 256;
 
@@ -313,7 +313,7 @@ async fn restore_unlocked(
     let packs_at_once = if repo.operator().info().scheme() == "fs" {
         PACK_CONCURRENCY
     } else {
-        REMOTE_DOWNLOADS
+        REMOTE_PACK_CONCURRENCY
     };
     futures::stream::iter(by_pack)
         .map(|(pack, uses)| {
