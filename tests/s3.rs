@@ -653,9 +653,10 @@ fn the_metadata_cache_spares_an_unchanged_rebackup_every_download() {
 }
 
 /// `copy` local → S3 (other password) → local (third password, the S3 source's keys, CA and
-/// password from a mounted Secret directory); a second copy adds nothing.
+/// password from a mounted Secret directory) and S3 → S3 (another server and CA); a second
+/// copy adds nothing.
 #[test]
-fn copy_goes_local_to_s3_to_local_and_s3_to_s3_with_other_passwords_and_cas_and_copies_nothing_twice() {
+fn copy_local_to_s3_to_local_and_s3_to_s3_copies_nothing_twice() {
     let a = Env::new();
     let src = a.path("src");
     fs::create_dir_all(src.join("sub")).unwrap();
