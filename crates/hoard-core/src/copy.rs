@@ -27,6 +27,9 @@ use crate::repository::{FileKind, LockNeed, Repository};
 
 /// Blob reads in flight: each holds one chunk (at most the chunker's maximum).
 const READS: usize = 8;
+/// Source→destination ids remembered (64 B each): a blob met again after the map was
+/// cleared is read again, and the destination's index still keeps it from being stored twice.
+const MAX_REMEMBERED: usize = 1 << 20;
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -174,10 +177,11 @@ impl Mapper {
                 .try_collect()
                 .await?;
             let new = self.saver.save_tree(Tree { nodes }.to_bytes()).await?;
-            self.trees
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, new);
+            let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+            if trees.len() >= MAX_REMEMBERED {
+                trees.clear();
+            }
+            trees.insert(id, new);
             Ok(new)
         }
         .boxed()
@@ -206,10 +210,11 @@ impl Mapper {
         let (new, _) = tokio::task::spawn_blocking(move || saver.save_data_blocking(data))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-        self.blobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, new);
+        let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        if blobs.len() >= MAX_REMEMBERED {
+            blobs.clear();
+        }
+        blobs.insert(id, new);
         Ok(new)
     }
 }

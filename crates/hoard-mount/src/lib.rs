@@ -35,6 +35,9 @@ const TTL: Duration = Duration::from_secs(3600);
 const BLOB_CACHE: usize = 8;
 /// Trees kept in memory; beyond this the oldest are dropped (and reloaded when needed).
 const TREE_CACHE: usize = 4096;
+/// Files whose blob offsets are kept; beyond this the oldest are dropped (and recomputed
+/// from the index when read again).
+const OFFSET_CACHE: usize = 4096;
 
 /// What one inode is.
 #[derive(Clone)]
@@ -62,6 +65,7 @@ struct State {
     blobs: VecDeque<(Id, Arc<Vec<u8>>)>,
     /// Per file inode: where each of its blobs starts.
     offsets: HashMap<u64, Arc<Vec<u64>>>,
+    offset_order: VecDeque<u64>,
 }
 
 impl State {
@@ -347,7 +351,15 @@ impl HoardFs {
         }
         starts.push(at);
         let starts = Arc::new(starts);
-        self.lock().offsets.insert(ino, starts.clone());
+        let mut st = self.lock();
+        if st.offsets.insert(ino, starts.clone()).is_none() {
+            st.offset_order.push_back(ino);
+        }
+        while st.offset_order.len() > OFFSET_CACHE {
+            if let Some(old) = st.offset_order.pop_front() {
+                st.offsets.remove(&old);
+            }
+        }
         Ok(starts)
     }
 }
