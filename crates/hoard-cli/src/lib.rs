@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod metrics;
 mod output;
+mod parse;
 mod repo;
 
 use std::process::ExitCode;

@@ -53,17 +53,9 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
         Some(path) => crd_connection(g, path)?,
         None => {
             let secrets = secrets(g)?;
-            let location = match (&g.repo, &secrets.bucket_info) {
-                (Some(r), _) => r.parse::<Location>()?,
-                (None, Some(info)) => Location::S3(hoard_s3::S3Location::from_parts(
-                    &info.endpoint,
-                    &info.bucket,
-                    "",
-                )?),
-                (None, None) => bail!(
-                    "no repository given: use -r/--repo, set RESTIC_REPOSITORY, or give --crd"
-                ),
-            };
+            let location = location(g.repo.as_deref(), &secrets).ok_or_else(|| {
+                anyhow!("no repository given: use -r/--repo, set RESTIC_REPOSITORY, or give --crd")
+            })??;
             Connection::new(location, secrets)
         }
     };
@@ -72,6 +64,20 @@ pub fn settings(g: &GlobalArgs) -> Result<Settings> {
         conn,
         from_crd: g.crd.is_some(),
     })
+}
+
+/// The repository a URL names, else the bucket of a COSI BucketInfo secret; `None` when
+/// neither is given.
+fn location(repo: Option<&str>, secrets: &Secrets) -> Option<Result<Location>> {
+    match (repo, &secrets.bucket_info) {
+        (Some(r), _) => Some(r.parse::<Location>().map_err(Into::into)),
+        (None, Some(info)) => Some(
+            hoard_s3::S3Location::from_parts(&info.endpoint, &info.bucket, "")
+                .map(Location::S3)
+                .map_err(Into::into),
+        ),
+        (None, None) => None,
+    }
 }
 
 /// `-o`, `--cacert` and the cache settings, which apply to every repository a command opens.
@@ -122,15 +128,9 @@ pub async fn open_source(g: &GlobalArgs, from: &Source<'_>) -> Result<Repository
     if let Some(p) = from.secret {
         secrets.overlay(Secrets::from_path(p)?);
     }
-    let location = match (from.repo, &secrets.bucket_info) {
-        (Some(r), _) => r.parse::<Location>()?,
-        (None, Some(info)) => {
-            Location::S3(hoard_s3::S3Location::from_parts(&info.endpoint, &info.bucket, "")?)
-        }
-        (None, None) => bail!(
-            "no source repository: give --from-repo (or RESTIC_FROM_REPOSITORY), or a --from-secret with bucket info"
-        ),
-    };
+    let location = location(from.repo, &secrets).ok_or_else(|| {
+        anyhow!("no source repository: give --from-repo (or RESTIC_FROM_REPOSITORY), or a --from-secret with bucket info")
+    })??;
     let mut conn = Connection::new(location, secrets);
     apply_options(g, &mut conn)?;
     let s = Settings {

@@ -18,7 +18,7 @@ pub fn parse_max_unused(s: &str) -> Result<(f64, Option<u64>)> {
             _ => bail!("--max-unused {s:?}: a percentage is 0% to 100%"),
         };
     }
-    match crate::args::parse_size(s) {
+    match crate::parse::parse_size(s) {
         Ok(bytes) => Ok((0.0, Some(bytes))),
         Err(_) => {
             bail!("--max-unused {s:?}: give a percentage (5%), a size (10M, 2G) or `unlimited`")

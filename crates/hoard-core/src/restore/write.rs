@@ -51,7 +51,10 @@ pub(super) fn prepare_file(
             _ => {}
         }
     }
-    if existing.is_some() && is_identical(&f.dest, &f.node, &f.blobs, key) {
+    if existing
+        .as_ref()
+        .is_some_and(|md| is_identical(&f.dest, md, &f.node, &f.blobs, key))
+    {
         return Ok(Prepared::Identical);
     }
     if !dry_run {
@@ -70,12 +73,14 @@ fn mtime_ns(md: &std::fs::Metadata) -> i64 {
 /// Whether the file at `f.dest` holds exactly its planned content (`--verify` reads restored
 /// files back with this).
 pub(super) fn holds_content(f: &PlannedFile, key: &crate::format::crypto::MasterKey) -> bool {
-    is_identical(&f.dest, &f.node, &f.blobs, key)
+    std::fs::symlink_metadata(&f.dest)
+        .is_ok_and(|md| is_identical(&f.dest, &md, &f.node, &f.blobs, key))
 }
 
-/// Whether `dest` already holds exactly this content.
+/// Whether `dest`, whose `lstat` is `md`, already holds exactly this content.
 fn is_identical(
     dest: &Path,
+    md: &std::fs::Metadata,
     node: &Node,
     blobs: &[(Id, u64)],
     key: &crate::format::crypto::MasterKey,
@@ -85,9 +90,6 @@ fn is_identical(
         .map(|w| w[1].1 - w[0].1)
         .chain(blobs.last().map(|l| node.size - l.1))
         .collect();
-    let Ok(md) = std::fs::symlink_metadata(dest) else {
-        return false;
-    };
     if !md.is_file() || md.len() != node.size {
         return false;
     }
