@@ -270,3 +270,50 @@ fn web_identity_through_sts_at_aws_endpoint_url_sts() {
     let e = stderr(&out);
     assert!(e.contains("InvalidIdentityToken"), "{e}");
 }
+
+#[test]
+fn a_share_link_cannot_outlive_temporary_credentials() {
+    let server = S3Server::http().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let temporary = (TEMPORARY_ACCESS_KEY, TEMPORARY_SECRET_KEY, SESSION_TOKEN);
+    // Credentials that live one more hour.
+    let (stub, _) = container_endpoint("t", temporary, 3600);
+    let uri = format!("{}/creds", stub.url);
+    let setup = |c: &mut Command| {
+        c.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t");
+    };
+    init_and_backup(&server, "share-bucket", dir.path(), setup);
+    let file = dir.path().join("src/f.txt");
+    let run = |expires: &str| {
+        let mut c = keyless(&server, "share-bucket");
+        setup(&mut c);
+        c.args([
+            "share",
+            "latest",
+            file.to_str().unwrap(),
+            "--expires",
+            expires,
+        ])
+        .output()
+        .unwrap()
+    };
+    // A link for two hours would stop working after one: refused before anything is stored.
+    let out = run("2h");
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("cannot sign a URL valid for 7200s"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(server
+        .object_keys("share-bucket")
+        .iter()
+        .all(|k| !k.contains("/shares/")));
+    // Ten minutes is fine; the link carries the session token and works without keys.
+    let out = run("10m");
+    assert_ok(&out);
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(url.contains("X-Amz-Security-Token="), "{url}");
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, b"signed by the chain");
+}

@@ -121,9 +121,42 @@ pub enum Command {
     /// Remove files from existing snapshots (new snapshots tagged `rewrite`; --forget drops
     /// the originals; prune then frees the data).
     Rewrite(RewriteArgs),
+    /// Hand out a file (or a directory as tar or zip) from a snapshot with a time-limited
+    /// link that needs no credentials (S3 repositories); list, revoke and expire shares.
+    Share(ShareArgs),
     /// Browse the repository as a read-only file system (FUSE) until Ctrl-C, SIGTERM or
     /// umount: ids/, snapshots/ (with latest), hosts/ and tags/.
     Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").args(["list", "revoke", "expire"])))]
+pub struct ShareArgs {
+    /// Snapshot id (or unique prefix), or `latest`.
+    #[arg(required_unless_present = "action", conflicts_with = "action")]
+    pub snapshot: Option<String>,
+    /// Path in the snapshot: a file is shared as is, a directory as a tar (or --zip) archive.
+    #[arg(required_unless_present = "action", conflicts_with = "action")]
+    pub path: Option<String>,
+    /// How long the link works: 30s, 15m, 24h, 7d (at most 7 days).
+    #[arg(long, default_value = "24h", value_parser = parse_wait, conflicts_with = "action")]
+    pub expires: std::time::Duration,
+    /// The file name the recipient gets (default: the path's last part, plus .tar or .zip
+    /// for a directory).
+    #[arg(long, conflicts_with = "action")]
+    pub name: Option<String>,
+    /// Share a directory as a zip archive instead of tar.
+    #[arg(long, conflicts_with = "action")]
+    pub zip: bool,
+    /// List the shares: id, expiry, size, name, origin.
+    #[arg(long)]
+    pub list: bool,
+    /// Delete a share (its id or a unique prefix); its link stops working at once.
+    #[arg(long, value_name = "ID")]
+    pub revoke: Option<String>,
+    /// Delete every share whose link has expired (prune does this too).
+    #[arg(long)]
+    pub expire: bool,
 }
 
 #[derive(Debug, Args)]

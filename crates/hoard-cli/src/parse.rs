@@ -1,19 +1,21 @@
 //! Values the command line takes as restic spells them: sizes, durations and times.
 
-/// Parses `30s`, `5m`, `2h` or a plain number of seconds.
+/// Parses `30s`, `5m`, `2h`, `7d` or a plain number of seconds.
 pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: use a number with s, m or h (e.g. 5m)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: use a number with s, m or h (e.g. 5m)")),
+    let bad = || format!("{s:?}: use a number with s, m, h or d (e.g. 5m)");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    n.checked_mul(scale)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 /// Parses a size as restic does: a number with an optional unit k, m, g or t (powers of

@@ -1,10 +1,13 @@
-//! Dump: one file's contents, or a directory as a tar stream, from a snapshot to any writer
-//! (stdout for `hoard dump`), without a restore to disk first.
+//! Dump: one file's contents, or a directory as a tar or zip stream, from a snapshot to any
+//! writer (stdout for `hoard dump`, an upload for `hoard share`), without a restore to disk
+//! first.
 //!
 //! Blobs are fetched one at a time and written as they arrive, so memory stays at one blob
-//! whatever the file size. Tar entries are named by their path in the snapshot without the
-//! leading `/`; hard links are written as separate files, sockets are left out (tar has no
-//! type for them).
+//! whatever the file size. Archive entries are named by their path in the snapshot without
+//! the leading `/`; hard links are written as separate files, sockets are left out (neither
+//! format has a type for them). Zip has no devices or fifos either, and names in zip are
+//! UTF-8 (a name that is not valid UTF-8 is written with U+FFFD in place of the bad bytes);
+//! tar keeps every name byte for byte.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,29 @@ use crate::id::Id;
 use crate::repository::{LockNeed, Repository};
 use crate::walk::{find_path, Found};
 
+/// How a directory is written out (a file is always written as is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Archive {
+    /// POSIX tar (GNU headers): every name byte, owners, modes, devices, symlinks.
+    #[default]
+    Tar,
+    /// Zip with stored (uncompressed) entries and Zip64 where a file needs it: what a
+    /// browser user double-clicks. Most of a backup's content is compressed already.
+    Zip,
+}
+
+/// What [`dump_as`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dumped {
+    /// The path is a file; its bytes were written.
+    File {
+        /// Its size.
+        size: u64,
+    },
+    /// The path is a directory; an archive was written.
+    Archive(Archive),
+}
+
 /// Writes the file at `path` as is, or the directory at `path` as a tar archive, to `out`.
 /// Runs on a blocking thread (tar and most writers are synchronous) and returns the writer.
 /// Holds a shared lock, so that a prune cannot delete packs while they stream out.
@@ -24,23 +50,48 @@ pub async fn dump<W: Write + Send + 'static>(
     path: &str,
     out: W,
 ) -> Result<W> {
-    repo.locked(LockNeed::Read, |_| dump_unlocked(repo, root, path, out))
+    dump_as(repo, root, path, Archive::Tar, out)
         .await
+        .map(|(w, _)| w)
+}
+
+/// [`dump`] with the archive format for a directory chosen, and what was written returned.
+pub async fn dump_as<W: Write + Send + 'static>(
+    repo: &Repository,
+    root: Id,
+    path: &str,
+    archive: Archive,
+    out: W,
+) -> Result<(W, Dumped)> {
+    repo.locked(LockNeed::Read, |_| {
+        dump_unlocked(repo, root, path, archive, out)
+    })
+    .await
+}
+
+/// Whether `path` in the tree `root` is a directory (or the root), without the lock: for
+/// callers that choose a name before they dump.
+pub async fn is_dir(repo: &Repository, root: Id, path: &str) -> Result<bool> {
+    Ok(match find_path(repo, root, path).await? {
+        Found::Root(_) => true,
+        Found::Node(n) => n.node_type == NodeType::Dir,
+    })
 }
 
 async fn dump_unlocked<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,
     path: &str,
+    archive: Archive,
     out: W,
-) -> Result<W> {
+) -> Result<(W, Dumped)> {
     let found = find_path(repo, root, path).await?;
     let repo = repo.clone();
     let handle = tokio::runtime::Handle::current();
     let clean = path.trim_matches('/').to_string();
     tokio::task::spawn_blocking(move || {
         let d = Dumper { repo, handle };
-        match found {
+        let (tree, dir) = match found {
             Found::Node(n) if n.node_type != NodeType::Dir => {
                 if n.node_type != NodeType::File {
                     return Err(Error::invalid(
@@ -52,16 +103,33 @@ async fn dump_unlocked<W: Write + Send + 'static>(
                 let mut r = d.reader(&n);
                 std::io::copy(&mut r, &mut out).map_err(|e| Error::io(&clean, e))?;
                 out.flush().map_err(|e| Error::io(&clean, e))?;
-                Ok(out)
+                return Ok((out, Dumped::File { size: n.size }));
             }
             Found::Node(n) => {
                 let sub = n
                     .subtree
                     .ok_or_else(|| Error::corrupt(clean.clone(), "directory without a tree"))?;
-                d.tar(sub, Some(&n), PathBuf::from(&clean), out)
+                (sub, Some(n))
             }
-            Found::Root(id) => d.tar(id, None, PathBuf::new(), out),
-        }
+            Found::Root(id) => (id, None),
+        };
+        let base = PathBuf::from(&clean);
+        let out = match archive {
+            Archive::Tar => {
+                let mut b = tar::Builder::new(out);
+                b.follow_symlinks(false);
+                d.walk(tree, dir.as_deref(), base, &mut b)?;
+                b.into_inner().map_err(|e| Error::io("tar stream", e))?
+            }
+            Archive::Zip => {
+                let mut z = zip::ZipWriter::new_stream(out);
+                d.walk(tree, dir.as_deref(), base, &mut z)?;
+                z.finish()
+                    .map_err(|e| Error::io("zip stream", std::io::Error::other(e)))?
+                    .into_inner()
+            }
+        };
+        Ok((out, Dumped::Archive(archive)))
     })
     .await?
 }
@@ -69,6 +137,11 @@ async fn dump_unlocked<W: Write + Send + 'static>(
 struct Dumper {
     repo: Repository,
     handle: tokio::runtime::Handle,
+}
+
+/// One archive format's entries; the walk is shared.
+trait Entries {
+    fn entry(&mut self, d: &Dumper, path: &Path, n: &Node) -> Result<()>;
 }
 
 impl Dumper {
@@ -83,12 +156,17 @@ impl Dumper {
         }
     }
 
-    /// `dir` is the directory's own node, absent for the snapshot root.
-    fn tar<W: Write>(&self, tree: Id, dir: Option<&Node>, path: PathBuf, out: W) -> Result<W> {
-        let mut b = tar::Builder::new(out);
-        b.follow_symlinks(false);
+    /// Depth first in name order, parents before children. `dir` is the directory's own
+    /// node, absent for the snapshot root.
+    fn walk(
+        &self,
+        tree: Id,
+        dir: Option<&Node>,
+        path: PathBuf,
+        out: &mut dyn Entries,
+    ) -> Result<()> {
         if let Some(dir) = dir {
-            self.entry(&mut b, &path, dir)?;
+            out.entry(self, &path, dir)?;
         }
         let mut stack = vec![(path, tree)];
         while let Some((dir, id)) = stack.pop() {
@@ -96,17 +174,19 @@ impl Dumper {
             let mut subdirs = Vec::new();
             for node in &t.nodes {
                 let p = dir.join(node.name.as_os_str());
-                self.entry(&mut b, &p, node)?;
+                out.entry(self, &p, node)?;
                 if let (NodeType::Dir, Some(sub)) = (node.node_type, node.subtree) {
                     subdirs.push((p, sub));
                 }
             }
             stack.extend(subdirs.into_iter().rev());
         }
-        b.into_inner().map_err(|e| Error::io("tar stream", e))
+        Ok(())
     }
+}
 
-    fn entry<W: Write>(&self, b: &mut tar::Builder<W>, path: &Path, n: &Node) -> Result<()> {
+impl<W: Write> Entries for tar::Builder<W> {
+    fn entry(&mut self, d: &Dumper, path: &Path, n: &Node) -> Result<()> {
         let io = |e| Error::io(path, e);
         let mut h = tar::Header::new_gnu();
         h.set_mode(n.mode);
@@ -120,21 +200,17 @@ impl Dumper {
         match n.node_type {
             NodeType::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
-                b.append_data(&mut h, path, std::io::empty()).map_err(io)
+                self.append_data(&mut h, path, std::io::empty()).map_err(io)
             }
             NodeType::File => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(n.size);
-                b.append_data(&mut h, path, self.reader(n)).map_err(io)
+                self.append_data(&mut h, path, d.reader(n)).map_err(io)
             }
             NodeType::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                let target = n
-                    .link_target
-                    .as_ref()
-                    .map(|t| t.as_os_str().to_owned())
-                    .unwrap_or_default();
-                b.append_link(&mut h, path, Path::new(&target)).map_err(io)
+                self.append_link(&mut h, path, Path::new(&link_target(n)))
+                    .map_err(io)
             }
             NodeType::Fifo | NodeType::Dev | NodeType::Chardev => {
                 h.set_entry_type(match n.node_type {
@@ -146,11 +222,64 @@ impl Dumper {
                     let _ = h.set_device_major(nix::sys::stat::major(rdev) as u32);
                     let _ = h.set_device_minor(nix::sys::stat::minor(rdev) as u32);
                 }
-                b.append_data(&mut h, path, std::io::empty()).map_err(io)
+                self.append_data(&mut h, path, std::io::empty()).map_err(io)
             }
             NodeType::Socket => Ok(()),
         }
     }
+}
+
+impl<W: Write> Entries for zip::ZipWriter<zip::write::StreamWriter<W>> {
+    fn entry(&mut self, d: &Dumper, path: &Path, n: &Node) -> Result<()> {
+        let zip_err = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e));
+        let name = path.to_string_lossy();
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(n.mode)
+            .last_modified_time(zip_time(n.mtime));
+        match n.node_type {
+            NodeType::Dir => self.add_directory(name, opts).map_err(zip_err),
+            NodeType::File => {
+                // Stored entries in a stream need their size class up front.
+                let opts = opts.large_file(n.size >= u64::from(u32::MAX));
+                self.start_file(name, opts).map_err(zip_err)?;
+                std::io::copy(&mut d.reader(n), self).map_err(|e| Error::io(path, e))?;
+                Ok(())
+            }
+            NodeType::Symlink => {
+                let target = link_target(n);
+                self.add_symlink(name, target.to_string_lossy(), opts)
+                    .map_err(zip_err)
+            }
+            NodeType::Fifo | NodeType::Dev | NodeType::Chardev | NodeType::Socket => Ok(()),
+        }
+    }
+}
+
+fn link_target(n: &Node) -> std::ffi::OsString {
+    n.link_target
+        .as_ref()
+        .map(|t| t.as_os_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Zip's MS-DOS time: local-time-free, two-second steps, 1980–2107; outside that, 1980.
+fn zip_time(mtime_ns: i64) -> zip::DateTime {
+    use chrono::{Datelike, Timelike};
+    chrono::DateTime::from_timestamp(mtime_ns.div_euclid(1_000_000_000), 0)
+        .and_then(|t| {
+            let year = u16::try_from(t.year()).ok()?;
+            zip::DateTime::from_date_and_time(
+                year,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// A file's content, blob by blob; fails if the blobs do not add up to the recorded size

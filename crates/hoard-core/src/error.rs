@@ -108,6 +108,10 @@ pub enum Error {
         /// Who holds it, since when, last refreshed when.
         holder: String,
     },
+    #[error("cannot share: {0}")]
+    /// `share` cannot hand out a URL here (no presigning storage, credentials that cannot
+    /// sign for that long); nothing was written.
+    Share(String),
     #[error("lost the repository lock: {0}; nothing was committed")]
     /// This process lost its lock while working.
     LockLost(String),

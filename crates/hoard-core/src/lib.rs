@@ -54,6 +54,7 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod rewrite;
+pub mod share;
 pub mod tag;
 #[cfg(feature = "test-hooks")]
 mod testhook;
@@ -99,5 +100,8 @@ pub use repository::{
 };
 pub use restore::{restore, Overwrite, RestoreOptions, RestoreSummary};
 pub use rewrite::{rewrite, RewriteOptions, Rewritten};
+pub use share::{
+    expire_shares, list_shares, revoke_share, share, ListedShare, ShareInfo, ShareOptions, Shared,
+};
 pub use tag::{tag, TagChange};
 pub use walk::{stats, walk_tree, RepoStats};

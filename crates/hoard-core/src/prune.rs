@@ -111,6 +111,9 @@ pub struct PruneStats {
     pub bytes_after: u64,
     /// Unused bytes left in kept packs.
     pub bytes_unused_after: u64,
+    /// Shares (see [`mod@crate::share`]) whose URL had expired, deleted (or, in a dry run, that
+    /// would be).
+    pub shares_expired: u64,
     /// Nothing was changed (a plan only).
     pub dry_run: bool,
 }
@@ -171,6 +174,14 @@ async fn prune_locked(
     if !opts.dry_run {
         repo.clean_staging(std::time::Duration::ZERO).await;
     }
+    // Expired shares are outside the format; a failure to clean them is not prune's.
+    stats.shares_expired = match expired_shares(repo, opts.dry_run).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("expired shares were not removed: {e}");
+            0
+        }
+    };
 
     // 1. Load: the in-memory index, streamed, unless the one loaded at open is still current
     // (the lock is exclusive, so nothing changes from here on). Every index file present now
@@ -379,6 +390,18 @@ async fn prune_locked(
     stats.bytes_after = stats.bytes_before + stats.bytes_written - freed_by_delete;
     repo.reload_index().await?;
     Ok(stats)
+}
+
+async fn expired_shares(repo: &Repository, dry_run: bool) -> Result<u64> {
+    let now = chrono::Utc::now();
+    if !dry_run {
+        return Ok(crate::share::expire_shares(repo, now).await?.len() as u64);
+    }
+    let all = crate::share::list_shares(repo).await?;
+    Ok(all
+        .iter()
+        .filter(|s| s.info.as_ref().is_some_and(|i| i.expires <= now))
+        .count() as u64)
 }
 
 /// One bit per blob of the index table: set when some snapshot uses the blob.

@@ -74,11 +74,14 @@ impl s3s::access::S3Access for Policy {
         }
         match creds.access_key.as_str() {
             TEMPORARY_ACCESS_KEY => {
-                let token = cx
+                // In the header, or for a presigned URL in its query (as AWS takes it).
+                let header = cx
                     .headers()
                     .get("x-amz-security-token")
-                    .and_then(|v| v.to_str().ok());
-                if token == Some(SESSION_TOKEN) {
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let token = header.or_else(|| query_value(cx.uri(), "X-Amz-Security-Token"));
+                if token.as_deref() == Some(SESSION_TOKEN) {
                     Ok(())
                 } else {
                     Err(s3s::s3_error!(
@@ -113,6 +116,38 @@ impl s3s::access::S3Access for Policy {
             _ => Ok(()),
         }
     }
+}
+
+/// One query parameter, percent-decoded.
+fn query_value(uri: &hyper::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Any error of setting the server up.

@@ -19,6 +19,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod share;
 mod snapshots;
 mod stats;
 mod tag;
@@ -60,5 +61,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Find(a) => find::run(g, a).await,
         Command::Rewrite(a) => rewrite::run(g, a).await,
         Command::Mount(a) => mount::run(g, a).await,
+        Command::Share(a) => share::run(g, a).await,
     }
 }

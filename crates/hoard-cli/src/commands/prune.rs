@@ -88,6 +88,9 @@ fn print(g: &GlobalArgs, s: &PruneStats) -> Result<()> {
             s.packs_missing_unused
         );
     }
+    if s.shares_expired > 0 {
+        println!("{would}delete {} expired shares", s.shares_expired);
+    }
     println!(
         "{would}free {}; {} after, {} of it unused",
         size(s.bytes_freed),
