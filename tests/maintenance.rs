@@ -590,6 +590,18 @@ fn diff_and_dump() {
     let sub = unpack.join(src.join("sub").strip_prefix("/").unwrap());
     assert_eq!(fs::read(sub.join("big.bin")).unwrap(), big);
     assert_eq!(fs::read(sub.join("new.txt")).unwrap(), b"hi");
+    // As zip, for restic's `--archive zip`: the same files, read by another zip reader.
+    let out = env.hoard(&["dump", "--archive", "zip", "latest", &p("sub")]);
+    assert_ok(&out);
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(out.stdout)).unwrap();
+    let name = |f: &str| format!("{}/{f}", p("sub").trim_start_matches('/'));
+    let mut read = |f: &str| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(&name(f)).unwrap(), &mut v).unwrap();
+        v
+    };
+    assert_eq!(read("big.bin"), big);
+    assert_eq!(read("new.txt"), b"hi");
     let out = env.hoard(&["dump", "latest", "/no/such/path"]);
     assert_eq!(out.status.code(), Some(1));
 }

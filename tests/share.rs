@@ -56,7 +56,7 @@ fn zip_files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
         if f.is_file() {
             let mut data = Vec::new();
             f.read_to_end(&mut data).unwrap();
-            out.insert(f.name().to_string(), data);
+            out.insert(f.name().unwrap().to_string(), data);
         }
     }
     out

@@ -101,7 +101,7 @@ pub enum Command {
     Key(KeyArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
-    /// Write a file, or a directory as tar, from a snapshot to stdout.
+    /// Write a file, or a directory as tar or zip, from a snapshot to stdout.
     Dump(DumpArgs),
     /// Bring a damaged repository back to a clean check.
     Repair(RepairArgs),
@@ -508,8 +508,26 @@ pub struct DiffArgs {
 pub struct DumpArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     pub snapshot: String,
-    /// Path in the snapshot: a file is written as is, a directory as a tar archive.
+    /// Path in the snapshot: a file is written as is, a directory as an archive.
     pub path: String,
+    /// A directory's archive format (zip entries are stored, names UTF-8).
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::Tar)]
+    pub archive: ArchiveFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ArchiveFormat {
+    Tar,
+    Zip,
+}
+
+impl From<ArchiveFormat> for hoard_core::dump::Archive {
+    fn from(a: ArchiveFormat) -> Self {
+        match a {
+            ArchiveFormat::Tar => hoard_core::dump::Archive::Tar,
+            ArchiveFormat::Zip => hoard_core::dump::Archive::Zip,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -239,13 +239,8 @@ impl<W: Write> Entries for zip::ZipWriter<zip::write::StreamWriter<W>> {
             .last_modified_time(zip_time(n.mtime));
         match n.node_type {
             NodeType::Dir => self.add_directory(name, opts).map_err(zip_err),
-            NodeType::File => {
-                // Stored entries in a stream need their size class up front.
-                let opts = opts.large_file(n.size >= u64::from(u32::MAX));
-                self.start_file(name, opts).map_err(zip_err)?;
-                std::io::copy(&mut d.reader(n), self).map_err(|e| Error::io(path, e))?;
-                Ok(())
-            }
+            NodeType::File => zip_file(self, &name, opts, n.size, &mut d.reader(n))
+                .map_err(|e| Error::io(path, e)),
             NodeType::Symlink => {
                 let target = link_target(n);
                 self.add_symlink(name, target.to_string_lossy(), opts)
@@ -254,6 +249,20 @@ impl<W: Write> Entries for zip::ZipWriter<zip::write::StreamWriter<W>> {
             NodeType::Fifo | NodeType::Dev | NodeType::Chardev | NodeType::Socket => Ok(()),
         }
     }
+}
+
+/// One stored file entry; a stream's entries need their size class (Zip64 or not) up front.
+fn zip_file<W: Write>(
+    z: &mut zip::ZipWriter<zip::write::StreamWriter<W>>,
+    name: &str,
+    opts: zip::write::SimpleFileOptions,
+    size: u64,
+    content: &mut dyn Read,
+) -> std::io::Result<()> {
+    let opts = opts.large_file(size >= u64::from(u32::MAX));
+    z.start_file(name, opts).map_err(std::io::Error::other)?;
+    std::io::copy(content, z)?;
+    Ok(())
 }
 
 fn link_target(n: &Node) -> std::ffi::OsString {
@@ -321,5 +330,78 @@ impl Read for BlobReader<'_> {
         self.pos += n;
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    use super::*;
+
+    /// Writes runs of zeros as holes, so a 4 GiB archive costs no disk.
+    struct Sparse(std::fs::File);
+
+    impl Write for Sparse {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.iter().all(|b| *b == 0) {
+                self.0.seek(SeekFrom::Current(buf.len() as i64))?;
+                Ok(buf.len())
+            } else {
+                self.0.write(buf)
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Entries that start past 4 GiB need Zip64 offsets, and readers must find them: zip 7
+    /// wrote central records that Info-ZIP and Python refused. Checked with the zip crate's
+    /// reader and with Python's zipfile, an independent one.
+    #[test]
+    fn zip_entries_past_four_gib_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.zip");
+        let big = (4u64 << 30) + 4097;
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(0o640);
+        let mut z = zip::ZipWriter::new_stream(Sparse(std::fs::File::create(&path).unwrap()));
+        zip_file(
+            &mut z,
+            "zeros",
+            opts,
+            big,
+            &mut std::io::repeat(0).take(big),
+        )
+        .unwrap();
+        zip_file(&mut z, "after", opts, 5, &mut &b"hello"[..]).unwrap();
+        let mut out = z.finish().unwrap().into_inner().0;
+        let end = out.stream_position().unwrap();
+        out.set_len(end).unwrap();
+        drop(out);
+
+        let mut a = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(a.by_name("zeros").unwrap().size(), big);
+        let mut after = String::new();
+        a.by_name("after")
+            .unwrap()
+            .read_to_string(&mut after)
+            .unwrap();
+        assert_eq!(after, "hello");
+
+        let check = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.read('after') == b'hello'\nassert z.getinfo('zeros').file_size == int(sys.argv[2])\n";
+        let py = std::process::Command::new("python3")
+            .args(["-c", check])
+            .arg(&path)
+            .arg(big.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
     }
 }

@@ -8,6 +8,6 @@ pub async fn run(g: &GlobalArgs, a: DumpArgs) -> Result<()> {
     let snap = r.find_snapshot(&a.snapshot).await?;
     let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
     let tree = snap.snapshot.tree;
-    hoard_core::dump::dump(&r, tree, &a.path, out).await?;
+    hoard_core::dump::dump_as(&r, tree, &a.path, a.archive.into(), out).await?;
     Ok(())
 }
