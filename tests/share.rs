@@ -234,3 +234,39 @@ fn a_local_repository_and_bad_arguments_get_one_clear_line() {
         .iter()
         .all(|k| !k.contains("/shares/")));
 }
+
+#[test]
+fn a_share_of_damaged_data_fails_and_leaves_nothing_behind() {
+    let env = Env::s3_empty(S3Server::http().unwrap(), "p").initialised();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/data.bin"), random_bytes(20 << 20, 5)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    // The largest pack holds file data: damage it in the middle (the server stores it as is).
+    let pack = files_below(&env.storage.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    fs::write(&pack, &bytes).unwrap();
+    for args in [vec![], vec!["--zip"]] {
+        let mut a = vec!["share", "latest", src.to_str().unwrap()];
+        a.extend(args);
+        let out = env.hoard(&a);
+        assert_eq!(out.status.code(), Some(1));
+        let e = stderr(&out);
+        assert!(e.contains("failed authentication"), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(out.stdout.is_empty(), "no URL for a failed share");
+    }
+    // Neither manifest nor payload (nor a finished multipart upload) is left.
+    let keys = env.server.as_ref().unwrap().object_keys(BUCKET);
+    assert!(keys.iter().all(|k| !k.contains("/shares/")), "{keys:?}");
+    assert!(list(&env).is_empty());
+    // dump fails the same way, rather than writing a short file.
+    let out = env.hoard(&["dump", "latest", src.join("d/data.bin").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("failed authentication"), "{}", stderr(&out));
+}

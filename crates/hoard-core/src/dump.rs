@@ -148,12 +148,36 @@ impl Dumper {
     fn reader(&self, node: &Node) -> BlobReader<'_> {
         BlobReader {
             d: self,
-            ids: node.content.clone().unwrap_or_default(),
-            next: 0,
+            ids: Some(node.content.clone().unwrap_or_default()),
+            blobs: None,
             buf: Vec::new(),
             pos: 0,
             left: node.size,
         }
+    }
+
+    /// Fetches `ids` in order, [`PREFETCH`] at a time, into a short queue: one blob at a
+    /// time would wait a round trip per blob (a few ms each on S3, 80 MB/s at 1 MiB chunks).
+    /// The task stops when the reader goes away or a blob fails.
+    fn prefetch(&self, ids: Vec<Id>) -> tokio::sync::mpsc::Receiver<Result<Vec<u8>>> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH);
+        let repo = self.repo.clone();
+        self.handle.spawn(async move {
+            let mut blobs = futures::stream::iter(ids)
+                .map(|id| {
+                    let repo = repo.clone();
+                    async move { repo.read_blob(&id).await }
+                })
+                .buffered(PREFETCH);
+            while let Some(b) = blobs.next().await {
+                let failed = b.is_err();
+                if tx.send(b).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
     }
 
     /// Depth first in name order, parents before children. `dir` is the directory's own
@@ -291,12 +315,16 @@ fn zip_time(mtime_ns: i64) -> zip::DateTime {
         .unwrap_or_default()
 }
 
-/// A file's content, blob by blob; fails if the blobs do not add up to the recorded size
-/// (a tar header already promised that many bytes).
+/// Blobs in flight per file being read.
+const PREFETCH: usize = 4;
+
+/// A file's content, blob by blob, fetched ahead from the first read on; fails if the blobs
+/// do not add up to the recorded size (an archive header already promised that many bytes).
 struct BlobReader<'a> {
     d: &'a Dumper,
-    ids: Vec<Id>,
-    next: usize,
+    /// Until the first read.
+    ids: Option<Vec<Id>>,
+    blobs: Option<tokio::sync::mpsc::Receiver<Result<Vec<u8>>>>,
     buf: Vec<u8>,
     pos: usize,
     left: u64,
@@ -305,7 +333,14 @@ struct BlobReader<'a> {
 impl Read for BlobReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.buf.len() {
-            let Some(id) = self.ids.get(self.next).copied() else {
+            if let Some(ids) = self.ids.take() {
+                self.blobs = Some(self.d.prefetch(ids));
+            }
+            let next = match &mut self.blobs {
+                Some(rx) => rx.blocking_recv(),
+                None => None,
+            };
+            let Some(blob) = next else {
                 if self.left > 0 {
                     return Err(std::io::Error::other(format!(
                         "content is {} bytes shorter than recorded",
@@ -314,12 +349,7 @@ impl Read for BlobReader<'_> {
                 }
                 return Ok(0);
             };
-            self.next += 1;
-            self.buf = self
-                .d
-                .handle
-                .block_on(self.d.repo.read_blob(&id))
-                .map_err(std::io::Error::other)?;
+            self.buf = blob.map_err(std::io::Error::other)?;
             self.pos = 0;
         }
         let n = out.len().min(self.buf.len() - self.pos);
