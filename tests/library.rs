@@ -74,6 +74,20 @@ async fn memory_repository_round_trip_and_typed_errors() {
         .unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+    // Memory storage cannot sign URLs: share says so, typed, and writes nothing.
+    let snap = &again.snapshot;
+    let e = hoard::share(
+        &reopened,
+        snap.id,
+        snap.snapshot.tree,
+        "/",
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Share(_)), "{e}");
+    assert!(hoard::list_shares(&reopened).await.unwrap().is_empty());
 }
 
 /// An embedding program reaches an S3 repository through `hoard::s3::connect`.
@@ -110,6 +124,36 @@ async fn s3_repository_through_the_library() {
         .object_keys("lib-bucket")
         .iter()
         .all(|k| k.starts_with("some/prefix/")));
+
+    // Share a file through the library: a signed URL, listed until revoked.
+    let snap = &done.snapshot;
+    let path = dir.path().join("f");
+    let opts = hoard::ShareOptions {
+        expires: std::time::Duration::from_secs(600),
+        name: Some("for-you.txt".into()),
+        ..Default::default()
+    };
+    let shared = hoard::share(
+        &reopened,
+        snap.id,
+        snap.snapshot.tree,
+        path.to_str().unwrap(),
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(shared.size, 19);
+    assert!(
+        shared.url.contains("/some/prefix/shares/") && shared.url.contains("X-Amz-Expires=600")
+    );
+    let listed = hoard::list_shares(&reopened).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].info.as_ref(), Some(&shared.info));
+    assert_eq!(listed[0].size, Some(19));
+    hoard::revoke_share(&reopened, &shared.info.id)
+        .await
+        .unwrap();
+    assert!(hoard::list_shares(&reopened).await.unwrap().is_empty());
 
     // s3s honours If-None-Match, so lock and config files are created conditionally.
     assert!(hoard::repository::conditional_create_works(reopened.operator()).await);

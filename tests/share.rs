@@ -268,5 +268,9 @@ fn a_share_of_damaged_data_fails_and_leaves_nothing_behind() {
     // dump fails the same way, rather than writing a short file.
     let out = env.hoard(&["dump", "latest", src.join("d/data.bin").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("failed authentication"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed authentication"),
+        "{}",
+        stderr(&out)
+    );
 }
