@@ -69,6 +69,85 @@ pub async fn dump_as<W: Write + Send + 'static>(
     .await
 }
 
+/// [`dump_as`] as a stream of byte pieces, for async consumers (an upload, an HTTP body).
+/// The last item is an error if the dump failed: a consumer must not commit what it got
+/// before that (the stream just ends after a successful dump). Memory: a few pieces of
+/// [`PIECE`] bytes, whatever the size.
+pub fn dump_stream(
+    repo: &Repository,
+    root: Id,
+    path: &str,
+    archive: Archive,
+) -> tokio::sync::mpsc::Receiver<Result<bytes::Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_QUEUED);
+    let repo = repo.clone();
+    let path = path.to_string();
+    tokio::spawn(async move {
+        let sink = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(PIECE),
+        };
+        let last = match dump_as(&repo, root, &path, archive, sink).await {
+            Ok((sink, _)) => sink.finish().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = last {
+            // A consumer that went away has nothing left to be told.
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}
+
+/// What [`dump_stream`] hands over at a time, and how many pieces may wait.
+pub const PIECE: usize = 1 << 20;
+const PIECES_QUEUED: usize = 4;
+
+/// The dump thread's writer: bytes go to the stream in [`PIECE`]-sized pieces.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .blocking_send(Ok(piece.into()))
+            .map_err(|_| std::io::Error::other("the reader of the dump went away"))
+    }
+
+    /// The last piece, from async code (the dump thread has returned).
+    async fn finish(self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Ok(self.buf.into()))
+            .await
+            .map_err(|_| Error::Task("the reader of the dump went away".into()))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIECE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Pieces go when full; the last one goes with `finish`.
+        Ok(())
+    }
+}
+
 /// Whether `path` in the tree `root` is a directory (or the root), without the lock: for
 /// callers that choose a name before they dump.
 pub async fn is_dir(repo: &Repository, root: Id, path: &str) -> Result<bool> {

@@ -20,16 +20,13 @@
 //! expiry (at most 7 days, SigV4's limit), when the object is revoked, or when the
 //! credentials that signed it are revoked or (temporary ones) expire.
 
-use std::io::Write;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use crate::dump::{dump_as, is_dir, Archive, Dumped};
+use crate::dump::{dump_stream, is_dir, Archive};
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc, seal_doc};
 use crate::format::tree::NodeType;
@@ -47,9 +44,6 @@ pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// shares too large to fit otherwise.
 const MAX_PARTS: u64 = 9_000;
 const MIN_PART: u64 = 16 << 20;
-/// What the dump hands to the upload at a time, and how many such pieces may wait.
-const PIECE: usize = 1 << 20;
-const PIECES_QUEUED: usize = 4;
 
 /// Options for [`share`].
 #[derive(Debug, Clone)]
@@ -449,16 +443,8 @@ async fn content_size(repo: &Repository, tree: Id, path: &str) -> Result<u64> {
     Ok(total)
 }
 
-/// Messages from the dump thread to the upload task. The upload is committed only on
-/// `Done`: a dump that fails, or a sender that vanishes, aborts it.
-enum Piece {
-    Data(Bytes),
-    Done,
-    Abort,
-}
-
-/// Runs the dump on a blocking thread and the upload as a task, joined by a short queue, so
-/// that at most a few pieces and the upload's parts are in memory at once.
+/// Streams the dump into a multipart upload, committed only when the dump ends well; at
+/// most a few pieces and the upload's parts are in memory at once.
 #[allow(clippy::too_many_arguments)]
 async fn upload(
     repo: &Repository,
@@ -471,8 +457,8 @@ async fn upload(
     size_hint: u64,
 ) -> Result<u64> {
     let part = MIN_PART.max(size_hint.div_ceil(MAX_PARTS).next_multiple_of(1 << 20));
-    let op = repo.operator().clone();
-    let mut writer = op
+    let mut writer = repo
+        .operator()
         .writer_with(target)
         .chunk(part as usize)
         .concurrent(2)
@@ -480,66 +466,31 @@ async fn upload(
         .content_disposition(&content_disposition(name))
         .await
         .map_err(|e| Error::storage("write", target, e))?;
-    let (tx, mut rx) = mpsc::channel::<Piece>(PIECES_QUEUED);
-    let target_owned = target.to_string();
-    let uploader = tokio::spawn(async move {
-        let mut written = 0u64;
-        loop {
-            match rx.recv().await {
-                Some(Piece::Data(b)) => {
-                    written += b.len() as u64;
-                    if let Err(e) = writer.write(b).await {
-                        let _ = writer.abort().await;
-                        return Err(Error::storage("write", target_owned, e));
-                    }
-                }
-                Some(Piece::Done) => {
-                    return match writer.close().await {
-                        Ok(_) => Ok(written),
-                        Err(e) => Err(Error::storage("write", target_owned, e)),
-                    };
-                }
-                Some(Piece::Abort) | None => {
-                    let _ = writer.abort().await;
-                    return Err(Error::Task("the share's upload was abandoned".into()));
-                }
+    let mut pieces = dump_stream(repo, tree, path, archive);
+    let mut written = 0u64;
+    while let Some(piece) = pieces.recv().await {
+        let stored = match piece {
+            Ok(b) => {
+                written += b.len() as u64;
+                writer
+                    .write(b)
+                    .await
+                    .map_err(|e| Error::storage("write", target, e))
             }
-        }
-    });
-    let sink = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(PIECE),
-    };
-    let dumped = dump_as(repo, tree, path, archive, sink).await;
-    let dumped = match dumped {
-        Ok((sink, what)) => sink.finish().await.map(|_| what),
-        Err(e) => Err(e),
-    };
-    match dumped {
-        Ok(what) => {
-            let _ = tx.send(Piece::Done).await;
-            drop(tx);
-            let written = uploader.await??;
-            if let Dumped::File { size } = what {
-                if size != written {
-                    return Err(Error::corrupt(
-                        path.to_string(),
-                        format!("{written} bytes shared, {size} recorded"),
-                    ));
-                }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            if let Err(a) = writer.abort().await {
+                tracing::warn!("aborting the upload of {target}: {a}");
             }
-            Ok(written)
-        }
-        Err(e) => {
-            let _ = tx.send(Piece::Abort).await;
-            drop(tx);
-            // The upload's own error explains a dump that stopped because its queue closed.
-            match uploader.await {
-                Ok(Err(up)) if !matches!(up, Error::Task(_)) => Err(up),
-                _ => Err(e),
-            }
+            return Err(e);
         }
     }
+    writer
+        .close()
+        .await
+        .map_err(|e| Error::storage("write", target, e))?;
+    Ok(written)
 }
 
 /// `attachment` with the name in RFC 6266/5987 form, so browsers save it under that name
@@ -554,51 +505,6 @@ fn content_disposition(name: &str) -> String {
         }
     }
     format!("attachment; filename*=UTF-8''{enc}")
-}
-
-/// The dump's writer: bytes go to the upload in 1 MiB pieces.
-struct ChannelWriter {
-    tx: mpsc::Sender<Piece>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
-        self.tx
-            .blocking_send(Piece::Data(piece))
-            .map_err(|_| std::io::Error::other("the upload stopped"))
-    }
-
-    /// The last piece, from async code (the dump thread has returned).
-    async fn finish(self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.tx
-            .send(Piece::Data(Bytes::from(self.buf)))
-            .await
-            .map_err(|_| Error::io("share upload", std::io::Error::other("the upload stopped")))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(PIECE - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PIECE {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Pieces go when full; the last one goes with `finish`.
-        Ok(())
-    }
 }
 
 #[cfg(test)]
