@@ -121,6 +121,9 @@ pub enum Command {
     /// Remove files from existing snapshots (new snapshots tagged `rewrite`; --forget drops
     /// the originals; prune then frees the data).
     Rewrite(RewriteArgs),
+    /// Serve a web console: browse, diff, download (and with --allow-restore: restore,
+    /// share, check) from a browser.
+    Serve(ServeArgs),
     /// Hand out a file (or a directory as tar or zip) from a snapshot with a time-limited
     /// link that needs no credentials (S3 repositories); list, revoke and expire shares.
     Share(ShareArgs),
@@ -157,6 +160,20 @@ pub struct ShareArgs {
     /// Delete every share whose link has expired (prune does this too).
     #[arg(long)]
     pub expire: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// File holding the access token (else HOARD_SERVE_TOKEN from the environment or the
+    /// Secret). Browsers log in once; other clients send `Authorization: Bearer TOKEN`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Allow actions: restores into directories on this machine, share links, checks.
+    #[arg(long)]
+    pub allow_restore: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,7 +47,7 @@ pub enum Dumped {
 pub async fn dump<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,
-    path: &str,
+    path: impl AsRef<[u8]>,
     out: W,
 ) -> Result<W> {
     dump_as(repo, root, path, Archive::Tar, out)
@@ -59,10 +59,11 @@ pub async fn dump<W: Write + Send + 'static>(
 pub async fn dump_as<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,
-    path: &str,
+    path: impl AsRef<[u8]>,
     archive: Archive,
     out: W,
 ) -> Result<(W, Dumped)> {
+    let path = path.as_ref();
     repo.locked(LockNeed::Read, |_| {
         dump_unlocked(repo, root, path, archive, out)
     })
@@ -76,12 +77,12 @@ pub async fn dump_as<W: Write + Send + 'static>(
 pub fn dump_stream(
     repo: &Repository,
     root: Id,
-    path: &str,
+    path: impl AsRef<[u8]>,
     archive: Archive,
 ) -> tokio::sync::mpsc::Receiver<Result<bytes::Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel(PIECES_QUEUED);
     let repo = repo.clone();
-    let path = path.to_string();
+    let path = path.as_ref().to_vec();
     tokio::spawn(async move {
         let sink = ChannelWriter {
             tx: tx.clone(),
@@ -150,7 +151,7 @@ impl Write for ChannelWriter {
 
 /// Whether `path` in the tree `root` is a directory (or the root), without the lock: for
 /// callers that choose a name before they dump.
-pub async fn is_dir(repo: &Repository, root: Id, path: &str) -> Result<bool> {
+pub async fn is_dir(repo: &Repository, root: Id, path: impl AsRef<[u8]>) -> Result<bool> {
     Ok(match find_path(repo, root, path).await? {
         Found::Root(_) => true,
         Found::Node(n) => n.node_type == NodeType::Dir,
@@ -160,14 +161,24 @@ pub async fn is_dir(repo: &Repository, root: Id, path: &str) -> Result<bool> {
 async fn dump_unlocked<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,
-    path: &str,
+    path: &[u8],
     archive: Archive,
     out: W,
 ) -> Result<(W, Dumped)> {
+    use std::os::unix::ffi::OsStrExt;
     let found = find_path(repo, root, path).await?;
     let repo = repo.clone();
     let handle = tokio::runtime::Handle::current();
-    let clean = path.trim_matches('/').to_string();
+    let trimmed = {
+        let start = path.iter().position(|b| *b != b'/').unwrap_or(path.len());
+        let end = path
+            .iter()
+            .rposition(|b| *b != b'/')
+            .map_or(start, |e| e + 1);
+        &path[start..end.max(start)]
+    };
+    let base = PathBuf::from(std::ffi::OsStr::from_bytes(trimmed));
+    let clean = String::from_utf8_lossy(trimmed).into_owned();
     tokio::task::spawn_blocking(move || {
         let d = Dumper { repo, handle };
         let (tree, dir) = match found {
@@ -192,7 +203,6 @@ async fn dump_unlocked<W: Write + Send + 'static>(
             }
             Found::Root(id) => (id, None),
         };
-        let base = PathBuf::from(&clean);
         let out = match archive {
             Archive::Tar => {
                 let mut b = tar::Builder::new(out);

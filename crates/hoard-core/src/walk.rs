@@ -21,21 +21,25 @@ pub enum Found {
     Node(Box<Node>),
 }
 
-/// Looks up `path` (absolute in the snapshot, `/` for the root).
-pub async fn find_path(repo: &Repository, root: Id, path: &str) -> Result<Found> {
+/// Looks up `path` (absolute in the snapshot, `/` for the root). Bytes, not text: names in
+/// a snapshot need not be UTF-8.
+pub async fn find_path(repo: &Repository, root: Id, path: impl AsRef<[u8]>) -> Result<Found> {
+    let path = path.as_ref();
+    let missing = || Error::PathNotInSnapshot(String::from_utf8_lossy(path).into_owned());
     let mut current = Found::Root(root);
-    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+    for part in path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+    {
         let tree_id = match &current {
             Found::Root(id) => *id,
             Found::Node(n) => match (n.node_type, n.subtree) {
                 (NodeType::Dir, Some(id)) => id,
-                _ => return Err(Error::PathNotInSnapshot(path.to_string())),
+                _ => return Err(missing()),
             },
         };
         let tree = repo.load_tree(&tree_id).await?;
-        let node = tree
-            .find(part.as_bytes())
-            .ok_or_else(|| Error::PathNotInSnapshot(path.to_string()))?;
+        let node = tree.find(part).ok_or_else(missing)?;
         current = Found::Node(Box::new(node.clone()));
     }
     Ok(current)

@@ -32,13 +32,17 @@ pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// PEM of the CA(s) that signed the S3 server's certificate.
 pub const CA_CERT_DATA: &str = "CA_CERT_DATA";
 
+/// The web console's access token (`hoard serve`).
+pub const HOARD_SERVE_TOKEN: &str = "HOARD_SERVE_TOKEN";
+
 /// Keys read from the environment and from secret sources.
-pub const KEYS: [&str; 5] = [
+pub const KEYS: [&str; 6] = [
     RESTIC_PASSWORD,
     AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN,
     CA_CERT_DATA,
+    HOARD_SERVE_TOKEN,
 ];
 
 /// A secret value: wiped from memory when dropped, never shown by `Debug`.

@@ -19,6 +19,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod serve;
 mod share;
 mod snapshots;
 mod stats;
@@ -62,5 +63,6 @@ async fn run_command(g: &crate::args::GlobalArgs, command: Command) -> Result<()
         Command::Rewrite(a) => rewrite::run(g, a).await,
         Command::Mount(a) => mount::run(g, a).await,
         Command::Share(a) => share::run(g, a).await,
+        Command::Serve(a) => serve::run(g, a).await,
     }
 }

@@ -226,6 +226,19 @@ impl Repository {
             .unwrap_or_else(|e| e.into_inner()) = source;
     }
 
+    /// Reloads the index when index files were added or removed since it was loaded, for
+    /// long-running readers (the web console) that must see later backups and survive a
+    /// prune. Costs one listing of `index/` when nothing changed; returns whether it reloaded.
+    pub async fn refresh_index(&self) -> Result<bool> {
+        let present: HashSet<Id> = self.list(FileKind::Index).await?.into_iter().collect();
+        let listed: HashSet<Id> = self.index_source().listed.into_iter().collect();
+        if present == listed {
+            return Ok(false);
+        }
+        self.reload_index().await?;
+        Ok(true)
+    }
+
     /// Reloads the index when an index file it was built from is gone (prune replaced it).
     pub(crate) async fn reload_index_if_changed(&self) -> Result<()> {
         let present: HashSet<Id> = self.list(FileKind::Index).await?.into_iter().collect();

@@ -1,0 +1,98 @@
+//! Access: with a token, every request but the login page must carry it, as
+//! `Authorization: Bearer <token>` or as the session cookie the login page sets. The cookie
+//! holds a keyed hash of the token, not the token, and comparisons are constant-time (BLAKE3
+//! hashes compare in constant time).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::AppState;
+
+pub const COOKIE: &str = "hoard_session";
+
+/// What the session cookie holds for `token`.
+pub fn session_value(token: &str) -> String {
+    blake3::derive_key("hoard serve session v1", token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes())
+}
+
+/// Whether the request carries the token (or the session made from it).
+pub fn allowed(headers: &HeaderMap, token: &str) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same(t.trim(), token));
+    if bearer {
+        return true;
+    }
+    let session = session_value(token);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == COOKIE && same(v, &session))
+}
+
+/// Lets a request through when no token is set, when it carries the token, or when it is
+/// for the login page; sends browsers to the login page and other clients a 401.
+pub async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = st.token.as_deref() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/login" || allowed(req.headers(), token) {
+        return next.run(req).await;
+    }
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if req.method() == Method::GET && wants_html {
+        return Redirect::to("/login").into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a token is required: Authorization: Bearer <token>, or log in at /login\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_and_cookie() {
+        let t = "s3cret-token";
+        let mut h = HeaderMap::new();
+        assert!(!allowed(&h, t));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer s3cret-token".parse().unwrap(),
+        );
+        assert!(allowed(&h, t));
+        h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
+        assert!(!allowed(&h, t));
+        let mut h = HeaderMap::new();
+        let c = format!("other=1; {COOKIE}={}", session_value(t));
+        h.insert(header::COOKIE, c.parse().unwrap());
+        assert!(allowed(&h, t));
+        // The token itself is not a session.
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, format!("{COOKIE}={t}").parse().unwrap());
+        assert!(!allowed(&h, t));
+        assert!(!session_value(t).contains(t));
+    }
+}
