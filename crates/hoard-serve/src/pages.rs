@@ -510,10 +510,14 @@ pub async fn diff(State(st): State<AppState>, RawQuery(q): RawQuery) -> Page {
                 "-" => "mod-del",
                 _ => "mod-mod",
             };
+            // Removed entries are looked at in the older snapshot, the rest in the newer.
+            let side = if c.modifier == "-" { &sa } else { &sb };
             let _ = write!(
                 b,
-                "<tr class={class}><td><code>{}</code></td><td>{}</td></tr>",
+                "<tr class={class}><td><code>{}</code></td><td><a href='/s/{}/tree?path={}'>{}</a></td></tr>",
                 esc(&c.modifier),
+                side.id,
+                url_bytes(c.path.as_bytes()),
                 esc(&c.path)
             );
         }
