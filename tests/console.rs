@@ -299,6 +299,40 @@ fn restore_from_the_console_when_allowed() {
         fs::read(target.join("app/config.yaml")).unwrap(),
         b"replicas: 3\n"
     );
+    // Another site's page cannot make a browser start a restore (cross-site request
+    // forgery), whether it says so by Origin or by Sec-Fetch-Site.
+    let elsewhere = env.path("forged");
+    let forged = format!("path={}/etc&target={}", src.display(), elsewhere.display());
+    for h in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = http(
+            "POST",
+            &format!("{}/s/{a}/restore", s.url),
+            &[h],
+            forged.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{h:?}");
+    }
+    assert!(!elsewhere.exists());
+    // Without a token, a page on another host name (DNS rebinding) is refused even on
+    // loopback; loopback names are fine.
+    let port = s.url.rsplit(':').next().unwrap();
+    let r = http(
+        "GET",
+        &format!("{}/", s.url),
+        &[("Host", &format!("evil.example:{port}"))],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let r = http(
+        "GET",
+        &format!("{}/", s.url),
+        &[("Host", &format!("localhost:{port}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
     // A relative target is refused.
     let r = http(
         "POST",
@@ -314,6 +348,51 @@ fn restore_from_the_console_when_allowed() {
     assert!(page.contains("done: no errors"), "{page}");
     let health = http("GET", &format!("{}/health", s.url), &[], b"").text();
     assert!(health.contains("no errors"), "{health}");
+}
+
+#[test]
+fn a_share_link_from_the_console_on_s3() {
+    let env = Env::s3_empty(hoard_testkit::S3Server::http().unwrap(), "team/repo").initialised();
+    let (src, a, _) = two_snapshots(&env);
+    let s = serve(&env, &["--allow-restore"]);
+    let file = format!("{}/etc/app/blob.bin", src.display());
+    let page = http(
+        "GET",
+        &format!("{}/s/{a}/file?path={file}", s.url),
+        &[],
+        b"",
+    )
+    .text();
+    assert!(page.contains("Create link"), "{page}");
+    let r = http(
+        "POST",
+        &format!("{}/s/{a}/share", s.url),
+        &[],
+        format!("path={file}&hours=2").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let start = text.find("value='").unwrap() + 7;
+    let url = text[start..]
+        .split('\'')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(url.contains("X-Amz-Expires=7200"), "{url}");
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 200);
+    assert!(body == random_bytes(3 << 20, 9));
+    // Read-only consoles offer no link.
+    drop(s);
+    let s = serve(&env, &[]);
+    let page = http(
+        "GET",
+        &format!("{}/s/{a}/file?path={file}", s.url),
+        &[],
+        b"",
+    )
+    .text();
+    assert!(!page.contains("Create link"));
 }
 
 #[test]
@@ -346,4 +425,22 @@ fn a_network_address_needs_a_token() {
     assert!(line.contains("hoard console on http://0.0.0.0:"), "{line}");
     let (status, _) = sigterm_and_wait(&mut child);
     assert!(status.success(), "{status:?}");
+    // ...and so does one from a Secret manifest (--secret), as a Kubernetes Secret holds it.
+    let secret = env.path("secret.yaml");
+    fs::write(
+        &secret,
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: console\nstringData:\n  HOARD_SERVE_TOKEN: {TOKEN}\n"),
+    )
+    .unwrap();
+    let s = serve(&env, &["--secret", secret.to_str().unwrap()]);
+    let r = http("GET", &format!("{}/health", s.url), &[], b"");
+    assert_eq!(r.status, 401);
+    let bearer = format!("Bearer {TOKEN}");
+    let r = http(
+        "GET",
+        &format!("{}/health", s.url),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
 }

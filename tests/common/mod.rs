@@ -435,7 +435,10 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> H
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let mut s = std::net::TcpStream::connect(host).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+    let mut req = format!("{method} {path} HTTP/1.0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {host}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

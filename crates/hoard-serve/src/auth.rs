@@ -44,9 +44,54 @@ pub fn allowed(headers: &HeaderMap, token: &str) -> bool {
         .any(|(k, v)| k == COOKIE && same(v, &session))
 }
 
+/// Refuses what another web site can make a browser send: a form posted from another
+/// origin (cross-site request forgery: a page elsewhere could otherwise start a restore
+/// through a logged-in or token-less console), and, without a token, any request whose
+/// `Host` is not a loopback name (a DNS-rebinding page would otherwise read the console).
+fn foreign(req: &Request, guarded: bool) -> Option<&'static str> {
+    let h = req.headers();
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !guarded && !is_loopback_host(host) {
+        return Some("without an access token the console answers only to a loopback host name (127.0.0.1, localhost, [::1])");
+    }
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return None;
+    }
+    let cross_site = h
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    let other_origin = h
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                != Some(host)
+        });
+    (cross_site || other_origin).then_some("a form from another site cannot act on this console")
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    matches!(name, "localhost" | "[::1]")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Lets a request through when no token is set, when it carries the token, or when it is
 /// for the login page; sends browsers to the login page and other clients a 401.
 pub async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(why) = foreign(&req, st.token.is_some()) {
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     let Some(token) = st.token.as_deref() else {
         return next.run(req).await;
     };
@@ -72,6 +117,28 @@ pub async fn require_token(State(st): State<AppState>, req: Request, next: Next)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_host_names() {
+        for h in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "[::1]:80",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "10.0.0.1:80",
+            "localhost.evil.example",
+            "",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 
     #[test]
     fn bearer_and_cookie() {
