@@ -8,56 +8,15 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 
 use common::*;
 
 pub const TOKEN: &str = "console-token-4f9a2c";
 
-/// A running console; stopped with SIGTERM when dropped.
-struct Served {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = sigterm_and_wait(&mut self.child);
-    }
-}
-
 fn serve(env: &Env, args: &[&str]) -> Served {
-    let mut child = env
-        .cmd()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(String::new()));
-    let url = loop {
-        let line = lines.next().expect("hoard serve stopped").unwrap();
-        log.lock().unwrap().push_str(&line);
-        if let Some(rest) = line.strip_prefix("hoard console on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    let rest = log.clone();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            rest.lock().unwrap().push_str(&l);
-        }
-    });
-    Served { child, url, log }
+    let mut c = env.cmd();
+    c.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    start_console(c)
 }
 
 /// Two snapshots of a small tree; the second changes one file and adds one.
@@ -412,19 +371,11 @@ fn a_network_address_needs_a_token() {
     assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
     // From the environment (or the Secret), a token lets it listen on every address.
     let mut c = env.cmd();
-    let mut child = c
-        .env("HOARD_SERVE_TOKEN", TOKEN)
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("hoard console on http://0.0.0.0:"), "{line}");
-    let (status, _) = sigterm_and_wait(&mut child);
-    assert!(status.success(), "{status:?}");
+    c.env("HOARD_SERVE_TOKEN", TOKEN)
+        .args(["serve", "--listen", "0.0.0.0:0"]);
+    let s = start_console(c);
+    assert!(s.url.starts_with("http://0.0.0.0:"), "{}", s.url);
+    drop(s);
     // ...and so does one from a Secret manifest (--secret), as a Kubernetes Secret holds it.
     let secret = env.path("secret.yaml");
     fs::write(

@@ -11,7 +11,6 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -179,26 +178,11 @@ fn browse_download_and_diff_in_chromium() {
     let newer = env.hoard_json(&["backup", "--tag", "tuesday", src.to_str().unwrap()]);
     let newer = newer["snapshot_id"].as_str().unwrap()[..8].to_string();
 
-    let mut child = env
-        .cmd()
-        .env("HOARD_SERVE_TOKEN", TOKEN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _console = Killed(child);
-    let url = line
-        .strip_prefix("hoard console on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let mut c = env.cmd();
+    c.env("HOARD_SERVE_TOKEN", TOKEN)
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let console = start_console(c);
+    let url = console.url.clone();
 
     let (_driver, driver_url) = chromedriver();
     let downloads = env.path("downloads");

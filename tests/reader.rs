@@ -202,15 +202,8 @@ fn damage_and_a_wrong_password_stop_the_reader() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
 
     // One flipped byte in the middle of the largest pack: its name no longer matches.
-    let pack = files_below(&env.storage.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    writable(&pack);
-    fs::write(&pack, &bytes).unwrap();
+    let pack = largest_pack(&env);
+    flip_middle_bit(&pack);
     let target = env.path("out");
     let out = reader(
         &env.storage,
@@ -222,11 +215,7 @@ fn damage_and_a_wrong_password_stop_the_reader() {
     assert!(e.contains("does not match its name"), "{e}");
 
     // The config is the one file not named by its hash: its seal stops a changed byte.
-    fs::write(&pack, {
-        bytes[mid] ^= 0x40;
-        &bytes
-    })
-    .unwrap();
+    flip_middle_bit(&pack);
     let config = env.storage.join("config");
     let mut c = fs::read(&config).unwrap();
     let last = c.len() - 1;

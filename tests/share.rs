@@ -243,14 +243,7 @@ fn a_share_of_damaged_data_fails_and_leaves_nothing_behind() {
     fs::write(src.join("d/data.bin"), random_bytes(20 << 20, 5)).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     // The largest pack holds file data: damage it in the middle (the server stores it as is).
-    let pack = files_below(&env.storage.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 1;
-    fs::write(&pack, &bytes).unwrap();
+    flip_middle_bit(&largest_pack(&env));
     for args in [vec![], vec!["--zip"]] {
         let mut a = vec!["share", "latest", src.to_str().unwrap()];
         a.extend(args);

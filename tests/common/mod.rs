@@ -468,3 +468,61 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> H
         body: raw[end + 4..].to_vec(),
     }
 }
+
+/// The repository's largest pack (file data, in the trees these tests make).
+pub fn largest_pack(env: &Env) -> PathBuf {
+    files_below(&env.storage.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+/// Flips one bit in the middle of a file; a second call puts it back.
+pub fn flip_middle_bit(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    writable(path);
+    fs::write(path, &bytes).unwrap();
+}
+
+/// A running `hoard serve`, stopped with SIGTERM when dropped; everything it logs is kept.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub url: String,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = sigterm_and_wait(&mut self.child);
+    }
+}
+
+/// Starts `cmd` (a `hoard … serve …` command) and waits for the address it announces.
+pub fn start_console(mut cmd: Command) -> Served {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let url = loop {
+        let line = lines.next().expect("hoard serve stopped").unwrap();
+        log.lock().unwrap().push_str(&line);
+        if let Some(rest) = line.strip_prefix("hoard console on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    let rest = log.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            rest.lock().unwrap().push_str(&l);
+        }
+    });
+    Served { child, url, log }
+}

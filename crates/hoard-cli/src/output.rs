@@ -40,18 +40,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 }
 
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.3} {}", UNITS[u])
-    }
+    hoard_core::progress::human_size(bytes, 3)
 }
 
 /// Progress on stderr when it is a terminal, restic-style JSON status lines with `--json`,

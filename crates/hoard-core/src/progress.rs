@@ -96,3 +96,20 @@ pub struct FileError {
     /// Why it was left out.
     pub message: String,
 }
+
+/// Bytes for a person: `512 B`, `1.500 MiB` (powers of 1024, `decimals` places past bytes);
+/// the CLI and the web console print sizes alike.
+pub fn human_size(bytes: u64, decimals: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.decimals$} {}", UNITS[u])
+    }
+}

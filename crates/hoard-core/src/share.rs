@@ -494,8 +494,8 @@ async fn upload(
 }
 
 /// `attachment` with the name in RFC 6266/5987 form, so browsers save it under that name
-/// whatever its characters.
-fn content_disposition(name: &str) -> String {
+/// whatever its characters (also the web console's downloads).
+pub fn content_disposition(name: &str) -> String {
     let mut enc = String::new();
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {

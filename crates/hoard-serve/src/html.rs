@@ -77,18 +77,7 @@ pub fn query_text(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    hoard_core::progress::human_size(bytes, 1)
 }
 
 pub fn time(t: &DateTime<Utc>) -> String {

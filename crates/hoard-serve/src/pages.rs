@@ -433,26 +433,13 @@ pub async fn download(
         (false, Archive::Zip) => "application/zip",
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    if let Ok(v) = HeaderValue::from_str(&attachment(&name)) {
+    if let Ok(v) = HeaderValue::from_str(&hoard_core::share::content_disposition(&name)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     if let Some(len) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Ok((headers, Body::from_stream(stream)).into_response())
-}
-
-/// `attachment` with the name in RFC 6266/5987 form, whatever its characters.
-fn attachment(name: &str) -> String {
-    let mut enc = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            enc.push(b as char);
-        } else {
-            let _ = write!(enc, "%{b:02X}");
-        }
-    }
-    format!("attachment; filename*=UTF-8''{enc}")
 }
 
 // ---- Diff -------------------------------------------------------------------------------
