@@ -395,3 +395,33 @@ fn a_network_address_needs_a_token() {
     );
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn names_that_are_not_utf8_browse_and_download() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9 & <b>.txt");
+    fs::write(src.join(name), b"latin-1 name").unwrap();
+    let a = env.hoard_json(&["backup", src.to_str().unwrap()]);
+    let a = a["snapshot_id"].as_str().unwrap();
+    let s = serve(&env, &[]);
+    let dir = src.display();
+    let page = http("GET", &format!("{}/s/{a}/tree?path={dir}", s.url), &[], b"").text();
+    // Shown escaped and with U+FFFD; linked by its bytes.
+    assert!(page.contains("caf\u{FFFD} &amp; &lt;b&gt;.txt"), "{page}");
+    assert!(!page.contains("<b>.txt"));
+    let link = format!("{dir}/caf%E9%20%26%20%3Cb%3E.txt");
+    assert!(page.contains(&link), "{page}");
+    let r = http(
+        "GET",
+        &format!("{}/s/{a}/download?path={link}", s.url),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"latin-1 name".as_slice())
+    );
+}
