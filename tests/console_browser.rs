@@ -107,13 +107,41 @@ async fn shot(c: &Client, name: &str) {
     fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// Clicks what leads to another page and waits until that page has loaded: a WebDriver
+/// click may return before the navigation, and elements found meanwhile belong to the old
+/// page (stale a moment later).
+async fn follow(c: &Client, e: fantoccini::elements::Element) {
+    let before = c.current_url().await.unwrap().to_string();
+    e.click().await.unwrap();
+    settle(c, &before).await;
+}
+
+/// Waits until the browser is on a page other than `before`, fully loaded.
+async fn settle(c: &Client, before: &str) {
+    let start = Instant::now();
+    loop {
+        let now = c.current_url().await.unwrap().to_string();
+        let ready = c
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        if now != before && ready == "complete" {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still on {before}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn click_link(c: &Client, text: &str) {
-    c.find(Locator::LinkText(text))
+    let link = c
+        .find(Locator::LinkText(text))
         .await
-        .unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("no link {text:?}: {e}"));
+    follow(c, link).await;
 }
 
 async fn body_text(c: &Client) -> String {
@@ -203,7 +231,7 @@ fn browse_download_and_diff_in_chromium() {
             .send_keys(TOKEN)
             .await
             .unwrap();
-        el(&c, Locator::Id("login")).await.click().await.unwrap();
+        follow(&c, el(&c, Locator::Id("login")).await).await;
 
         // The snapshot list, then the older snapshot, down to the file by clicking.
         let list = body_text(&c).await;
@@ -231,7 +259,9 @@ fn browse_download_and_diff_in_chromium() {
         let preview = el(&c, Locator::Id("preview")).await.text().await.unwrap();
         assert_eq!(preview.trim(), "replicas: 3");
         shot(&c, "4-file").await;
+        let file_page = c.current_url().await.unwrap().to_string();
         c.back().await.unwrap();
+        settle(&c, &file_page).await;
         click_link(&c, "settings.bin").await;
         shot(&c, "5-binary-file").await;
         el(&c, Locator::Id("download")).await.click().await.unwrap();
@@ -254,7 +284,7 @@ fn browse_download_and_diff_in_chromium() {
             .select_by_value(&b)
             .await
             .unwrap();
-        el(&c, Locator::Id("compare")).await.click().await.unwrap();
+        follow(&c, el(&c, Locator::Id("compare")).await).await;
         let summary = el(&c, Locator::Id("summary")).await.text().await.unwrap();
         assert!(
             summary.contains("1 files added, 0 removed, 2 changed"),
