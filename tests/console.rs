@@ -306,7 +306,14 @@ fn restore_from_the_console_when_allowed() {
     let page = finished(&format!("{}{}", s.url, r.header("location").unwrap()));
     assert!(page.contains("done: no errors"), "{page}");
     let health = http("GET", &format!("{}/health", s.url), &[], b"").text();
-    assert!(health.contains("no errors"), "{health}");
+    assert!(
+        health.contains("of the structure, finished") && health.contains("no errors"),
+        "{health}"
+    );
+    // A check from the command line (same metadata cache) is the last one shown.
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let health = http("GET", &format!("{}/health", s.url), &[], b"").text();
+    assert!(health.contains("packs read, finished"), "{health}");
 }
 
 #[test]

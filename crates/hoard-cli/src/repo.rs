@@ -99,13 +99,18 @@ fn apply_options(g: &GlobalArgs, conn: &mut Connection) -> Result<()> {
         }
         conn.extra_ca_pem = Some(pem);
     }
-    if !g.no_cache {
-        conn.cache_dir = g
-            .cache_dir
-            .clone()
-            .or_else(hoard_core::repository::cache::default_base);
-    }
+    conn.cache_dir = cache_base(g);
     Ok(())
+}
+
+/// The cache directory's base (`--cache-dir`, else the platform's), unless `--no-cache`.
+pub fn cache_base(g: &GlobalArgs) -> Option<std::path::PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    g.cache_dir
+        .clone()
+        .or_else(hoard_core::repository::cache::default_base)
 }
 
 /// Where `copy` reads from and how to open it.

@@ -28,6 +28,9 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Restores, share links and checks (anything that writes, or locks others out).
     pub allow_actions: bool,
+    /// The cache base where checks on this machine record their outcome (see
+    /// [`hoard_core::repository::cache::record_check`]); `None`: none shown or kept.
+    pub check_records: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_actions", &self.allow_actions)
+            .field("check_records", &self.check_records)
             .finish()
     }
 }
@@ -68,6 +72,7 @@ pub struct AppState {
     repo: Repository,
     token: Option<Arc<str>>,
     allow_actions: bool,
+    check_records: Option<Arc<std::path::Path>>,
     jobs: jobs::Jobs,
 }
 
@@ -97,6 +102,7 @@ impl Console {
             repo,
             token: opts.token.map(|t| Arc::from(t.trim())),
             allow_actions: opts.allow_actions,
+            check_records: opts.check_records.map(Arc::from),
             jobs: jobs::Jobs::default(),
         };
         Ok(Console {

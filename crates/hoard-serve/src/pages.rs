@@ -11,6 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use hoard_core::dump::{dump_stream, Archive};
+use hoard_core::repository::cache;
 use hoard_core::walk::{find_path, Found};
 use hoard_core::{Error, NodeType, SnapshotEntry};
 
@@ -554,20 +555,42 @@ pub async fn health(State(st): State<AppState>) -> Page {
         let _ = write!(b, "<li>{}</li>", esc(&text));
     }
     b.push_str("</ul><h2>Check</h2>");
-    match st.jobs.last("check") {
-        Some((n, job)) => {
-            let outcome = match job.outcome() {
-                None => "running".to_string(),
-                Some(Ok(t)) | Some(Err(t)) => t,
+    let recorded = st
+        .check_records
+        .as_deref()
+        .and_then(|base| cache::last_check(base, &st.repo.config().id));
+    match recorded {
+        Some(c) => {
+            let what = if c.packs_read > 0 {
+                format!("with {} packs read", c.packs_read)
+            } else {
+                "of the structure".to_string()
+            };
+            let outcome = match &c.first_error {
+                None => format!("no errors ({} snapshots, {} packs)", c.snapshots, c.packs),
+                Some(e) => format!("{} errors, first: {}", c.errors, e),
             };
             let _ = write!(
                 b,
-                "<p>Last check from this console, started {}: <a href='/jobs/{n}'>{}</a></p>",
-                html::time(&job.started),
+                "<p id=last-check>Last check on this machine, {what}, finished {}: <b>{}</b></p>",
+                html::time(&c.time),
                 esc(&outcome)
             );
         }
-        None => b.push_str("<p class=muted>No check has run from this console.</p>"),
+        None => b.push_str("<p id=last-check class=muted>No check recorded on this machine (run <code>hoard check</code>).</p>"),
+    }
+    // One under way is not recorded yet.
+    if let Some((n, job)) = st.jobs.last("check") {
+        let outcome = match job.outcome() {
+            None => "running".to_string(),
+            Some(Ok(t)) | Some(Err(t)) => t,
+        };
+        let _ = write!(
+            b,
+            "<p>Last check from this console, started {}: <a href='/jobs/{n}'>{}</a></p>",
+            html::time(&job.started),
+            esc(&outcome)
+        );
     }
     if st.allow_actions {
         b.push_str("<form method=post action='/health/check'><button>Check the repository structure now</button> <span class=muted>(takes an exclusive lock: backups wait)</span></form>");
@@ -665,9 +688,16 @@ pub async fn check(State(st): State<AppState>) -> Result<Response, Failure> {
     }
     let (n, job) = st.jobs.start("check of the structure".into());
     let repo = st.repo.clone();
+    let records = st.check_records.clone();
     tokio::spawn(async move {
         let report =
             hoard_core::check(&repo, &Default::default(), &jobs::Report(job.clone())).await;
+        if let (Ok(r), Some(base)) = (&report, &records) {
+            let last = cache::LastCheck::of(r);
+            if let Err(e) = cache::record_check(base, &repo.config().id, &last) {
+                tracing::debug!("cannot record the check: {e}");
+            }
+        }
         job.finish(match report {
             Ok(r) if r.errors.is_empty() => Ok(format!(
                 "no errors ({} snapshots, {} packs)",

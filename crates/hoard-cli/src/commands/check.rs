@@ -17,6 +17,13 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<()> {
     let report = hoard_core::check(&r, &opts, &progress).await;
     progress.finish();
     let report = report?;
+    // For the web console's health page on this machine (nothing is written with --no-cache).
+    if let Some(base) = repo::cache_base(g) {
+        let last = hoard_core::repository::cache::LastCheck::of(&report);
+        if let Err(e) = hoard_core::repository::cache::record_check(&base, &r.config().id, &last) {
+            tracing::debug!("cannot record the check in {}: {e}", base.display());
+        }
+    }
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["message_type"] = "check".into();

@@ -21,6 +21,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
     let opts = ServeOptions {
         token,
         allow_actions: a.allow_restore,
+        check_records: repo::cache_base(g),
     };
     let console = Console::bind(r, a.listen, opts).await?;
     let addr = console.local_addr()?;

@@ -123,6 +123,55 @@ impl Cache {
     }
 }
 
+/// The outcome of the last `check` of a repository on this machine, kept in the cache
+/// directory's folder for the repository (not in the repository): what the web console's
+/// health page shows. Counts and the first error only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastCheck {
+    /// When it finished.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// Errors found (0: the repository is sound).
+    pub errors: u64,
+    /// The first of them, in words.
+    pub first_error: Option<String>,
+    /// Snapshots looked at.
+    pub snapshots: u64,
+    /// Packs listed.
+    pub packs: u64,
+    /// Packs read whole (`--read-data`), 0 for a structure check.
+    pub packs_read: u64,
+}
+
+impl LastCheck {
+    /// What `report` says, as of now.
+    pub fn of(report: &crate::check::CheckReport) -> LastCheck {
+        LastCheck {
+            time: chrono::Utc::now(),
+            errors: report.errors.len() as u64,
+            first_error: report.errors.first().map(|e| e.to_string()),
+            snapshots: report.snapshots,
+            packs: report.packs,
+            packs_read: report.packs_read,
+        }
+    }
+}
+
+const LAST_CHECK: &str = "last-check.json";
+
+/// Keeps `c` as the last check of repository `repo_id` under the cache base `base`.
+pub fn record_check(base: &Path, repo_id: &Id, c: &LastCheck) -> std::io::Result<()> {
+    let dir = base.join(repo_id.to_hex());
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    write_atomic(&dir, &dir.join(LAST_CHECK), &json)
+}
+
+/// The last check recorded by [`record_check`], if any (and if it still parses).
+pub fn last_check(base: &Path, repo_id: &Id) -> Option<LastCheck> {
+    let bytes = std::fs::read(base.join(repo_id.to_hex()).join(LAST_CHECK)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Writes `bytes` to a temporary file in `dir` and renames it to `path`: concurrent readers
 /// and writers of the same cache see whole files only.
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
