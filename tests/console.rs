@@ -169,6 +169,19 @@ fn only_the_snapshot_can_be_read_and_actions_are_off_by_default() {
         .text()
         .contains("symlink → /etc/passwd"));
 
+    // The calendar links the day of the snapshots; a day filters the list.
+    let snaps = env.hoard_json(&["snapshots"]);
+    let today = snaps[0]["time"].as_str().unwrap()[..10].to_string();
+    let list = get("/").text();
+    assert!(
+        list.contains("id=calendar") && list.contains(&format!("/?day={today}")),
+        "{list}"
+    );
+    assert!(get(&format!("/?day={today}"))
+        .text()
+        .contains("2 of 2 snapshots"));
+    assert!(get("/?day=1999-01-01").text().contains("0 of 2 snapshots"));
+
     // Browse, preview, download (file, tar, zip) and diff.
     let tree = get(&format!("/s/{a}/tree?path={dir}/etc/app"));
     assert!(tree.text().contains("config.yaml") && tree.text().contains("3.0 MiB"));

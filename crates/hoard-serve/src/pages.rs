@@ -127,14 +127,10 @@ pub async fn snapshots(State(st): State<AppState>, RawQuery(q): RawQuery) -> Pag
     };
     let _ = write!(
         b,
-        "<p>Hosts: {}<br>Tags: {}<br>Days: {}</p>",
+        "<p>Hosts: {}<br>Tags: {}</p>{}",
         filter("host", &hosts),
         filter("tag", &tag_counts),
-        days.iter()
-            .rev()
-            .map(|(d, n)| format!("<a href='/?day={d}'>{d}</a> ({n})"))
-            .collect::<Vec<_>>()
-            .join(" · ")
+        calendar(&days)
     );
     if host.is_some() || tag.is_some() || day.is_some() {
         b.push_str("<p><a href='/'>show all</a></p>");
@@ -188,6 +184,56 @@ pub async fn snapshots(State(st): State<AppState>, RawQuery(q): RawQuery) -> Pag
         b.push_str("</table>");
     }
     Ok(Html(page("Snapshots", &b)))
+}
+
+/// The last months with snapshots as month grids; each day with snapshots links to them.
+fn calendar(days: &BTreeMap<String, usize>) -> String {
+    use chrono::{Datelike, NaiveDate};
+    let mut months: Vec<(i32, u32)> = days
+        .keys()
+        .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| (d.year(), d.month()))
+        .collect();
+    months.dedup();
+    let mut out = String::from("<div id=calendar style='display:flex;gap:2em;flex-wrap:wrap'>");
+    for &(y, m) in months.iter().rev().take(3) {
+        let Some(first) = NaiveDate::from_ymd_opt(y, m, 1) else {
+            continue;
+        };
+        let next = if m == 12 {
+            NaiveDate::from_ymd_opt(y + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(y, m + 1, 1)
+        };
+        let len = next.map_or(31, |n| (n - first).num_days()) as u32;
+        let _ = write!(
+            out,
+            "<table style='width:auto'><tr><th colspan=7>{}</th></tr><tr><th>Mo</th><th>Tu</th><th>We</th><th>Th</th><th>Fr</th><th>Sa</th><th>Su</th></tr><tr>",
+            first.format("%B %Y")
+        );
+        let lead = first.weekday().num_days_from_monday();
+        out.push_str(&"<td></td>".repeat(lead as usize));
+        for day in 1..=len {
+            let key = format!("{y:04}-{m:02}-{day:02}");
+            match days.get(&key) {
+                Some(n) => {
+                    let _ = write!(
+                        out,
+                        "<td><a href='/?day={key}' title='{n} snapshots'><b>{day}</b></a></td>"
+                    );
+                }
+                None => {
+                    let _ = write!(out, "<td class=muted>{day}</td>");
+                }
+            }
+            if (lead + day) % 7 == 0 {
+                out.push_str("</tr><tr>");
+            }
+        }
+        out.push_str("</tr></table>");
+    }
+    out.push_str("</div>");
+    out
 }
 
 // ---- A snapshot's tree ------------------------------------------------------------------
