@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end comparison of hoard and restic on the same data in the same run: a copy of the
-# Rust toolchain's lib/ and share/ (real files nobody here wrote), local repositories, warm
-# cache; then forget+prune and check --read-data on the resulting repositories. Prints the median of RUNS runs per step, the ratio restic/hoard (>1 means hoard is
-# faster), peak RSS and repository sizes.
+# End-to-end comparison of hoard and restic on the same data in the same run: local
+# repositories (or Garage), warm cache; then forget+prune and check --read-data on the
+# resulting repositories. Prints the median of RUNS runs per step, the ratio restic/hoard
+# (>1 means hoard is faster), CPU seconds (user+sys), peak RSS, peak RSS above each tool's
+# own floor (its `init`: for hoard the argon2id KDF every command pays), and repository sizes.
 #
-#   bash benches/compare.sh            # RUNS=3 by default
-#   MODE=s3 bash benches/compare.sh    # both against Garage on 127.0.0.1 (installed with
-#                                      # `cargo install garage` when missing, ~6 min), each
-#                                      # with its metadata cache in a fresh directory per run
+#   bash benches/compare.sh                  # RUNS=3, DATA=toolchain
+#   DATA=random bash benches/compare.sh      # 1 GiB of random bytes in 8 files (incompressible)
+#   DATA=small bash benches/compare.sh       # 100,000 files of 1-4 KiB in 1,000 directories
+#   MODE=s3 bash benches/compare.sh          # both against Garage on 127.0.0.1 (installed with
+#                                            # `cargo install garage` when missing, ~6 min), each
+#                                            # with its metadata cache in a fresh directory per run
+#
+# DATA=toolchain is a copy of the Rust toolchain's lib/ and share/ (real files nobody here
+# wrote).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -22,9 +28,34 @@ cargo build --release --quiet --bin hoard
 HOARD="$PWD/target/release/hoard"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-sysroot=$(rustc --print sysroot)
+DATA=${DATA:-toolchain}
 mkdir -p "$work/data"
-cp -a "$sysroot/lib" "$sysroot/share" "$work/data/"
+case "$DATA" in
+toolchain)
+    sysroot=$(rustc --print sysroot)
+    cp -a "$sysroot/lib" "$sysroot/share" "$work/data/"
+    ;;
+random)
+    for i in $(seq 8); do head -c 128M /dev/urandom > "$work/data/random-$i.bin"; done
+    ;;
+small)
+    python3 - "$work/data" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(7)
+words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz \n") for _ in range(64)) for _ in range(512)]
+for d in range(1000):
+    path = os.path.join(root, f"d{d:03}")
+    os.mkdir(path)
+    for f in range(100):
+        size = rng.randint(1024, 4096)
+        body = b"".join(rng.choice(words) for _ in range(size // 64 + 1))[:size]
+        with open(os.path.join(path, f"f{f:03}.txt"), "wb") as out:
+            out.write(body)
+PY
+    ;;
+*) echo "DATA=$DATA: toolchain, random or small"; exit 2 ;;
+esac
 files=$(find "$work/data" -type f | wc -l)
 bytes=$(du -sb "$work/data" | cut -f1)
 echo "data: $files files, $((bytes / 1048576)) MiB ($("$HOARD" --version), $(restic version | cut -d' ' -f1-2))"
@@ -78,19 +109,19 @@ repo() {
     if [ "$MODE" = s3 ]; then echo "s3:http://127.0.0.1:3900/bench/$1-$2"; else echo "$work/$1"; fi
 }
 
-# measure NAME CMD...: appends "seconds rss_kib" to $work/NAME.times
+# measure NAME CMD...: appends "seconds rss_kib cpu_seconds" to $work/NAME.times
 measure() {
     local name=$1; shift
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
-    tail -n 1 "$work/t" >> "$work/$name.times"
+    /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
+    tail -n 1 "$work/t" | awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' >> "$work/$name.times"
 }
 
 for run in $(seq "$RUNS"); do
     rm -rf "$work/h" "$work/r" "$work/hout" "$work/rout" "$work/hcache" "$work/rcache"
     H=("$HOARD" -r "$(repo h "$run")" --cache-dir "$work/hcache")
     R=(restic -r "$(repo r "$run")" --cache-dir "$work/rcache")
-    "${H[@]}" init -q
-    "${R[@]}" init >/dev/null 2>&1
+    measure hoard_init "${H[@]}" init -q
+    measure restic_init "${R[@]}" init
     measure hoard_backup "${H[@]}" -q backup "$work/data"
     measure restic_backup "${R[@]}" backup -q "$work/data"
     measure hoard_rebackup "${H[@]}" -q backup "$work/data"
@@ -98,9 +129,12 @@ for run in $(seq "$RUNS"); do
     measure hoard_restore "${H[@]}" -q restore latest --target "$work/hout"
     measure restic_restore "${R[@]}" restore latest --target "$work/rout"
     diff -r -q "$work/data" "$work/hout$work/data" >/dev/null || { echo "hoard restore differs!"; exit 1; }
-    # Maintenance: a snapshot of lib/ only (hard-linked copy), then forget everything else and
-    # prune (share/ becomes garbage), then verify every pack.
-    rm -rf "$work/data2" && mkdir "$work/data2" && cp -al "$work/data/lib" "$work/data2/"
+    # Maintenance: a snapshot of the first half of the top-level entries (lib/ of the
+    # toolchain; a hard-linked copy), then forget everything else and prune (the rest
+    # becomes garbage), then verify every pack.
+    rm -rf "$work/data2" && mkdir "$work/data2"
+    entries=$(ls "$work/data" | wc -l)
+    ls "$work/data" | head -n $(((entries + 1) / 2)) | while read -r e; do cp -al "$work/data/$e" "$work/data2/"; done
     "${H[@]}" -q backup "$work/data2"
     "${R[@]}" backup -q "$work/data2" >/dev/null
     "${H[@]}" -q forget --group-by '' --keep-last 1
@@ -112,14 +146,21 @@ for run in $(seq "$RUNS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf "%-10s %10s %10s %8s %12s %12s\n" step hoard_s restic_s ratio hoard_rss restic_rss
+peak() { cut -d' ' -f2 "$1" | sort -n | tail -1; }
+hfloor=$(peak "$work/hoard_init.times")
+rfloor=$(peak "$work/restic_init.times")
+echo "dataset $DATA; RSS floors (init): hoard $((hfloor / 1024)) MiB, restic $((rfloor / 1024)) MiB"
+printf "%-9s %8s %8s %7s %8s %8s %9s %9s %10s %10s\n" step hoard_s restic_s ratio hoard_cpu restic_cpu hoard_rss restic_rss hoard_above restic_above
 for step in backup rebackup restore prune check; do
     h=$(cut -d' ' -f1 "$work/hoard_$step.times" | median)
     r=$(cut -d' ' -f1 "$work/restic_$step.times" | median)
-    hm=$(cut -d' ' -f2 "$work/hoard_$step.times" | sort -n | tail -1)
-    rm_=$(cut -d' ' -f2 "$work/restic_$step.times" | sort -n | tail -1)
+    hc=$(cut -d' ' -f3 "$work/hoard_$step.times" | median)
+    rc=$(cut -d' ' -f3 "$work/restic_$step.times" | median)
+    hm=$(peak "$work/hoard_$step.times")
+    rm_=$(peak "$work/restic_$step.times")
     ratio=$(awk -v h="$h" -v r="$r" 'BEGIN { if (h > 0) printf "%.2fx", r / h; else print "inf" }')
-    printf "%-10s %10s %10s %8s %9s MiB %9s MiB\n" "$step" "$h" "$r" "$ratio" $((hm / 1024)) $((rm_ / 1024))
+    printf "%-9s %8s %8s %7s %8s %8s %5s MiB %5s MiB %6s MiB %6s MiB\n" "$step" "$h" "$r" "$ratio" "$hc" "$rc" \
+        $((hm / 1024)) $((rm_ / 1024)) $(((hm - hfloor) / 1024)) $(((rm_ - rfloor) / 1024))
 done
 if [ "$MODE" = local ]; then
     echo "repository size: hoard $(du -sb "$work/h" | cut -f1) B, restic $(du -sb "$work/r" | cut -f1) B"
