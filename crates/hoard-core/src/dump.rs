@@ -149,15 +149,6 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Whether `path` in the tree `root` is a directory (or the root), without the lock: for
-/// callers that choose a name before they dump.
-pub async fn is_dir(repo: &Repository, root: Id, path: impl AsRef<[u8]>) -> Result<bool> {
-    Ok(match find_path(repo, root, path).await? {
-        Found::Root(_) => true,
-        Found::Node(n) => n.node_type == NodeType::Dir,
-    })
-}
-
 async fn dump_unlocked<W: Write + Send + 'static>(
     repo: &Repository,
     root: Id,

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
 
-use crate::dump::{dump_stream, is_dir, Archive};
+use crate::dump::{dump_stream, Archive};
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc, seal_doc};
 use crate::format::tree::NodeType;
@@ -133,12 +133,11 @@ pub async fn share(
     // Signing is local (or a credential fetch): find out now, before anything is uploaded.
     presign(op, &format!("{SHARES_DIR}probe"), opts.expires).await?;
 
-    let dir = is_dir(repo, tree, path).await?;
+    let (dir, size_hint) = payload_shape(repo, tree, path).await?;
     let name = match &opts.name {
         Some(n) => valid_name(n)?,
         None => default_name(path, dir, opts.archive, snapshot),
     };
-    let size_hint = content_size(repo, tree, path).await?;
     let id = Id::random().to_hex()[..16].to_string();
     let payload = payload_path(&id, &name);
     let mut info = ShareInfo {
@@ -423,13 +422,14 @@ async fn delete_share(op: &Operator, id: &str) -> Result<()> {
         .map_err(|e| Error::storage("delete", m, e))
 }
 
-/// What the payload will roughly weigh, to size the upload's parts.
-async fn content_size(repo: &Repository, tree: Id, path: &str) -> Result<u64> {
+/// Whether `path` is a directory (shared as an archive), and roughly what the payload will
+/// weigh, to size the upload's parts: one lookup and, for a directory, one walk.
+async fn payload_shape(repo: &Repository, tree: Id, path: &str) -> Result<(bool, u64)> {
     let root = match find_path(repo, tree, path).await? {
-        Found::Node(n) if n.node_type != NodeType::Dir => return Ok(n.size),
+        Found::Node(n) if n.node_type != NodeType::Dir => return Ok((false, n.size)),
         Found::Node(n) => match n.subtree {
             Some(t) => t,
-            None => return Ok(0),
+            None => return Ok((true, 0)),
         },
         Found::Root(t) => t,
     };
@@ -440,7 +440,7 @@ async fn content_size(repo: &Repository, tree: Id, path: &str) -> Result<u64> {
         Ok(())
     })
     .await?;
-    Ok(total)
+    Ok((true, total))
 }
 
 /// Streams the dump into a multipart upload, committed only when the dump ends well; at
