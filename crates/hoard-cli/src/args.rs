@@ -187,13 +187,10 @@ pub struct MountArgs {
     pub filter: SnapshotFilter,
 }
 
+/// Path patterns to leave out, as backup and rewrite both take them.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["excludes", "exclude_file", "iexcludes"])))]
-pub struct RewriteArgs {
-    /// Snapshots to rewrite (ids, unique prefixes or `latest`); none means every snapshot
-    /// the filters select.
-    pub snapshots: Vec<String>,
-    /// Remove paths matching a glob, as backup's --exclude (repeatable).
+pub struct ExcludeArgs {
+    /// Exclude paths matching a glob (repeatable).
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     pub excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (`#` comments; repeatable).
@@ -202,6 +199,17 @@ pub struct RewriteArgs {
     /// As --exclude, ignoring case (repeatable).
     #[arg(long = "iexclude", value_name = "PATTERN")]
     pub iexcludes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["excludes", "exclude_file", "iexcludes"])))]
+pub struct RewriteArgs {
+    /// Snapshots to rewrite (ids, unique prefixes or `latest`); none means every snapshot
+    /// the filters select.
+    pub snapshots: Vec<String>,
+    /// The paths to remove.
+    #[command(flatten)]
+    pub exclude: ExcludeArgs,
     /// Remove the original snapshots once the rewritten ones are saved.
     #[arg(long)]
     pub forget: bool,
@@ -614,15 +622,8 @@ pub struct BackupArgs {
     /// Hostname to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
-    /// Exclude paths matching a glob (repeatable).
-    #[arg(short = 'e', long = "exclude")]
-    pub excludes: Vec<String>,
-    /// Read exclude patterns from FILE, one per line (`#` comments; repeatable).
-    #[arg(long, value_name = "FILE")]
-    pub exclude_file: Vec<PathBuf>,
-    /// As --exclude, ignoring case (repeatable).
-    #[arg(long = "iexclude", value_name = "PATTERN")]
-    pub iexcludes: Vec<String>,
+    #[command(flatten)]
+    pub exclude: ExcludeArgs,
     /// Leave out directories that hold a CACHEDIR.TAG file with the standard signature.
     #[arg(long)]
     pub exclude_caches: bool,

@@ -5,7 +5,7 @@ use anyhow::Result;
 use hoard_core::backup::Written;
 use hoard_core::{BackupOptions, CancelToken, ParentSelection, StreamOptions};
 
-use crate::args::{BackupArgs, GlobalArgs};
+use crate::args::{BackupArgs, ExcludeArgs, GlobalArgs};
 use crate::output::{json_line, size, CliProgress};
 use crate::{repo, Incomplete};
 
@@ -113,14 +113,13 @@ async fn run_backup(
     if paths.is_empty() {
         anyhow::bail!("nothing to back up: the --files-from lists are empty");
     }
-    let mut excludes = a.excludes;
-    excludes.extend(exclude_files(&a.exclude_file)?);
+    let (excludes, iexcludes) = a.exclude.patterns()?;
     let opts = BackupOptions {
         paths,
         host: a.host,
         tags: a.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         excludes,
-        iexcludes: a.iexcludes,
+        iexcludes,
         exclude_caches: a.exclude_caches,
         exclude_if_present: a.exclude_if_present,
         exclude_larger_than: a.exclude_larger_than,
@@ -163,9 +162,19 @@ fn lines(file: &std::path::Path, sep: u8) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+impl ExcludeArgs {
+    /// The patterns to match with case (`--exclude` and the `--exclude-file` lines), and
+    /// those to match without (`--iexclude`).
+    pub fn patterns(self) -> Result<(Vec<String>, Vec<String>)> {
+        let mut excludes = self.excludes;
+        excludes.extend(exclude_files(&self.exclude_file)?);
+        Ok((excludes, self.iexcludes))
+    }
+}
+
 /// The patterns in `--exclude-file` files: one per line, blank lines and `#` comments
 /// skipped.
-pub fn exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+fn exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     let mut patterns = Vec::new();
     for file in files {
         for line in lines(file, b'\n')? {

@@ -8,11 +8,10 @@ use crate::repo;
 pub async fn run(g: &GlobalArgs, a: RewriteArgs) -> Result<()> {
     let r = repo::open(g).await?;
     let selected = repo::select_snapshots(&r, &a.snapshots, &a.filter).await?;
-    let mut exclude = a.excludes;
-    exclude.extend(crate::commands::backup::exclude_files(&a.exclude_file)?);
+    let (exclude, iexclude) = a.exclude.patterns()?;
     let opts = RewriteOptions {
         exclude,
-        iexclude: a.iexcludes,
+        iexclude,
         forget: a.forget,
         dry_run: a.dry_run,
     };
