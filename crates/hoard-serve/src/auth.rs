@@ -4,10 +4,11 @@
 //! hashes compare in constant time).
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
+use crate::html::{page, query_text};
 use crate::AppState;
 
 pub const COOKIE: &str = "hoard_session";
@@ -112,6 +113,45 @@ pub async fn require_token(State(st): State<AppState>, req: Request, next: Next)
         "a token is required: Authorization: Bearer <token>, or log in at /login\n",
     )
         .into_response()
+}
+
+/// The login page: one field for the token.
+pub async fn login_form() -> Html<String> {
+    Html(page("Log in", LOGIN))
+}
+
+const LOGIN: &str = "<form method=post action='/login'><p>Access token: <input type=password name=token id=token autofocus> <button id=login>Log in</button></p></form>";
+
+/// Sets the session cookie when the token is right.
+pub async fn login(State(st): State<AppState>, body: String) -> Response {
+    let given = query_text(Some(&body), "token").unwrap_or_default();
+    match st.token.as_deref() {
+        Some(token) if allowed(&bearer(given.trim()), token) => {
+            let cookie = format!(
+                "{}={}; Path=/; HttpOnly; SameSite=Strict",
+                COOKIE,
+                session_value(token)
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Some(_) => (
+            StatusCode::UNAUTHORIZED,
+            Html(page(
+                "Log in",
+                &format!("<p class=err>Wrong token.</p>{LOGIN}"),
+            )),
+        )
+            .into_response(),
+        None => Redirect::to("/").into_response(),
+    }
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    h
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ impl Console {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::snapshots))
-        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/login", get(auth::login_form).post(auth::login))
         .route("/s/{id}/tree", get(pages::tree))
         .route("/s/{id}/file", get(pages::file))
         .route("/s/{id}/download", get(pages::download))
