@@ -91,10 +91,7 @@ fn the_token_guards_everything_but_the_login_page() {
     }
     // The login page is served; a wrong token is refused; the right one sets a cookie that
     // is not the token and opens every page.
-    assert_eq!(
-        http("GET", &format!("{}/login", s.url), &[], b"").status,
-        200
-    );
+    assert_eq!(s.get("/login").status, 200);
     let r = http("POST", &format!("{}/login", s.url), &[], b"token=nope");
     assert_eq!(r.status, 401);
     let r = http(
@@ -145,7 +142,6 @@ fn only_the_snapshot_can_be_read_and_actions_are_off_by_default() {
     let env = Env::new();
     let (src, a, b) = two_snapshots(&env);
     let s = serve(&env, &[]);
-    let get = |p: &str| http("GET", &format!("{}{p}", s.url), &[], b"");
     let dir = src.display().to_string();
     // Paths are names in the snapshot's trees: nothing of the server's file system.
     for p in [
@@ -157,44 +153,49 @@ fn only_the_snapshot_can_be_read_and_actions_are_off_by_default() {
         "/s/..%2F..%2Fetc/tree".to_string(),
         "/s/0000000000000000/tree".to_string(),
     ] {
-        let r = get(&p);
+        let r = s.get(&p);
         assert_eq!(r.status, 404, "{p}: {}", r.text());
         assert!(!r.text().contains("root:"), "{p}");
     }
     // A symlink to /etc/passwd is shown as a link, never followed.
-    let r = get(&format!("/s/{a}/download?path={dir}/etc/app/escape"));
+    let r = s.get(&format!("/s/{a}/download?path={dir}/etc/app/escape"));
     assert_eq!(r.status, 400);
     assert!(!r.text().contains("root:"));
-    assert!(get(&format!("/s/{a}/tree?path={dir}/etc/app"))
+    assert!(s
+        .get(&format!("/s/{a}/tree?path={dir}/etc/app"))
         .text()
         .contains("symlink → /etc/passwd"));
 
     // The calendar links the day of the snapshots; a day filters the list.
     let snaps = env.hoard_json(&["snapshots"]);
     let today = snaps[0]["time"].as_str().unwrap()[..10].to_string();
-    let list = get("/").text();
+    let list = s.get("/").text();
     assert!(
         list.contains("id=calendar") && list.contains(&format!("/?day={today}")),
         "{list}"
     );
-    assert!(get(&format!("/?day={today}"))
+    assert!(s
+        .get(&format!("/?day={today}"))
         .text()
         .contains("2 of 2 snapshots"));
-    assert!(get("/?day=1999-01-01").text().contains("0 of 2 snapshots"));
+    assert!(s
+        .get("/?day=1999-01-01")
+        .text()
+        .contains("0 of 2 snapshots"));
 
     // Browse, preview, download (file, tar, zip) and diff.
-    let tree = get(&format!("/s/{a}/tree?path={dir}/etc/app"));
+    let tree = s.get(&format!("/s/{a}/tree?path={dir}/etc/app"));
     assert!(tree.text().contains("config.yaml") && tree.text().contains("3.0 MiB"));
-    let file = get(&format!("/s/{a}/file?path={dir}/etc/app/config.yaml"));
+    let file = s.get(&format!("/s/{a}/file?path={dir}/etc/app/config.yaml"));
     assert!(
         file.text().contains("<pre id=preview>replicas: 3\n</pre>"),
         "{}",
         file.text()
     );
-    let big = get(&format!("/s/{a}/download?path={dir}/etc/app/blob.bin"));
+    let big = s.get(&format!("/s/{a}/download?path={dir}/etc/app/blob.bin"));
     assert_eq!(big.header("content-length"), Some("3145728"));
     assert!(big.body == random_bytes(3 << 20, 9));
-    let tar = get(&format!("/s/{b}/download?path={dir}/etc&format=tar"));
+    let tar = s.get(&format!("/s/{b}/download?path={dir}/etc&format=tar"));
     assert_eq!(tar.header("content-type"), Some("application/x-tar"));
     let mut names: Vec<String> = tar::Archive::new(&tar.body[..])
         .entries()
@@ -206,7 +207,7 @@ fn only_the_snapshot_can_be_read_and_actions_are_off_by_default() {
         names.iter().any(|n| n.ends_with("etc/app/new.txt")),
         "{names:?}"
     );
-    let zip = get(&format!("/s/{b}/download?path={dir}/etc&format=zip"));
+    let zip = s.get(&format!("/s/{b}/download?path={dir}/etc&format=zip"));
     assert!(zip
         .header("content-disposition")
         .unwrap()
@@ -215,7 +216,7 @@ fn only_the_snapshot_can_be_read_and_actions_are_off_by_default() {
     assert!(z
         .file_names()
         .any(|n| n.is_ok_and(|n| n.ends_with("etc/app/config.yaml"))));
-    let diff = get(&format!("/diff?a={a}&b={b}")).text();
+    let diff = s.get(&format!("/diff?a={a}&b={b}")).text();
     assert!(
         diff.contains("1 files added, 0 removed, 1 changed"),
         "{diff}"
@@ -309,14 +310,14 @@ fn restore_from_the_console_when_allowed() {
     assert_eq!(r.status, 303);
     let page = finished(&format!("{}{}", s.url, r.header("location").unwrap()));
     assert!(page.contains("done: no errors"), "{page}");
-    let health = http("GET", &format!("{}/health", s.url), &[], b"").text();
+    let health = s.get("/health").text();
     assert!(
         health.contains("of the structure, finished") && health.contains("no errors"),
         "{health}"
     );
     // A check from the command line (same metadata cache) is the last one shown.
     assert_ok(&env.hoard(&["check", "--read-data"]));
-    let health = http("GET", &format!("{}/health", s.url), &[], b"").text();
+    let health = s.get("/health").text();
     assert!(health.contains("packs read, finished"), "{health}");
 }
 
@@ -326,13 +327,7 @@ fn a_share_link_from_the_console_on_s3() {
     let (src, a, _) = two_snapshots(&env);
     let s = serve(&env, &["--allow-restore"]);
     let file = format!("{}/etc/app/blob.bin", src.display());
-    let page = http(
-        "GET",
-        &format!("{}/s/{a}/file?path={file}", s.url),
-        &[],
-        b"",
-    )
-    .text();
+    let page = s.get(&format!("/s/{a}/file?path={file}")).text();
     assert!(page.contains("Create link"), "{page}");
     let r = http(
         "POST",
@@ -355,13 +350,7 @@ fn a_share_link_from_the_console_on_s3() {
     // Read-only consoles offer no link.
     drop(s);
     let s = serve(&env, &[]);
-    let page = http(
-        "GET",
-        &format!("{}/s/{a}/file?path={file}", s.url),
-        &[],
-        b"",
-    )
-    .text();
+    let page = s.get(&format!("/s/{a}/file?path={file}")).text();
     assert!(!page.contains("Create link"));
 }
 
@@ -395,7 +384,7 @@ fn a_network_address_needs_a_token() {
     )
     .unwrap();
     let s = serve(&env, &["--secret", secret.to_str().unwrap()]);
-    let r = http("GET", &format!("{}/health", s.url), &[], b"");
+    let r = s.get("/health");
     assert_eq!(r.status, 401);
     let bearer = format!("Bearer {TOKEN}");
     let r = http(
@@ -419,18 +408,13 @@ fn names_that_are_not_utf8_browse_and_download() {
     let a = a["snapshot_id"].as_str().unwrap();
     let s = serve(&env, &[]);
     let dir = src.display();
-    let page = http("GET", &format!("{}/s/{a}/tree?path={dir}", s.url), &[], b"").text();
+    let page = s.get(&format!("/s/{a}/tree?path={dir}")).text();
     // Shown escaped and with U+FFFD; linked by its bytes.
     assert!(page.contains("caf\u{FFFD} &amp; &lt;b&gt;.txt"), "{page}");
     assert!(!page.contains("<b>.txt"));
     let link = format!("{dir}/caf%E9%20%26%20%3Cb%3E.txt");
     assert!(page.contains(&link), "{page}");
-    let r = http(
-        "GET",
-        &format!("{}/s/{a}/download?path={link}", s.url),
-        &[],
-        b"",
-    );
+    let r = s.get(&format!("/s/{a}/download?path={link}"));
     assert_eq!(
         (r.status, r.body.as_slice()),
         (200, b"latin-1 name".as_slice())

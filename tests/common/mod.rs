@@ -494,6 +494,13 @@ pub struct Served {
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+impl Served {
+    /// A plain GET of `path` on the console, without credentials.
+    pub fn get(&self, path: &str) -> HttpReply {
+        http("GET", &format!("{}{path}", self.url), &[], b"")
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = sigterm_and_wait(&mut self.child);
