@@ -772,3 +772,94 @@ fn json_output_has_restic_status_and_summary_lines_for_backup_and_restore() {
         assert_eq!(last["message_type"], "summary", "{last}");
     }
 }
+
+/// Restore plans and writes in batches of a few thousand files: a tree several batches
+/// large comes back whole, hard links whose first name was in an earlier batch are linked,
+/// directories known to be needed only in a later batch (through an include pattern) are
+/// created, and `--delete` and `--verify` see every batch.
+#[test]
+fn a_restore_many_batches_large_is_whole() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let src = env.path("src");
+    // Directory mtimes are set last, deepest first: give some a past mtime to see it kept.
+    let first = src.join("a-first");
+    fs::create_dir_all(&first).unwrap();
+    fs::write(first.join("linked"), "linked from the last batch").unwrap();
+    let mut files = 1;
+    for d in 0..25 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(dir.join("empty")).unwrap();
+        for f in 0..1000 {
+            fs::write(dir.join(format!("f{f:04}")), format!("{d} {f}")).unwrap();
+            files += 1;
+        }
+    }
+    let last = src.join("z-last/deep");
+    fs::create_dir_all(&last).unwrap();
+    fs::write(last.join("picked.txt"), "picked").unwrap();
+    std::os::unix::fs::symlink("../../a-first/linked", last.join("symlink")).unwrap();
+    fs::hard_link(first.join("linked"), last.join("hardlink")).unwrap();
+    files += 1;
+    let old = nix::sys::time::TimeSpec::new(1_500_000_000, 0);
+    for dir in [
+        src.join("d03"),
+        src.join("z-last/deep"),
+        src.join("d24/empty"),
+    ] {
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &dir,
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+
+    let target = env.path("all");
+    let t = target.to_str().unwrap();
+    let out = env.hoard_json(&["restore", "latest", "--target", t, "--verify"]);
+    assert_eq!(out["files_restored"], files + 1, "{out}");
+    assert_eq!(out["files_verified"], files, "{out}");
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &restored);
+    for dir in ["d03", "z-last/deep", "d24/empty"] {
+        let md = fs::metadata(restored.join(dir)).unwrap();
+        assert_eq!(md.mtime(), 1_500_000_000, "{dir}");
+    }
+
+    // Strays in the first and the last directory go with --delete, whatever batch they are
+    // in; a second restore over the first finds every file identical.
+    fs::write(restored.join("a-first/stray"), "x").unwrap();
+    fs::write(restored.join("z-last/deep/stray"), "x").unwrap();
+    let again = env.hoard_json(&["restore", "latest", "--target", t, "--delete"]);
+    assert_eq!(again["files_deleted"], 2, "{again}");
+    assert_eq!(again["files_skipped"], files, "{again}");
+    assert_same_tree(&src, &restored);
+
+    // Only the last directory, picked by a pattern: its parents are created, nothing else.
+    let picked = env.path("picked");
+    let p = picked.to_str().unwrap();
+    let out = env.hoard_json(&["restore", "latest", "--target", p, "--include", "*/z-last"]);
+    assert_eq!(out["files_restored"], 2, "{out}");
+    let root = picked.join(src.strip_prefix("/").unwrap());
+    let deep = root.join("z-last/deep");
+    assert_eq!(fs::read(deep.join("picked.txt")).unwrap(), b"picked");
+    // Its first name was left out, so the hard link is restored as a file of its own.
+    assert_eq!(
+        fs::read(deep.join("hardlink")).unwrap(),
+        b"linked from the last batch"
+    );
+    assert!(fs::symlink_metadata(deep.join("symlink"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(fs::metadata(&deep).unwrap().mtime(), 1_500_000_000);
+    let mut top: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["z-last"]);
+}

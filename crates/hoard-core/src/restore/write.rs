@@ -122,20 +122,81 @@ fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
     f.set_len(size)
 }
 
-/// What the per-pack workers share.
-pub(super) struct PackContext {
+/// What every part of a restore shares.
+pub(super) struct Shared {
     pub(super) repo: Repository,
-    pub(super) files: Vec<PathBuf>,
-    /// Per file, the blob writes still to come.
-    pub(super) blobs_left: Vec<AtomicUsize>,
     pub(super) progress: Arc<dyn Progress>,
-    pub(super) summary: Arc<Mutex<RestoreSummary>>,
-    /// Files already reported as failed, so each is reported once.
-    pub(super) failed: Mutex<std::collections::HashSet<usize>>,
+    pub(super) summary: Mutex<RestoreSummary>,
+    /// Set owners (uid/gid).
+    pub(super) owners: bool,
+    /// Read each file back once written.
+    pub(super) verify: bool,
+    /// Files that could not be written whole, renamed once everything else is written.
+    pub(super) damaged: Mutex<Vec<PathBuf>>,
 }
 
-impl PackContext {
-    fn fail(&self, files: impl Iterator<Item = usize>, e: &Error) {
+impl Shared {
+    pub(super) fn lock_summary(&self) -> std::sync::MutexGuard<'_, RestoreSummary> {
+        self.summary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an error that leaves `path` out (or not as the snapshot has it) and lets the
+    /// restore go on.
+    pub(super) fn soft(&self, path: &Path, e: &dyn std::fmt::Display) {
+        tracing::debug!("{}: {e}", path.display());
+        let message = e.to_string();
+        self.progress.error(path, &message);
+        self.lock_summary().errors.push(FileError {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+}
+
+/// A file whose content is written: its metadata is set (and with `verify` it is read
+/// back).
+pub(super) fn finish_file(shared: &Shared, f: &PlannedFile) {
+    shared.progress.advance(1, 0);
+    if let Err(e) = set_metadata(&f.dest, &f.node, shared.owners) {
+        shared.soft(&f.dest, &e);
+    }
+    if shared.verify {
+        if holds_content(f, shared.repo.key()) {
+            shared.lock_summary().files_verified += 1;
+        } else {
+            shared.soft(
+                &f.dest,
+                &"verification failed: the file on disk differs from the snapshot",
+            );
+        }
+    }
+}
+
+/// The files of one batch still to be written, which its pack tasks share.
+pub(super) struct BatchFiles {
+    shared: Arc<Shared>,
+    files: Vec<PlannedFile>,
+    /// Per file, the blob writes still to come.
+    blobs_left: Vec<AtomicUsize>,
+    /// Files already reported as failed, so each is reported once.
+    failed: Mutex<std::collections::HashSet<usize>>,
+}
+
+impl BatchFiles {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        files: Vec<PlannedFile>,
+        blobs_left: Vec<AtomicUsize>,
+    ) -> Self {
+        BatchFiles {
+            shared,
+            files,
+            blobs_left,
+            failed: Mutex::default(),
+        }
+    }
+
+    pub(super) fn fail(&self, files: impl Iterator<Item = usize>, e: &Error) {
         for file in files {
             if self
                 .failed
@@ -143,24 +204,61 @@ impl PackContext {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(file)
             {
-                let message = e.to_string();
-                self.progress.error(&self.files[file], &message);
-                self.summary
+                let dest = &self.files[file].dest;
+                self.shared.soft(dest, e);
+                self.shared
+                    .damaged
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .errors
-                    .push(FileError {
-                        path: self.files[file].clone(),
-                        message,
-                    });
+                    .push(dest.clone());
             }
         }
     }
 }
 
+/// The blob uses one pack serves in one batch: (blob, file, offset in the file).
+pub(super) struct PackTask {
+    pub(super) files: Arc<BatchFiles>,
+    pub(super) pack: Id,
+    pub(super) uses: Vec<(PackedBlob, usize, u64)>,
+}
+
+impl PackTask {
+    /// Reads the pack's ranges in turn and writes each on a blocking thread. A range that
+    /// cannot be read or decoded fails the files it serves, not the restore.
+    pub(super) async fn run(self) -> Result<()> {
+        let PackTask { files, pack, uses } = self;
+        let path = FileKind::Pack.path(&pack);
+        for job in read_jobs(uses) {
+            let read = files
+                .shared
+                .repo
+                .operator()
+                .read_with(&path)
+                .range(job.start..job.end)
+                .await;
+            let buf = match read {
+                Ok(buf) => buf,
+                Err(e) => {
+                    files.fail(
+                        job.uses.iter().map(|u| u.1),
+                        &Error::storage("read", path.as_str(), e),
+                    );
+                    continue;
+                }
+            };
+            let (files, path) = (files.clone(), path.clone());
+            tokio::task::spawn_blocking(move || {
+                write_group(&files, pack, &path, job.start, &buf.to_bytes(), &job.uses)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 /// One ranged read of a pack and the blob uses it serves.
-pub(super) struct ReadJob {
-    pack: Id,
+struct ReadJob {
     start: u64,
     end: u64,
     uses: Vec<(PackedBlob, usize, u64)>,
@@ -168,7 +266,7 @@ pub(super) struct ReadJob {
 
 /// Splits the blob uses of one pack into ranged reads: neighbouring blobs (gaps under 256
 /// KiB) share a read of at most [`MAX_READ`] bytes.
-pub(super) fn read_jobs(pack: Id, mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
+fn read_jobs(mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
     uses.sort_by_key(|u| (u.0.offset, u.1, u.2));
     let mut jobs = Vec::new();
     let mut rest = uses.as_slice();
@@ -187,7 +285,6 @@ pub(super) fn read_jobs(pack: Id, mut uses: Vec<(PackedBlob, usize, u64)>) -> Ve
         let (group, tail) = rest.split_at(n);
         rest = tail;
         jobs.push(ReadJob {
-            pack,
             start,
             end,
             uses: group.to_vec(),
@@ -196,48 +293,16 @@ pub(super) fn read_jobs(pack: Id, mut uses: Vec<(PackedBlob, usize, u64)>) -> Ve
     jobs
 }
 
-/// Downloads one job's range; a failed read fails the files it serves, not the restore.
-pub(super) async fn fetch(
-    ctx: Arc<PackContext>,
-    job: ReadJob,
-) -> Option<(ReadJob, opendal::Buffer)> {
-    let path = FileKind::Pack.path(&job.pack);
-    match ctx
-        .repo
-        .operator()
-        .read_with(&path)
-        .range(job.start..job.end)
-        .await
-    {
-        Ok(buf) => Some((job, buf)),
-        Err(e) => {
-            ctx.fail(
-                job.uses.iter().map(|u| u.1),
-                &Error::storage("read", path.as_str(), e),
-            );
-            None
-        }
-    }
-}
-
-/// Decrypts, decompresses, verifies and writes one downloaded range, on a blocking thread.
-pub(super) async fn write(ctx: Arc<PackContext>, job: ReadJob, buf: opendal::Buffer) -> Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let path = FileKind::Pack.path(&job.pack);
-        write_group(&ctx, job.pack, &path, job.start, &buf.to_bytes(), &job.uses)
-    })
-    .await?;
-    Ok(())
-}
-
+/// Decrypts, decompresses, verifies and writes one downloaded range.
 fn write_group(
-    ctx: &PackContext,
+    ctx: &BatchFiles,
     pack: Id,
     path: &str,
     start: u64,
     bytes: &[u8],
     group: &[(PackedBlob, usize, u64)],
 ) {
+    let shared = &ctx.shared;
     let mut last: Option<(Id, Vec<u8>)> = None;
     for (blob, file, offset) in group {
         if last.as_ref().map(|l| l.0) != Some(blob.id) {
@@ -246,7 +311,7 @@ fn write_group(
             let decoded = bytes
                 .get(from..from + blob.length as usize)
                 .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))
-                .and_then(|sealed| ctx.repo.decode_located_blob(&loc, sealed));
+                .and_then(|sealed| shared.repo.decode_located_blob(&loc, sealed));
             match decoded {
                 Ok(plain) => last = Some((blob.id, plain)),
                 Err(e) => {
@@ -258,7 +323,7 @@ fn write_group(
             }
         }
         let Some((_, plain)) = &last else { continue };
-        let dest = &ctx.files[*file];
+        let f = &ctx.files[*file];
         // The file was created at its size, all zeros: a run of zeros stays a hole.
         let written = if is_zeros(plain) {
             Ok(())
@@ -266,21 +331,18 @@ fn write_group(
             OpenOptions::new()
                 .write(true)
                 .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(dest)
-                .and_then(|f| f.write_all_at(plain, *offset))
+                .open(&f.dest)
+                .and_then(|out| out.write_all_at(plain, *offset))
         };
         match written {
             Ok(()) => {
-                ctx.progress.advance(0, plain.len() as u64);
+                shared.progress.advance(0, plain.len() as u64);
+                shared.lock_summary().bytes_written += plain.len() as u64;
                 if ctx.blobs_left[*file].fetch_sub(1, Ordering::Relaxed) == 1 {
-                    ctx.progress.advance(1, 0);
+                    finish_file(shared, f);
                 }
-                ctx.summary
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .bytes_written += plain.len() as u64;
             }
-            Err(e) => ctx.fail(std::iter::once(*file), &Error::io(dest, e)),
+            Err(e) => ctx.fail(std::iter::once(*file), &Error::io(&f.dest, e)),
         }
     }
 }
