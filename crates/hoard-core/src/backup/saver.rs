@@ -27,7 +27,7 @@ use super::counters::{bump, Counters};
 use crate::error::{Error, Result};
 use crate::format::blob::{encode_blob, EncodedBlob};
 use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{BlobType, FinishedPack, PackWriter, PackedBlob};
+use crate::format::pack::{BlobType, FinishedPack, PackBytes, PackWriter, PackedBlob};
 use crate::id::Id;
 use crate::repository::cache::Cached;
 use crate::repository::{FileKind, Repository};
@@ -59,6 +59,8 @@ struct Job {
 /// stuck in a read that never returns still holds a handle.
 enum Upload {
     Pack(FinishedPack),
+    /// A worker could not build a pack: the run fails with this.
+    Failed(Error),
     End,
 }
 
@@ -71,6 +73,8 @@ struct Shared {
     pack_size: usize,
     max_blob: usize,
     in_flight: Mutex<HashSet<Id>>,
+    /// Where data packs are built, for a local repository (see [`PackWriter::staged`]).
+    staging: Option<std::path::PathBuf>,
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
     counters: Arc<Counters>,
@@ -106,7 +110,7 @@ impl Shared {
     }
 
     /// Adds an encoded blob; returns the pack when it reached the target size.
-    fn add(&self, t: BlobType, id: Id, e: EncodedBlob) -> Option<FinishedPack> {
+    fn add(&self, t: BlobType, id: Id, e: EncodedBlob) -> Result<Option<FinishedPack>> {
         let c = &self.counters;
         bump(
             match t {
@@ -128,23 +132,44 @@ impl Shared {
         sealed: &[u8],
         compressed: bool,
         raw_length: u32,
-    ) -> Option<FinishedPack> {
+    ) -> Result<Option<FinishedPack>> {
         let full = {
             let mut p = self.packer(t).lock().unwrap_or_else(|e| e.into_inner());
-            p.add(id, t, sealed, compressed, raw_length);
-            (p.len() >= self.pack_size).then(|| std::mem::replace(&mut *p, self.new_packer()))
+            p.add(id, t, sealed, compressed, raw_length)
+                .map_err(|e| self.staging_error(e))?;
+            (p.len() >= self.pack_size).then(|| std::mem::replace(&mut *p, self.new_packer(t)))
         };
-        full.map(|p| p.finish(self.repo.key()))
+        full.map(|p| self.finish_pack(p)).transpose()
     }
 
-    /// Room for a full pack plus one maximal blob; untouched capacity costs no memory.
-    fn new_packer(&self) -> PackWriter {
-        PackWriter::with_capacity(self.pack_size + self.max_blob)
+    /// A data pack of a local repository is built in a staging file; else in memory, with
+    /// room for a full pack plus one maximal blob (untouched capacity costs no memory).
+    /// Tree packs stay in memory: they are small, and cached as they are uploaded.
+    fn new_packer(&self, t: BlobType) -> PackWriter {
+        match (&self.staging, t) {
+            (Some(dir), BlobType::Data) => PackWriter::staged(dir).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot create a pack in {}, building it in memory: {e}",
+                    dir.display()
+                );
+                PackWriter::with_capacity(self.pack_size + self.max_blob)
+            }),
+            (None, BlobType::Data) => PackWriter::with_capacity(self.pack_size + self.max_blob),
+            (_, BlobType::Tree) => PackWriter::new(),
+        }
     }
 
-    fn take_partial(&self, t: BlobType) -> Option<FinishedPack> {
+    fn finish_pack(&self, p: PackWriter) -> Result<FinishedPack> {
+        p.finish(self.repo.key()).map_err(|e| self.staging_error(e))
+    }
+
+    fn staging_error(&self, e: std::io::Error) -> Error {
+        Error::io(self.staging.clone().unwrap_or_default(), e)
+    }
+
+    fn take_partial(&self, t: BlobType) -> Result<Option<FinishedPack>> {
         let p = std::mem::take(&mut *self.packer(t).lock().unwrap_or_else(|e| e.into_inner()));
-        (!p.is_empty()).then(|| p.finish(self.repo.key()))
+        (!p.is_empty()).then(|| self.finish_pack(p)).transpose()
     }
 }
 
@@ -182,17 +207,24 @@ impl BlobSaver {
         let pack_size = repo.config().pack_size as usize;
         let max_blob =
             repo.config().chunker.max_size as usize + crate::format::crypto::SEAL_OVERHEAD + 1024;
-        let shared = Arc::new(Shared {
+        let staging = (mode != IndexMode::DryRun)
+            .then(|| repo.staging_dir())
+            .flatten()
+            .filter(|dir| std::fs::create_dir_all(dir).is_ok());
+        let mut shared = Shared {
             repo: repo.clone(),
             level: repo.config().compression_level,
             pack_size,
             max_blob,
             in_flight: Mutex::new(HashSet::new()),
-            data_packer: Mutex::new(PackWriter::with_capacity(pack_size + max_blob)),
-            tree_packer: Mutex::new(PackWriter::new()),
+            staging,
+            data_packer: Mutex::default(),
+            tree_packer: Mutex::default(),
             counters,
             closing: Default::default(),
-        });
+        };
+        shared.data_packer = Mutex::new(shared.new_packer(BlobType::Data));
+        let shared = Arc::new(shared);
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
         let (up_tx, up_rx) = mpsc::channel::<Upload>(1);
         let workers = (0..workers.max(1))
@@ -250,8 +282,12 @@ impl BlobSaver {
         .await?;
         let uploads = self.uploads.take().ok_or_else(stopped)?;
         for t in [BlobType::Data, BlobType::Tree] {
-            if let Some(p) = self.shared.take_partial(t) {
-                if uploads.send(Upload::Pack(p)).await.is_err() {
+            let partial = match self.shared.take_partial(t) {
+                Ok(p) => p.map(Upload::Pack),
+                Err(e) => Some(Upload::Failed(e)),
+            };
+            if let Some(p) = partial {
+                if uploads.send(p).await.is_err() {
                     break; // the uploader failed; its error is returned below
                 }
             }
@@ -279,7 +315,7 @@ impl SaverHandle {
         let id = self.shared.repo.key().blob_id(&bytes);
         if self.shared.claim(id) {
             let e = encode_blob(self.shared.repo.key(), &bytes, self.shared.level);
-            if let Some(p) = self.shared.add(BlobType::Tree, id, e) {
+            if let Some(p) = self.shared.add(BlobType::Tree, id, e)? {
                 self.uploads
                     .send(Upload::Pack(p))
                     .await
@@ -304,7 +340,7 @@ impl SaverHandle {
             sealed,
             blob.compressed,
             blob.raw_length,
-        ) {
+        )? {
             self.uploads
                 .send(Upload::Pack(p))
                 .await
@@ -332,8 +368,13 @@ fn seal_worker(
         };
         let e = encode_blob(shared.repo.key(), &job.data, shared.level);
         drop(job.data);
-        if let Some(p) = shared.add(BlobType::Data, job.id, e) {
-            if uploads.blocking_send(Upload::Pack(p)).is_err() {
+        let full = match shared.add(BlobType::Data, job.id, e) {
+            Ok(p) => p.map(Upload::Pack),
+            Err(e) => Some(Upload::Failed(e)),
+        };
+        if let Some(up) = full {
+            let failed = matches!(up, Upload::Failed(_));
+            if uploads.blocking_send(up).is_err() || failed {
                 return; // uploader failed; dropping the receiver stops the producers
             }
         }
@@ -348,7 +389,8 @@ async fn upload_loop(
 ) -> Result<Vec<IndexPack>> {
     let packs = futures::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
-            Some(Upload::Pack(p)) => Some((p, rx)),
+            Some(Upload::Pack(p)) => Some((Ok(p), rx)),
+            Some(Upload::Failed(e)) => Some((Err(e), rx)),
             Some(Upload::End) | None => None,
         }
     });
@@ -356,21 +398,36 @@ async fn upload_loop(
     let counters = &shared.counters;
     let done = packs
         .map(|p| async move {
-            let FinishedPack { id, bytes, blobs } = p;
-            if mode == IndexMode::DryRun {
-                bump(&counters.packs, 1);
-                bump(&counters.pack_bytes, bytes.len() as u64);
-                return Ok(IndexPack { id, blobs });
-            }
-            // Tree packs are what the next backup (and ls, diff, restore) reads first.
-            if let Some(c) = repo.cache() {
-                if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
-                    c.put(Cached::TreePack, &id, &bytes);
+            let FinishedPack {
+                id,
+                bytes,
+                len,
+                blobs,
+            } = p?;
+            bump(&counters.packs, 1);
+            bump(&counters.pack_bytes, len);
+            match bytes {
+                PackBytes::Staged(path) if mode == IndexMode::DryRun => {
+                    let _ = std::fs::remove_file(path);
+                }
+                PackBytes::Memory(_) if mode == IndexMode::DryRun => {}
+                PackBytes::Staged(path) => {
+                    let repo = repo.clone();
+                    tokio::task::spawn_blocking(move || {
+                        repo.place_staged(FileKind::Pack, id, &path)
+                    })
+                    .await??;
+                }
+                PackBytes::Memory(bytes) => {
+                    // Tree packs are what the next backup (and ls, diff, restore) reads first.
+                    if let Some(c) = repo.cache() {
+                        if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
+                            c.put(Cached::TreePack, &id, &bytes);
+                        }
+                    }
+                    repo.write_named(FileKind::Pack, id, bytes).await?;
                 }
             }
-            bump(&counters.packs, 1);
-            bump(&counters.pack_bytes, bytes.len() as u64);
-            repo.write_named(FileKind::Pack, id, bytes).await?;
             tracing::debug!(pack = %id.short(), blobs = blobs.len(), "uploaded pack");
             Ok::<_, Error>(IndexPack { id, blobs })
         })

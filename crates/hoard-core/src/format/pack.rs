@@ -57,18 +57,45 @@ pub struct PackedBlob {
     pub compressed: bool,
 }
 
-/// Builds one pack in memory.
+/// Builds one pack, in memory or, for a local repository, in a staging file that grows as
+/// blobs are added: a pack being built then costs [`SPILL_AT`] bytes of memory, not its size.
 pub struct PackWriter {
+    /// Bytes not yet in the staging file (without one: all of them).
     buf: Vec<u8>,
+    /// The staging file, until the pack is finished.
+    spill: Option<Spill>,
+    /// Bytes already in the staging file.
+    spilled: usize,
     blobs: Vec<PackedBlob>,
+}
+
+/// Bytes gathered before they go to the staging file: few enough write calls for packs of
+/// small blobs, little memory.
+pub const SPILL_AT: usize = 1 << 20;
+
+struct Spill {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    /// The pack's name, hashed as its bytes are written.
+    hasher: blake3::Hasher,
+}
+
+/// Where a finished pack's bytes are.
+pub enum PackBytes {
+    /// In memory, to be uploaded.
+    Memory(Vec<u8>),
+    /// In a synced staging file, to be renamed into place.
+    Staged(std::path::PathBuf),
 }
 
 /// A closed pack ready to upload.
 pub struct FinishedPack {
-    /// The pack's id: BLAKE3 of `bytes`.
+    /// The pack's id: BLAKE3 of its bytes.
     pub id: Id,
     /// The whole file.
-    pub bytes: Vec<u8>,
+    pub bytes: PackBytes,
+    /// Its length.
+    pub len: u64,
     /// What it holds.
     pub blobs: Vec<PackedBlob>,
 }
@@ -79,11 +106,22 @@ impl Default for PackWriter {
     }
 }
 
+impl Drop for Spill {
+    /// A pack that is dropped unfinished (a failed or cancelled run) leaves no staging file.
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl PackWriter {
     /// An empty pack.
     pub fn new() -> Self {
         PackWriter {
             buf: Vec::new(),
+            spill: None,
+            spilled: 0,
             blobs: Vec::new(),
         }
     }
@@ -93,11 +131,33 @@ impl PackWriter {
     pub fn with_capacity(bytes: usize) -> Self {
         PackWriter {
             buf: Vec::with_capacity(bytes),
-            blobs: Vec::new(),
+            ..Self::new()
         }
     }
 
-    /// Appends a sealed blob.
+    /// A pack written to a new file in `dir` as it grows (see [`SPILL_AT`]).
+    pub fn staged(dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut name = [0u8; 12];
+        crate::random::fill_random(&mut name);
+        let path = dir.join(format!("pack-{}", hex::encode(name)));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(PackWriter {
+            buf: Vec::with_capacity(SPILL_AT + 64 * 1024),
+            spill: Some(Spill {
+                file,
+                path,
+                hasher: blake3::Hasher::new(),
+            }),
+            ..Self::new()
+        })
+    }
+
+    /// Appends a sealed blob. Fails only when a staging file cannot be written.
     pub fn add(
         &mut self,
         id: Id,
@@ -105,21 +165,37 @@ impl PackWriter {
         sealed: &[u8],
         compressed: bool,
         raw_length: u32,
-    ) {
+    ) -> std::io::Result<()> {
         self.blobs.push(PackedBlob {
             id,
             blob_type,
-            offset: self.buf.len() as u32,
+            offset: self.len() as u32,
             length: sealed.len() as u32,
             raw_length,
             compressed,
         });
         self.buf.extend_from_slice(sealed);
+        if self.buf.len() >= SPILL_AT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the buffered bytes to the staging file, if there is one.
+    fn flush(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(s) = &mut self.spill {
+            s.file.write_all(&self.buf)?;
+            s.hasher.update(&self.buf);
+            self.spilled += self.buf.len();
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Bytes of blobs so far (without the header).
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.spilled + self.buf.len()
     }
 
     /// Whether no blob was added.
@@ -127,8 +203,9 @@ impl PackWriter {
         self.blobs.is_empty()
     }
 
-    /// Seals the header, appends it and its length, and names the pack.
-    pub fn finish(self, key: &MasterKey) -> FinishedPack {
+    /// Seals the header, appends it and its length, and names the pack. A staging file is
+    /// synced, so that the rename that puts it in place publishes whole data.
+    pub fn finish(mut self, key: &MasterKey) -> std::io::Result<FinishedPack> {
         let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_LEN);
         for b in &self.blobs {
             header.push(b.blob_type.code());
@@ -138,14 +215,31 @@ impl PackWriter {
             header.extend_from_slice(&b.id.0);
         }
         let sealed = key.seal(&header);
-        let mut bytes = self.buf;
-        bytes.extend_from_slice(&sealed);
-        bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        FinishedPack {
-            id: Id::of_file(&bytes),
-            bytes,
-            blobs: self.blobs,
-        }
+        self.buf.extend_from_slice(&sealed);
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let blobs = std::mem::take(&mut self.blobs);
+        let Some(mut s) = self.spill.take() else {
+            let bytes = std::mem::take(&mut self.buf);
+            return Ok(FinishedPack {
+                id: Id::of_file(&bytes),
+                len: bytes.len() as u64,
+                bytes: PackBytes::Memory(bytes),
+                blobs,
+            });
+        };
+        use std::io::Write;
+        // On failure the staging file goes with `s`.
+        s.file.write_all(&self.buf)?;
+        s.file.sync_all()?;
+        s.hasher.update(&self.buf);
+        let len = (self.spilled + self.buf.len()) as u64;
+        Ok(FinishedPack {
+            id: Id(*s.hasher.finalize().as_bytes()),
+            bytes: PackBytes::Staged(std::mem::take(&mut s.path)),
+            len,
+            blobs,
+        })
     }
 }
 
@@ -242,6 +336,65 @@ mod tests {
     use crate::format::blob::{decode_blob, encode_blob};
     use proptest::prelude::*;
 
+    /// A pack's bytes and blobs, for the tests.
+    struct Unpacked {
+        bytes: Vec<u8>,
+        blobs: Vec<PackedBlob>,
+    }
+
+    #[test]
+    fn a_staged_pack_is_named_by_its_file_and_an_unfinished_one_leaves_nothing() {
+        let k = MasterKey::random();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::staged(dir.path()).unwrap();
+        let mut datas = Vec::new();
+        // Enough to spill several times, in blobs that straddle the spill size.
+        for i in 0..40u32 {
+            let data: Vec<u8> = (0..100_000u32).map(|j| (i * 7 + j % 251) as u8).collect();
+            let e = encode_blob(&k, &data, 3);
+            w.add(
+                k.blob_id(&data),
+                BlobType::Data,
+                &e.sealed,
+                e.compressed,
+                e.raw_length,
+            )
+            .unwrap();
+            datas.push(data);
+        }
+        assert!(w.buf.len() < SPILL_AT, "memory stays below the spill size");
+        let p = w.finish(&k).unwrap();
+        let PackBytes::Staged(path) = &p.bytes else {
+            panic!("staged")
+        };
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(p.id, Id::of_file(&bytes));
+        assert_eq!(p.len, bytes.len() as u64);
+        let parsed = read_pack(&k, &bytes, "p").unwrap();
+        assert_eq!(parsed, p.blobs);
+        for (b, data) in parsed.iter().zip(&datas) {
+            let s = &bytes[b.offset as usize..(b.offset + b.length) as usize];
+            assert_eq!(
+                &decode_blob(&k, s, b.compressed, b.raw_length, "b").unwrap(),
+                data
+            );
+        }
+
+        let mut w = PackWriter::staged(dir.path()).unwrap();
+        let e = encode_blob(&k, &datas[0], 3);
+        w.add(
+            k.blob_id(&datas[0]),
+            BlobType::Data,
+            &e.sealed,
+            e.compressed,
+            e.raw_length,
+        )
+        .unwrap();
+        drop(w);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the finished pack is left");
+    }
+
     proptest! {
         #[test]
         fn pack_round_trip(blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>()), 1..20)) {
@@ -250,10 +403,13 @@ mod tests {
             for (data, tree) in &blobs {
                 let e = encode_blob(&k, data, 3);
                 let t = if *tree { BlobType::Tree } else { BlobType::Data };
-                w.add(k.blob_id(data), t, &e.sealed, e.compressed, e.raw_length);
+                w.add(k.blob_id(data), t, &e.sealed, e.compressed, e.raw_length).unwrap();
             }
-            let p = w.finish(&k);
-            prop_assert_eq!(p.id, Id::of_file(&p.bytes));
+            let p = w.finish(&k).unwrap();
+            let PackBytes::Memory(bytes) = p.bytes else { panic!("in memory") };
+            prop_assert_eq!(p.id, Id::of_file(&bytes));
+            prop_assert_eq!(p.len, bytes.len() as u64);
+            let p = Unpacked { bytes, blobs: p.blobs };
             let parsed = read_pack(&k, &p.bytes, "p").unwrap();
             prop_assert_eq!(&parsed, &p.blobs);
             for (b, (data, _)) in parsed.iter().zip(&blobs) {
@@ -275,8 +431,15 @@ mod tests {
             &e.sealed,
             e.compressed,
             e.raw_length,
-        );
-        let p = w.finish(&k);
+        )
+        .unwrap();
+        let PackBytes::Memory(bytes) = w.finish(&k).unwrap().bytes else {
+            panic!("in memory")
+        };
+        let p = Unpacked {
+            bytes,
+            blobs: vec![],
+        };
         for i in 0..p.bytes.len() {
             let mut b = p.bytes.clone();
             b[i] ^= 0x40;

@@ -70,8 +70,9 @@ pub const CONFIG_PATH: &str = "config";
 /// format; see [`local_operator`]).
 pub const STAGING_DIR: &str = ".tmp/";
 
-/// Staging files older than this were left by a run that died: no live writer keeps one that
-/// long (a pack is written in seconds).
+/// Staging files untouched for this long were left by a run that died: a live writer renames
+/// its file within seconds, and a data pack being built grows by a MiB at a time (only a
+/// stream that sends less than that in an hour leaves one this old).
 pub const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The files of an opened repository: the operator and the master key that seals them. Clones
@@ -264,6 +265,30 @@ impl Storage {
             .await
             .map_err(|e| Error::storage("write", path, e))?;
         Ok(())
+    }
+
+    /// Where packs of a local repository are built (`<root>/.tmp/`, where OpenDAL stages its
+    /// writes too): on the repository's file system, so that a finished pack is renamed into
+    /// place instead of copied. `None` for other backends.
+    pub(crate) fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        let info = self.op.info();
+        (info.scheme() == "fs")
+            .then(|| std::path::Path::new(&*info.root()).join(STAGING_DIR.trim_end_matches('/')))
+    }
+
+    /// Puts a finished, synced staging file (see [`Self::staging_dir`]) in place.
+    pub(crate) fn place_staged(
+        &self,
+        kind: FileKind,
+        id: Id,
+        staged: &std::path::Path,
+    ) -> Result<()> {
+        let root = self.op.info().root();
+        let target = std::path::Path::new(&*root).join(kind.path(&id));
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(staged, &target).map_err(|e| Error::io(&target, e))
     }
 
     /// Stores bytes under their hash, refusing to replace an existing file where the backend
