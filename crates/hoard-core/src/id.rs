@@ -19,7 +19,16 @@ impl Id {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_digits().to_string()
+    }
+
+    /// The hex digits without an allocation: every tree a backup writes spells out its
+    /// content ids.
+    fn hex_digits(&self) -> HexDigits {
+        let mut digits = [0u8; 64];
+        // Cannot fail: the output is exactly twice the input.
+        let _ = hex::encode_to_slice(self.0, &mut digits);
+        HexDigits(digits)
     }
 
     /// The first 8 hex digits, as restic prints snapshot ids.
@@ -35,9 +44,19 @@ impl Id {
     }
 }
 
+struct HexDigits([u8; 64]);
+
+impl std::ops::Deref for HexDigits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(&self.hex_digits())
     }
 }
 
@@ -63,7 +82,7 @@ impl FromStr for Id {
 
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(&self.hex_digits())
     }
 }
 

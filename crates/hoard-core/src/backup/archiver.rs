@@ -35,6 +35,8 @@ pub(super) struct Archiver {
     /// Record each entry's atime (else its mtime, so reading files does not change trees).
     pub(super) with_atime: bool,
     pub(super) readers: Arc<Semaphore>,
+    /// Directories walked beside the one walk (see [`Archiver::entry`]).
+    pub(super) walkers: Arc<Semaphore>,
     pub(super) counters: Arc<Counters>,
     pub(super) errors: Mutex<Vec<FileError>>,
     pub(super) progress: Arc<dyn Progress>,
@@ -147,7 +149,22 @@ impl Archiver {
         old: Option<Node>,
     ) -> Result<Pending> {
         match node.node_type {
-            NodeType::Dir => self.walk_dir(path, node, old).await,
+            // A subdirectory is walked by a task of its own while one is free, so that
+            // listings (and the parent trees they are compared with) overlap: an unchanged
+            // re-backup is mostly this. Else the walk goes on into it depth first. The
+            // permit is held until the directory's children are started.
+            NodeType::Dir => match self.walkers.clone().try_acquire_owned() {
+                Ok(permit) => Ok(Pending::Task(tokio::spawn(async move {
+                    let walked = self.walk_dir(path, node, old).await;
+                    drop(permit);
+                    match walked? {
+                        Pending::Ready(n) => Ok(Some(*n)),
+                        Pending::Skipped => Ok(None),
+                        Pending::Task(h) => h.await?,
+                    }
+                }))),
+                Err(_) => self.walk_dir(path, node, old).await,
+            },
             NodeType::File => {
                 if let Some(old) = old.as_ref().filter(|o| node.same_file_metadata(o)) {
                     let content = old.content.clone().unwrap_or_default();
@@ -217,9 +234,9 @@ impl Archiver {
     ) -> BoxFuture<'static, Result<Pending>> {
         async move {
             let old_subtree = old.as_ref().and_then(|o| o.subtree);
-            let parent = self.parent_tree(old_subtree).await;
+            let parent = self.parent_tree(old_subtree).await.map(Arc::new);
             let p = path.clone();
-            let known = super::xattrs::Known::from_parent(parent.as_ref());
+            let known = super::xattrs::Known::from_parent(parent.clone());
             let exclude = self.exclude.clone();
             let listing = until_cancelled(
                 &self.cancel,

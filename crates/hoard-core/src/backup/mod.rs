@@ -49,6 +49,9 @@ use layout::{absolute, build_virtual};
 use saver::{BlobSaver, IndexMode};
 pub use stream::{backup_stream, StreamOptions};
 
+/// Directories walked at once besides the main walk (each a task listing one directory and
+/// starting its children).
+const WALKERS: usize = 4;
 /// How long a cancelled backup waits for its file readers before it goes on without them.
 const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -255,6 +258,7 @@ async fn backup_locked(
         readers: Arc::new(Semaphore::new(
             opts.read_concurrency.unwrap_or(cores).max(1),
         )),
+        walkers: Arc::new(Semaphore::new(WALKERS)),
         counters: counters.clone(),
         errors: Mutex::new(missing),
         progress,

@@ -2,30 +2,21 @@
 //! read, without following symlinks. A file system without them, or an attribute this process
 //! may not read (`trusted.*` for non-root), is not an error: there is just nothing to store.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::format::tree::{RawName, Tree, Xattr};
 
-/// The parent snapshot's attributes of one directory's entries, by name, with the `ctime` and
-/// inode they were read at. Changing an attribute changes a file's `ctime`, so an entry whose
-/// `ctime` and inode are the parent's still has the parent's attributes: an unchanged tree is
-/// walked without one `listxattr` per entry.
-pub(super) struct Known(HashMap<Vec<u8>, (i64, u64, Vec<Xattr>)>);
+/// The parent snapshot's tree of one directory, for the attributes of its entries with the
+/// `ctime` and inode they were read at. Changing an attribute changes a file's `ctime`, so an
+/// entry whose `ctime` and inode are the parent's still has the parent's attributes: an
+/// unchanged tree is walked without one `listxattr` per entry.
+pub(super) struct Known(Option<Arc<Tree>>);
 
 impl Known {
-    pub(super) fn from_parent(parent: Option<&Tree>) -> Known {
-        Known(
-            parent
-                .map(|t| {
-                    t.nodes
-                        .iter()
-                        .map(|n| (n.name.0.clone(), (n.ctime, n.inode, n.xattrs.clone())))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        )
+    pub(super) fn from_parent(parent: Option<Arc<Tree>>) -> Known {
+        Known(parent)
     }
 
     /// The attributes of the entry `name` at `path`: the parent's when unchanged, else read.
@@ -35,13 +26,14 @@ impl Known {
         name: &[u8],
         md: Option<&std::fs::Metadata>,
     ) -> Vec<Xattr> {
-        if let (Some(md), Some((ctime, inode, attrs))) = (md, self.0.get(name)) {
+        let old = self.0.as_ref().and_then(|t| t.find(name));
+        if let (Some(md), Some(old)) = (md, old) {
             let now = md
                 .ctime()
                 .saturating_mul(1_000_000_000)
                 .saturating_add(md.ctime_nsec());
-            if now == *ctime && md.ino() == *inode {
-                return attrs.clone();
+            if now == old.ctime && md.ino() == old.inode {
+                return old.xattrs.clone();
             }
         }
         read(path)

@@ -53,7 +53,18 @@ pub struct Index {
     packs: Vec<Id>,
     pack_numbers: HashMap<Id, u32>,
     sorted: Vec<Entry>,
+    /// Where each run of `sorted` with the same top `bits` bits of the id starts (one more
+    /// at the end): a lookup searches about 16 neighbouring entries, not the whole table.
+    /// One bucket per 16 to 32 blobs: under 0.25 bytes per blob.
+    buckets: Vec<u32>,
+    bits: u32,
     recent: HashMap<Id, Entry>,
+}
+
+/// The first eight bytes of an id as an integer: ids are uniformly random, so this nearly
+/// always decides a comparison without a call to memcmp.
+fn head(id: &[u8; 32]) -> u64 {
+    u64::from_be_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]])
 }
 
 impl Index {
@@ -82,6 +93,7 @@ impl Index {
             let n = self.pack_number(p.id);
             self.sorted.extend(p.blobs.iter().map(|b| Entry::new(n, b)));
         }
+        self.buckets.clear();
     }
 
     /// Sorts after bulk loading; a blob stored twice keeps one location.
@@ -89,6 +101,40 @@ impl Index {
         self.sorted.sort_unstable_by_key(|e| e.id);
         self.sorted.dedup_by(|a, b| a.id == b.id);
         self.sorted.shrink_to_fit();
+        self.bits = (self.sorted.len() / 16).max(1).ilog2().min(24);
+        self.buckets = Vec::with_capacity((1 << self.bits) + 1);
+        let mut at = 0;
+        for bucket in 0..1u64 << self.bits {
+            while at < self.sorted.len() && self.bucket_of(&self.sorted[at].id) < bucket {
+                at += 1;
+            }
+            self.buckets.push(at as u32);
+        }
+        self.buckets.push(self.sorted.len() as u32);
+    }
+
+    fn bucket_of(&self, id: &[u8; 32]) -> u64 {
+        if self.bits == 0 {
+            0
+        } else {
+            head(id) >> (64 - self.bits)
+        }
+    }
+
+    /// Where `id` is in the sorted table.
+    fn search(&self, id: &Id) -> Option<usize> {
+        let (lo, hi) = match self.buckets.is_empty() {
+            true => (0, self.sorted.len()),
+            false => {
+                let b = self.bucket_of(&id.0) as usize;
+                (self.buckets[b] as usize, self.buckets[b + 1] as usize)
+            }
+        };
+        let key = head(&id.0);
+        self.sorted[lo..hi]
+            .binary_search_by(|e| head(&e.id).cmp(&key).then_with(|| e.id.cmp(&id.0)))
+            .ok()
+            .map(|i| lo + i)
     }
 
     /// Adds the blobs of a freshly uploaded pack.
@@ -100,9 +146,7 @@ impl Index {
     }
 
     fn entry(&self, id: &Id) -> Option<&Entry> {
-        self.sorted
-            .binary_search_by(|e| e.id.cmp(&id.0))
-            .ok()
+        self.search(id)
             .map(|i| &self.sorted[i])
             .or_else(|| self.recent.get(id))
     }
@@ -132,7 +176,7 @@ impl Index {
     /// The position of a blob in the sorted table (blobs loaded from index files), for
     /// per-blob bitmaps that cost one bit instead of a copy of the id.
     pub fn position(&self, id: &Id) -> Option<usize> {
-        self.sorted.binary_search_by(|e| e.id.cmp(&id.0)).ok()
+        self.search(id)
     }
 
     pub fn len(&self) -> usize {
@@ -179,6 +223,37 @@ mod tests {
                 }
             }
             prop_assert!(!idx.contains(&Id::of_file(b"absent")));
+        }
+    }
+
+    #[test]
+    fn every_blob_of_a_large_table_is_found_through_its_bucket() {
+        let mut ids: Vec<Id> = (0..50_000u32)
+            .map(|i| Id::of_file(&i.to_le_bytes()))
+            .collect();
+        // The edges of the id space, and ids that share their first eight bytes.
+        ids.extend([Id([0; 32]), Id([0xff; 32])]);
+        let mut twin = ids[7].0;
+        twin[31] ^= 1;
+        ids.push(Id(twin));
+        let mut file = IndexFile::default();
+        for (i, chunk) in ids.chunks(1000).enumerate() {
+            let blobs = chunk.iter().map(|id| blob(*id, 1, false)).collect();
+            file.packs.push(IndexPack {
+                id: Id::of_file(&(i as u64).to_le_bytes()),
+                blobs,
+            });
+        }
+        let mut idx = Index::new();
+        idx.add_file(&file);
+        idx.finish_loading();
+        assert!(idx.bits > 8, "{}", idx.bits);
+        let mut positions: Vec<usize> = ids.iter().map(|id| idx.position(id).unwrap()).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        assert_eq!(positions.len(), ids.len());
+        for i in 50_000..50_500u32 {
+            assert!(!idx.contains(&Id::of_file(&i.to_le_bytes())));
         }
     }
 
