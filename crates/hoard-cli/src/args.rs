@@ -641,7 +641,8 @@ pub struct BackupArgs {
     /// Read everything and report what would be added; write nothing to the repository.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Files read at once (default: the number of cores).
+    /// Files read at once (default: the number of cores); files under the chunker's minimum
+    /// size count half.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub read_concurrency: Option<u16>,
     /// Write no snapshot when nothing changed since the parent snapshot.

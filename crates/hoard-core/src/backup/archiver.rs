@@ -34,6 +34,10 @@ pub(super) struct Archiver {
     pub(super) exclude: Arc<Excluder>,
     /// Record each entry's atime (else its mtime, so reading files does not change trees).
     pub(super) with_atime: bool,
+    /// Two permits per file read through the chunker, one per file small enough to be read
+    /// whole: a tree of small files is read twice as many at a time (4.3 s against 4.6 s for
+    /// the toolchain copy on 2 cores, alternating runs), while large files, each holding a chunker buffer of
+    /// the largest chunk size, stay one per core.
     pub(super) readers: Arc<Semaphore>,
     /// Directories walked beside the one walk (see [`Archiver::entry`]).
     pub(super) walkers: Arc<Semaphore>,
@@ -182,9 +186,14 @@ impl Archiver {
                     None => &self.counters.files_new,
                 };
                 bump(counter, 1);
-                let permit = until_cancelled(&self.cancel, self.readers.clone().acquire_owned())
-                    .await?
-                    .map_err(|e| Error::Task(e.to_string()))?;
+                let small = node.size < u64::from(self.repo.config().chunker.min_size);
+                let permits = if small { 1 } else { 2 };
+                let permit = until_cancelled(
+                    &self.cancel,
+                    self.readers.clone().acquire_many_owned(permits),
+                )
+                .await?
+                .map_err(|e| Error::Task(e.to_string()))?;
                 let me = self.clone();
                 Ok(Pending::Task(tokio::task::spawn_blocking(move || {
                     let _permit = permit;

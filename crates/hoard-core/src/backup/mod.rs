@@ -84,7 +84,9 @@ pub struct BackupOptions {
     pub parent: ParentSelection,
     /// Defaults to now.
     pub time: Option<DateTime<Utc>>,
-    /// Files read at once; defaults to the number of cores.
+    /// Files read at once; defaults to the number of cores. Files too small to be cut into
+    /// chunks (read whole, without a chunker buffer) count half: twice as many of them are
+    /// read at once.
     pub read_concurrency: Option<usize>,
     /// Stops the backup early: what was uploaded is indexed, no snapshot is written, and
     /// [`Error::Interrupted`] is returned.
@@ -256,7 +258,7 @@ async fn backup_locked(
         exclude,
         with_atime: opts.with_atime,
         readers: Arc::new(Semaphore::new(
-            opts.read_concurrency.unwrap_or(cores).max(1),
+            2 * opts.read_concurrency.unwrap_or(cores).max(1),
         )),
         walkers: Arc::new(Semaphore::new(WALKERS)),
         counters: counters.clone(),

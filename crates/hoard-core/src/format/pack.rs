@@ -84,7 +84,7 @@ struct Spill {
 pub enum PackBytes {
     /// In memory, to be uploaded.
     Memory(Vec<u8>),
-    /// In a synced staging file, to be renamed into place.
+    /// In a staging file, to be synced and renamed into place.
     Staged(std::path::PathBuf),
 }
 
@@ -204,7 +204,8 @@ impl PackWriter {
     }
 
     /// Seals the header, appends it and its length, and names the pack. A staging file is
-    /// synced, so that the rename that puts it in place publishes whole data.
+    /// written whole but not synced: whoever puts it in place syncs it first (not the thread
+    /// that fills packs, which would wait for the disk instead of compressing).
     pub fn finish(mut self, key: &MasterKey) -> std::io::Result<FinishedPack> {
         let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_LEN);
         for b in &self.blobs {
@@ -231,7 +232,6 @@ impl PackWriter {
         use std::io::Write;
         // On failure the staging file goes with `s`.
         s.file.write_all(&self.buf)?;
-        s.file.sync_all()?;
         s.hasher.update(&self.buf);
         let len = (self.spilled + self.buf.len()) as u64;
         Ok(FinishedPack {

@@ -276,7 +276,8 @@ impl Storage {
             .then(|| std::path::Path::new(&*info.root()).join(STAGING_DIR.trim_end_matches('/')))
     }
 
-    /// Puts a finished, synced staging file (see [`Self::staging_dir`]) in place.
+    /// Syncs a finished staging file (see [`Self::staging_dir`]) and renames it into place:
+    /// what the rename publishes is on disk.
     pub(crate) fn place_staged(
         &self,
         kind: FileKind,
@@ -285,6 +286,9 @@ impl Storage {
     ) -> Result<()> {
         let root = self.op.info().root();
         let target = std::path::Path::new(&*root).join(kind.path(&id));
+        std::fs::File::open(staged)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(staged, e))?;
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
