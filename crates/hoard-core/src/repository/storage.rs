@@ -272,8 +272,9 @@ impl Storage {
     /// place instead of copied. `None` for other backends.
     pub(crate) fn staging_dir(&self) -> Option<std::path::PathBuf> {
         let info = self.op.info();
-        (info.scheme() == "fs")
-            .then(|| std::path::Path::new(&*info.root()).join(STAGING_DIR.trim_end_matches('/')))
+        let root = std::path::PathBuf::from(&*info.root());
+        (info.scheme() == "fs" && root.is_absolute())
+            .then(|| root.join(STAGING_DIR.trim_end_matches('/')))
     }
 
     /// Syncs a finished staging file (see [`Self::staging_dir`]) and renames it into place:
