@@ -29,6 +29,7 @@ use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
+use crate::repository::cache::LastCheck;
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::walk::{find_path, walk_unique_trees};
 
@@ -119,6 +120,22 @@ pub struct CheckError {
 impl std::fmt::Display for CheckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+/// Here, not beside [`LastCheck`]: the cache stores what a check found without knowing what a
+/// check is.
+impl LastCheck {
+    /// What `report` says, as of now.
+    pub fn of(report: &CheckReport) -> LastCheck {
+        LastCheck {
+            time: chrono::Utc::now(),
+            errors: report.errors.len() as u64,
+            first_error: report.errors.first().map(|e| e.to_string()),
+            snapshots: report.snapshots,
+            packs: report.packs,
+            packs_read: report.packs_read,
+        }
     }
 }
 

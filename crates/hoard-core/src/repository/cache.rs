@@ -142,20 +142,6 @@ pub struct LastCheck {
     pub packs_read: u64,
 }
 
-impl LastCheck {
-    /// What `report` says, as of now.
-    pub fn of(report: &crate::check::CheckReport) -> LastCheck {
-        LastCheck {
-            time: chrono::Utc::now(),
-            errors: report.errors.len() as u64,
-            first_error: report.errors.first().map(|e| e.to_string()),
-            snapshots: report.snapshots,
-            packs: report.packs,
-            packs_read: report.packs_read,
-        }
-    }
-}
-
 const LAST_CHECK: &str = "last-check.json";
 
 /// Keeps `c` as the last check of repository `repo_id` under the cache base `base`.
