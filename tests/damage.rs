@@ -487,3 +487,47 @@ fn a_pack_longer_than_its_index_says_is_not_read_whole_nor_pruned_over() {
     assert_eq!(restored_and_missing(&env, &src), (20, 0));
     assert_ok(&env.hoard(&["prune"]));
 }
+
+/// A snapshot whose data is no longer indexed (a pack lost, then `repair index`): the rest of
+/// the snapshot is restored, and the file that lost data is left as `<name>.damaged`.
+#[test]
+fn a_file_whose_blobs_are_not_indexed_is_damaged_and_the_rest_restored() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.bin"), random_bytes(300_000, 41)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let before = files_below(&env.storage.join("data"));
+    fs::write(src.join("b.bin"), random_bytes(300_000, 42)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let lost = files_below(&env.storage.join("data"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(&lost).unwrap();
+    assert_ok(&env.hoard(&["repair", "index"]));
+
+    let target = env.path("out");
+    let out = env.hoard(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["files_restored"], 1, "{summary}");
+    assert_eq!(summary["files_damaged"], 1, "{summary}");
+    let message = summary["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not in the index"), "{message}");
+    let dir = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read(dir.join("a.bin")).unwrap(),
+        fs::read(src.join("a.bin")).unwrap()
+    );
+    assert!(!dir.join("b.bin").exists());
+    assert!(dir.join("b.bin.damaged").exists());
+}

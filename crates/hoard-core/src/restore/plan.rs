@@ -266,15 +266,21 @@ impl<'r> Planner<'r> {
                 }
                 let mut blobs = Vec::new();
                 let mut offset = 0u64;
+                let mut whole = true;
                 for id in node.content.take().into_iter().flatten() {
                     blobs.push((id, offset));
-                    let loc = self
-                        .repo
-                        .blob_location(&id)
-                        .ok_or(Error::BlobNotInIndex(id))?;
-                    offset += loc.blob.raw_length as u64;
+                    match self.repo.blob_location(&id) {
+                        Some(loc) => offset += loc.blob.raw_length as u64,
+                        None => {
+                            // Where the rest goes is unknown: what comes before is restored,
+                            // and the write stage reports the file as damaged (as restic
+                            // restores the other files of a snapshot with lost data).
+                            whole = false;
+                            break;
+                        }
+                    }
                 }
-                if offset != node.size {
+                if whole && offset != node.size {
                     return Err(Error::corrupt(
                         "tree",
                         format!(
