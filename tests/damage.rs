@@ -280,23 +280,28 @@ fn a_damaged_index_is_rebuilt_from_the_pack_headers() {
     assert_eq!(files_below(&env.storage.join("index")).len(), 1);
 }
 
-#[test]
-fn snapshots_that_need_lost_data_are_repaired() {
-    let env = Env::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a.bin"), random_bytes(300_000, 31)).unwrap();
+/// Backs up `src` with `a.bin`, then again with `b.bin` added, and loses the pack that holds
+/// b.bin's data (the large one of the second backup's packs).
+fn backup_twice_and_lose_b(env: &Env, src: &Path, seed: u64) {
+    fs::create_dir_all(src).unwrap();
+    fs::write(src.join("a.bin"), random_bytes(300_000, seed)).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     let before = files_below(&env.storage.join("data"));
-    fs::write(src.join("b.bin"), random_bytes(300_000, 32)).unwrap();
+    fs::write(src.join("b.bin"), random_bytes(300_000, seed + 1)).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    // Lose the pack that holds b.bin's data (the large one of the second backup's packs).
     let lost = files_below(&env.storage.join("data"))
         .into_iter()
         .filter(|p| !before.contains(p))
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .unwrap();
     fs::remove_file(&lost).unwrap();
+}
+
+#[test]
+fn snapshots_that_need_lost_data_are_repaired() {
+    let env = Env::new();
+    let src = env.path("src");
+    backup_twice_and_lose_b(&env, &src, 31);
     let out = env.hoard(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("b.bin"), "{}", stderr(&out));
@@ -494,18 +499,7 @@ fn a_pack_longer_than_its_index_says_is_not_read_whole_nor_pruned_over() {
 fn a_file_whose_blobs_are_not_indexed_is_damaged_and_the_rest_restored() {
     let env = Env::new();
     let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a.bin"), random_bytes(300_000, 41)).unwrap();
-    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    let before = files_below(&env.storage.join("data"));
-    fs::write(src.join("b.bin"), random_bytes(300_000, 42)).unwrap();
-    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    let lost = files_below(&env.storage.join("data"))
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    fs::remove_file(&lost).unwrap();
+    backup_twice_and_lose_b(&env, &src, 41);
     assert_ok(&env.hoard(&["repair", "index"]));
 
     let target = env.path("out");

@@ -35,9 +35,9 @@ pub(super) struct Archiver {
     /// Record each entry's atime (else its mtime, so reading files does not change trees).
     pub(super) with_atime: bool,
     /// Two permits per file read through the chunker, one per file small enough to be read
-    /// whole: a tree of small files is read twice as many at a time (4.3 s against 4.6 s for
-    /// the toolchain copy on 2 cores, alternating runs), while large files, each holding a chunker buffer of
-    /// the largest chunk size, stay one per core.
+    /// whole: small files are read twice as many at a time (4.3 s against 4.6 s for the
+    /// toolchain copy on 2 cores, alternating runs), while large files, each holding a
+    /// chunker buffer of the largest chunk size, stay one per core.
     pub(super) readers: Arc<Semaphore>,
     /// Directories walked beside the one walk (see [`Archiver::entry`]).
     pub(super) walkers: Arc<Semaphore>,

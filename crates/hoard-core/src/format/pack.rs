@@ -106,6 +106,15 @@ impl Default for PackWriter {
     }
 }
 
+impl Spill {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        Ok(())
+    }
+}
+
 impl Drop for Spill {
     /// A pack that is dropped unfinished (a failed or cancelled run) leaves no staging file.
     fn drop(&mut self) {
@@ -183,10 +192,8 @@ impl PackWriter {
 
     /// Moves the buffered bytes to the staging file, if there is one.
     fn flush(&mut self) -> std::io::Result<()> {
-        use std::io::Write;
         if let Some(s) = &mut self.spill {
-            s.file.write_all(&self.buf)?;
-            s.hasher.update(&self.buf);
+            s.append(&self.buf)?;
             self.spilled += self.buf.len();
             self.buf.clear();
         }
@@ -229,10 +236,8 @@ impl PackWriter {
                 blobs,
             });
         };
-        use std::io::Write;
         // On failure the staging file goes with `s`.
-        s.file.write_all(&self.buf)?;
-        s.hasher.update(&self.buf);
+        s.append(&self.buf)?;
         let len = (self.spilled + self.buf.len()) as u64;
         Ok(FinishedPack {
             id: Id(*s.hasher.finalize().as_bytes()),
@@ -336,12 +341,6 @@ mod tests {
     use crate::format::blob::{decode_blob, encode_blob};
     use proptest::prelude::*;
 
-    /// A pack's bytes and blobs, for the tests.
-    struct Unpacked {
-        bytes: Vec<u8>,
-        blobs: Vec<PackedBlob>,
-    }
-
     #[test]
     fn a_staged_pack_is_named_by_its_file_and_an_unfinished_one_leaves_nothing() {
         let k = MasterKey::random();
@@ -409,11 +408,10 @@ mod tests {
             let PackBytes::Memory(bytes) = p.bytes else { panic!("in memory") };
             prop_assert_eq!(p.id, Id::of_file(&bytes));
             prop_assert_eq!(p.len, bytes.len() as u64);
-            let p = Unpacked { bytes, blobs: p.blobs };
-            let parsed = read_pack(&k, &p.bytes, "p").unwrap();
+            let parsed = read_pack(&k, &bytes, "p").unwrap();
             prop_assert_eq!(&parsed, &p.blobs);
             for (b, (data, _)) in parsed.iter().zip(&blobs) {
-                let s = &p.bytes[b.offset as usize..(b.offset + b.length) as usize];
+                let s = &bytes[b.offset as usize..(b.offset + b.length) as usize];
                 prop_assert_eq!(&decode_blob(&k, s, b.compressed, b.raw_length, "b").unwrap(), data);
                 prop_assert_eq!(b.id, k.blob_id(data));
             }
@@ -436,18 +434,14 @@ mod tests {
         let PackBytes::Memory(bytes) = w.finish(&k).unwrap().bytes else {
             panic!("in memory")
         };
-        let p = Unpacked {
-            bytes,
-            blobs: vec![],
-        };
-        for i in 0..p.bytes.len() {
-            let mut b = p.bytes.clone();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
             b[i] ^= 0x40;
             let header_ok = read_pack(&k, &b, "p").is_ok();
             let blob_ok = decode_blob(&k, &b[..e.sealed.len()], false, 3, "b").is_ok();
             assert!(!(header_ok && blob_ok), "flip at {i} went unnoticed");
         }
-        assert!(read_pack(&k, &p.bytes[1..], "p").is_err());
+        assert!(read_pack(&k, &bytes[1..], "p").is_err());
         assert!(read_pack(&k, &[1, 2], "p").is_err());
     }
 }

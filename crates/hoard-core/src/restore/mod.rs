@@ -17,7 +17,6 @@ mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use futures::stream::FuturesUnordered;
@@ -91,6 +90,13 @@ pub enum Overwrite {
     IfNewer,
     /// Never: anything already there stays as it is.
     Never,
+}
+
+impl Overwrite {
+    /// Whether a hard link or special file already in the target is left as it is.
+    fn keeps_existing(self) -> bool {
+        matches!(self, Overwrite::Never | Overwrite::IfNewer)
+    }
 }
 
 /// What a restore did.
@@ -231,9 +237,8 @@ async fn restore_unlocked(
         return Ok(s);
     }
     // Hard links once every file is written, then directories' metadata deepest first.
-    let keep_existing = matches!(opts.overwrite, Overwrite::Never | Overwrite::IfNewer);
     for (path, target) in &planner.hardlinks {
-        if keep_existing && std::fs::symlink_metadata(path).is_ok() {
+        if opts.overwrite.keeps_existing() && std::fs::symlink_metadata(path).is_ok() {
             continue;
         }
         let _ = std::fs::remove_file(path);
@@ -317,7 +322,6 @@ impl Batches<'_> {
         // The files to write, and their blob uses by pack.
         let mut by_pack: HashMap<Id, Vec<(PackedBlob, usize, u64)>> = HashMap::new();
         let mut to_write = Vec::new();
-        let mut blobs_left = Vec::new();
         let mut missing = Vec::new();
         for f in prepared.into_iter().flatten() {
             let i = to_write.len();
@@ -330,10 +334,9 @@ impl Batches<'_> {
                     None => missing.push((i, *id)),
                 }
             }
-            blobs_left.push(AtomicUsize::new(f.blobs.len()));
             to_write.push(f);
         }
-        let files = Arc::new(BatchFiles::new(self.shared.clone(), to_write, blobs_left));
+        let files = Arc::new(BatchFiles::new(self.shared.clone(), to_write));
         for (i, id) in missing {
             files.fail(std::iter::once(i), &Error::BlobNotInIndex(id));
         }
@@ -377,9 +380,8 @@ fn create_dirs_and_specials(
             }
         }
     }
-    let keep_existing = matches!(overwrite, Overwrite::Never | Overwrite::IfNewer);
     for (path, node) in &others {
-        if keep_existing && std::fs::symlink_metadata(path).is_ok() {
+        if overwrite.keeps_existing() && std::fs::symlink_metadata(path).is_ok() {
             continue;
         }
         match create_special(path, node) {

@@ -23,7 +23,6 @@ const BATCH_FILES: usize = 8192;
 /// …or after this many blob uses, for batches of large files.
 const BATCH_BLOBS: usize = 65536;
 
-#[derive(Clone)]
 pub(super) struct PlannedFile {
     pub(super) dest: PathBuf,
     /// The file's node; its content list is moved into `blobs`.
@@ -213,8 +212,9 @@ impl<'r> Planner<'r> {
                 .map(|f| f.blobs.len())
                 .sum::<usize>();
         }
+        // The walk only stops short of a full batch when it is done.
         let empty = batch.dirs.is_empty() && batch.files.is_empty() && batch.others.is_empty();
-        Ok((!empty || !self.stack.is_empty()).then_some(batch))
+        Ok((!empty).then_some(batch))
     }
 
     /// Plans one entry, restored at `dest`; `sp` is its path in the snapshot and `selected`

@@ -183,11 +183,11 @@ pub(super) struct BatchFiles {
 }
 
 impl BatchFiles {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        files: Vec<PlannedFile>,
-        blobs_left: Vec<AtomicUsize>,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, files: Vec<PlannedFile>) -> Self {
+        let blobs_left = files
+            .iter()
+            .map(|f| AtomicUsize::new(f.blobs.len()))
+            .collect();
         BatchFiles {
             shared,
             files,
