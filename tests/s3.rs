@@ -775,3 +775,45 @@ fn copy_local_to_s3_to_local_and_s3_to_s3_copies_nothing_twice() {
     assert_eq!(dump.stdout, b"changed");
     assert_ok(&d.hoard(&["check", "--read-data"]));
 }
+
+/// A data pack is built in the cache's spool directory and sent from there: one larger than
+/// a part (16 MiB of random data fills one) as a multipart upload of equal parts, a smaller
+/// one as one PUT. Nothing is left in the spool, and the data comes back whole.
+#[test]
+fn data_packs_are_sent_from_the_cache_spool_in_parts() {
+    let env = Env::s3();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), random_bytes(20 << 20, 5)).unwrap();
+    let server = env.server.as_ref().unwrap();
+    let _ = server.requests();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let all = server.requests();
+    let data = |method: &str| -> Vec<&String> {
+        all.iter()
+            .filter(|r| r.starts_with(method) && r.contains("/data/"))
+            .collect()
+    };
+    // Create and complete of the full pack, both POSTs to its key.
+    let posts = data("POST ");
+    assert_eq!(posts.len(), 2, "{all:#?}");
+    assert_eq!(posts[0], posts[1]);
+    let key = posts[0].trim_start_matches("POST ");
+    let puts = data("PUT ");
+    let parts = puts.iter().filter(|r| r.ends_with(key)).count();
+    assert_eq!(parts, 2, "a 16 MiB pack goes as two parts: {all:#?}");
+    assert!(
+        puts.iter().any(|r| !r.ends_with(key)),
+        "the rest goes as one PUT: {all:#?}"
+    );
+    let spooled: Vec<_> = files_below(&env.path("cache"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/spool/"))
+        .collect();
+    assert!(spooled.is_empty(), "{spooled:?}");
+
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+}

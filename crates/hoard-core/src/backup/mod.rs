@@ -181,6 +181,9 @@ async fn backup_locked(
     let start = Utc::now();
     repo.clean_staging(crate::repository::storage::STALE_STAGING)
         .await;
+    if let Some(cache) = repo.cache() {
+        cache.clean_spool(crate::repository::storage::STALE_STAGING);
+    }
     if opts.paths.is_empty() {
         return Err(Error::invalid("backup paths", "no path given"));
     }

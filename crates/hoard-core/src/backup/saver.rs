@@ -73,7 +73,8 @@ struct Shared {
     pack_size: usize,
     max_blob: usize,
     in_flight: Mutex<HashSet<Id>>,
-    /// Where data packs are built, for a local repository (see [`PackWriter::staged`]).
+    /// Where data packs are built, when not in memory (see [`PackWriter::staged`] and
+    /// `Storage::staging_dir`).
     staging: Option<std::path::PathBuf>,
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
@@ -142,7 +143,7 @@ impl Shared {
         full.map(|p| self.finish_pack(p)).transpose()
     }
 
-    /// A data pack of a local repository is built in a staging file; else in memory, with
+    /// A data pack is built in a staging file when there is a staging directory; else in memory, with
     /// room for a full pack plus one maximal blob (untouched capacity costs no memory).
     /// Tree packs stay in memory: they are small, and cached as they are uploaded.
     fn new_packer(&self, t: BlobType) -> PackWriter {
@@ -396,6 +397,7 @@ async fn upload_loop(
     });
     let repo = &shared.repo;
     let counters = &shared.counters;
+    let parts = &tokio::sync::Semaphore::new(concurrency + 1);
     let done = packs
         .map(|p| async move {
             let FinishedPack {
@@ -412,11 +414,7 @@ async fn upload_loop(
                 }
                 PackBytes::Memory(_) if mode == IndexMode::DryRun => {}
                 PackBytes::Staged(path) => {
-                    let repo = repo.clone();
-                    tokio::task::spawn_blocking(move || {
-                        repo.place_staged(FileKind::Pack, id, &path)
-                    })
-                    .await??;
+                    repo.store_staged(FileKind::Pack, id, path, parts).await?;
                 }
                 PackBytes::Memory(bytes) => {
                     // Tree packs are what the next backup (and ls, diff, restore) reads first.

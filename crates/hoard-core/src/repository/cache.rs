@@ -19,6 +19,9 @@ use crate::id::Id;
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by hoard.\n";
 
+/// The cache's subdirectory for packs on their way to storage ([`Cache::spool_dir`]).
+const SPOOL: &str = "spool";
+
 /// Repository caches not used for this long are removed by `cache --cleanup`.
 pub const MAX_CACHE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -103,6 +106,35 @@ impl Cache {
     /// Forgets a file deleted from storage.
     pub fn remove(&self, kind: Cached, id: &Id) {
         let _ = std::fs::remove_file(self.path(kind, id));
+    }
+
+    /// Where backup builds the data packs of a remote repository before it uploads them
+    /// (see `Storage::staging_dir`): a pack being built then costs a MiB of memory, not its
+    /// size. Not a cache of anything; files here live for one upload.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join(SPOOL)
+    }
+
+    /// Removes spool files untouched for `min_age`, left by a run that died (several
+    /// processes may share the directory; a live one touches its file within seconds).
+    pub fn clean_spool(&self, min_age: Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.spool_dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= min_age);
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!("removed {removed} spool files left by earlier runs");
+        }
+        removed
     }
 
     /// Removes cached files of `kind` that storage no longer has (another process pruned).
@@ -265,6 +297,25 @@ mod tests {
         cache.put(Cached::Index, &id, &bytes);
         cache.retain(Cached::Index, &HashSet::new());
         assert_eq!(cache.get(Cached::Index, &id), None);
+    }
+
+    #[test]
+    fn clean_spool_removes_only_what_a_dead_run_left() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = Cache::open(base.path(), &Id::random()).unwrap();
+        assert_eq!(cache.clean_spool(Duration::ZERO), 0, "no spool yet");
+        std::fs::create_dir_all(cache.spool_dir()).unwrap();
+        let (old, live) = (cache.spool_dir().join("a"), cache.spool_dir().join("b"));
+        std::fs::write(&old, b"left").unwrap();
+        std::fs::write(&live, b"growing").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(cache.clean_spool(Duration::from_secs(3600)), 1);
+        assert!(!old.exists() && live.exists());
     }
 
     #[test]

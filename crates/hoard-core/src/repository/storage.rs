@@ -70,6 +70,12 @@ pub const CONFIG_PATH: &str = "config";
 /// format; see [`local_operator`]).
 pub const STAGING_DIR: &str = ".tmp/";
 
+/// The largest part of an upload from a staging file. A file is sent in equal parts no
+/// larger than this: twice the smallest part S3 allows (5 MiB, but for the last), so equal
+/// parts are never too small. Larger parts would hold more memory; smaller ones (5 MiB, three
+/// or four parts per 16 MiB pack) cost about 15% of backup time on Garage in extra requests.
+pub const MAX_UPLOAD_PART: u64 = 10 << 20;
+
 /// Staging files untouched for this long were left by a run that died: a live writer renames
 /// its file within seconds, and a data pack being built grows by a MiB at a time (only a
 /// stream that sends less than that in an hour leaves one this old).
@@ -144,6 +150,35 @@ async fn list_entries(op: &Operator, kind: FileKind) -> Result<Vec<(Id, u64)>> {
         .filter(|e| !e.metadata().is_dir())
         .filter_map(|e| Some((e.name().parse().ok()?, e.metadata().content_length())))
         .collect())
+}
+
+/// Syncs `staged` and renames it to `target`, making its directory if needed.
+fn place_staged(staged: &std::path::Path, target: &std::path::Path) -> Result<()> {
+    std::fs::File::open(staged)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(staged, e))?;
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(staged, target).map_err(|e| Error::io(target, e))
+}
+
+/// Reads `n` bytes at `at` of `file` on the blocking pool; gives the file back with them.
+async fn read_part(
+    file: Option<std::fs::File>,
+    at: u64,
+    n: u64,
+) -> std::io::Result<(std::fs::File, opendal::Buffer)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file.ok_or_else(|| std::io::Error::other("the staging file was lost"))?;
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0; n as usize];
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut buf)?;
+        Ok((file, opendal::Buffer::from(buf)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Whether a repository exists at `op` (its config file is present).
@@ -267,33 +302,105 @@ impl Storage {
         Ok(())
     }
 
-    /// Where packs of a local repository are built (`<root>/.tmp/`, where OpenDAL stages its
-    /// writes too): on the repository's file system, so that a finished pack is renamed into
-    /// place instead of copied. `None` for other backends.
+    /// Where backup builds data packs as files, so that a pack being built costs a MiB of
+    /// memory and not its size. For a local repository `<root>/.tmp/` (where OpenDAL stages
+    /// its writes too): on the repository's file system, so a finished pack is renamed into
+    /// place instead of copied. For other backends the cache's spool directory, from which
+    /// the pack is uploaded a part at a time; without a cache, `None` (packs are built in
+    /// memory).
     pub(crate) fn staging_dir(&self) -> Option<std::path::PathBuf> {
-        let info = self.op.info();
-        let root = std::path::PathBuf::from(&*info.root());
-        (info.scheme() == "fs" && root.is_absolute())
-            .then(|| root.join(STAGING_DIR.trim_end_matches('/')))
+        match self.local_root() {
+            Some(root) => Some(root.join(STAGING_DIR.trim_end_matches('/'))),
+            None => self.cache.as_ref().map(Cache::spool_dir),
+        }
     }
 
-    /// Syncs a finished staging file (see [`Self::staging_dir`]) and renames it into place:
-    /// what the rename publishes is on disk.
-    pub(crate) fn place_staged(
+    /// The root directory of a local repository given by an absolute path.
+    fn local_root(&self) -> Option<std::path::PathBuf> {
+        let info = self.op.info();
+        let root = std::path::PathBuf::from(&*info.root());
+        (info.scheme() == "fs" && root.is_absolute()).then_some(root)
+    }
+
+    /// Stores a finished staging file (see [`Self::staging_dir`]) as `kind` `id`, and removes
+    /// it. Locally the file is synced and renamed into place: what the rename publishes is
+    /// on disk. Elsewhere it is uploaded in equal parts of at most [`MAX_UPLOAD_PART`] bytes
+    /// (one PUT when it is no larger), read from the file as they are sent; each part in memory holds one of
+    /// `parts`' permits until it is sent, so uploads sharing `parts` hold at most that many
+    /// parts together. An upload holds two at most (OpenDAL sends a part when given the
+    /// next), so `parts` needs one permit more than there are concurrent uploads.
+    pub(crate) async fn store_staged(
+        &self,
+        kind: FileKind,
+        id: Id,
+        staged: std::path::PathBuf,
+        parts: &tokio::sync::Semaphore,
+    ) -> Result<()> {
+        if let Some(root) = self.local_root() {
+            let target = root.join(kind.path(&id));
+            return tokio::task::spawn_blocking(move || place_staged(&staged, &target))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
+        }
+        let result = self.upload_file(kind, id, &staged, parts).await;
+        if let Err(e) = std::fs::remove_file(&staged) {
+            tracing::debug!("cannot remove {}: {e}", staged.display());
+        }
+        result
+    }
+
+    async fn upload_file(
         &self,
         kind: FileKind,
         id: Id,
         staged: &std::path::Path,
+        parts: &tokio::sync::Semaphore,
     ) -> Result<()> {
-        let root = self.op.info().root();
-        let target = std::path::Path::new(&*root).join(kind.path(&id));
-        std::fs::File::open(staged)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(staged, e))?;
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = kind.path(&id);
+        let file = std::fs::File::open(staged).map_err(|e| Error::io(staged, e))?;
+        let len = file.metadata().map_err(|e| Error::io(staged, e))?.len();
+        let mut writer = self
+            .op
+            .writer(&path)
+            .await
+            .map_err(|e| Error::storage("write", &path, e))?;
+        // Even parts: a 16 MiB pack goes as two of 8 MiB, not 10 and 6.
+        let part = len.div_ceil(len.div_ceil(MAX_UPLOAD_PART).max(1));
+        let mut file = Some(file);
+        let mut held = None;
+        let mut at = 0;
+        let sent = async {
+            while at < len {
+                let n = (len - at).min(part);
+                let permit = parts
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::Task("upload budget closed".into()))?;
+                let (f, part) = read_part(file.take(), at, n)
+                    .await
+                    .map_err(|e| Error::io(staged, e))?;
+                file = Some(f);
+                writer
+                    .write(part)
+                    .await
+                    .map_err(|e| Error::storage("write", &path, e))?;
+                // The part before this one has been sent; this one waits in the writer.
+                held = Some(permit);
+                at += n;
+            }
+            writer
+                .close()
+                .await
+                .map_err(|e| Error::storage("write", &path, e))
         }
-        std::fs::rename(staged, &target).map_err(|e| Error::io(&target, e))
+        .await;
+        drop(held);
+        if sent.is_err() {
+            if let Err(e) = writer.abort().await {
+                tracing::debug!("cannot abort the upload of {path}: {e}");
+            }
+        }
+        sent.map(|_| ())
     }
 
     /// Stores bytes under their hash, refusing to replace an existing file where the backend
