@@ -66,6 +66,13 @@ impl KdfParams {
     }
 
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<XChaCha20Poly1305> {
+        let key = self.derive_key(password, salt)?;
+        Ok(XChaCha20Poly1305::new(key.as_ref().into()))
+    }
+
+    /// argon2id of the password: the lanes are computed in parallel (the `parallel`
+    /// feature), which halves what every command pays to open a repository on two cores.
+    fn derive_key(&self, password: &[u8], salt: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>> {
         self.check_bounds()
             .map_err(|e| Error::invalid("key derivation parameters", e))?;
         let params =
@@ -77,7 +84,7 @@ impl KdfParams {
         argon
             .hash_password_into(password, salt, key.as_mut())
             .map_err(|e| Error::invalid("key derivation input", e))?;
-        Ok(XChaCha20Poly1305::new(key.as_ref().into()))
+        Ok(key)
     }
 }
 
@@ -160,6 +167,38 @@ impl KeyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys derived by argon2 0.5 (one lane at a time), which wrote the key files of existing
+    /// repositories: a parallel or upgraded argon2 must derive the same bytes.
+    #[test]
+    fn argon2id_derives_what_existing_key_files_were_made_with() {
+        let known = [
+            (
+                (64, 1, 1),
+                "80eb50738452928aaa1a245131edaec8c8116ee3e8f51d26ce6b2735eecbb801",
+            ),
+            (
+                (256, 2, 4),
+                "89682f86a551f880ae9af9d936e5b700c6bef67304b2db718b1dffbeb7420521",
+            ),
+            (
+                (1024, 3, 4),
+                "4ba88cf5749421bb1f2ef6eba158fdf809efe50edcae155dd1c611ca6da2ad23",
+            ),
+        ];
+        for ((memory_kib, iterations, parallelism), hex) in known {
+            let params = KdfParams {
+                memory_kib,
+                iterations,
+                parallelism,
+            };
+            let key = params
+                .derive_key(b"correct horse battery staple", b"hoard salt 16 by")
+                .unwrap();
+            let got: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, hex, "{params:?}");
+        }
+    }
 
     #[test]
     fn key_file_opens_with_right_password_only() {
