@@ -58,7 +58,7 @@ pub(super) fn prepare_file(
         return Ok(Prepared::Identical);
     }
     if !dry_run {
-        create_file(&f.dest, f.node.size)?;
+        create_file(&f.dest, existing.as_ref(), f.node.size)?;
     }
     Ok(Prepared::Write)
 }
@@ -106,8 +106,13 @@ fn is_identical(
     true
 }
 
-fn create_file(dest: &Path, size: u64) -> std::io::Result<()> {
-    if let Ok(md) = std::fs::symlink_metadata(dest) {
+/// Creates `dest` at `size`, replacing what is there (its `lstat` is `existing`).
+fn create_file(
+    dest: &Path,
+    existing: Option<&std::fs::Metadata>,
+    size: u64,
+) -> std::io::Result<()> {
+    if let Some(md) = existing {
         if md.is_dir() {
             return Err(std::io::Error::other("a directory is in the way"));
         }
