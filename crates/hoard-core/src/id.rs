@@ -87,9 +87,20 @@ impl Serialize for Id {
 }
 
 impl<'de> Deserialize<'de> for Id {
+    /// Parses the digits where the deserializer holds them: serde's `Cow<str>` would
+    /// allocate a `String` for every id of every index file and tree read.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        struct Digits;
+        impl serde::de::Visitor<'_> for Digits {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id of 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Id, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Digits)
     }
 }
 
@@ -105,5 +116,15 @@ mod tests {
         assert!("zz".repeat(32).parse::<Id>().is_err());
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<Id>(&json).unwrap(), id);
+        // Escaped digits (legal JSON) and ids inside a reader's buffer parse the same.
+        let escaped = json.replacen('0', "\\u0030", 1).replacen('a', "\\u0061", 1);
+        assert_ne!(escaped, json);
+        assert_eq!(serde_json::from_str::<Id>(&escaped).unwrap(), id);
+        assert_eq!(
+            serde_json::from_reader::<_, Id>(json.as_bytes()).unwrap(),
+            id
+        );
+        assert!(serde_json::from_str::<Id>("17").is_err());
+        assert!(serde_json::from_str::<Id>(&format!("\"{}\"", "g".repeat(64))).is_err());
     }
 }

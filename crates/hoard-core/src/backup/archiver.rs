@@ -349,6 +349,9 @@ impl Archiver {
             };
             let mut children = Vec::with_capacity(listing.len());
             let mut small = SmallFiles::default();
+            // The listing is in the tree's order: its names are found in the parent tree in
+            // one pass.
+            let mut in_parent = 0;
             let small_below = u64::from(self.repo.config().chunker.min_size);
             for (name, md, attrs, verdict) in listing {
                 let full = path.join(&name);
@@ -375,7 +378,9 @@ impl Archiver {
                     children.push(Pending::Ready(Box::new(child)));
                     continue;
                 }
-                let old_child = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
+                let old_child = parent
+                    .as_ref()
+                    .and_then(|t| t.find_from(name.as_bytes(), &mut in_parent));
                 if child.node_type == NodeType::File && child.size < small_below {
                     if self.unchanged(&full, &mut child, old_child) {
                         // Children stay in name order: gathered files before this one.
