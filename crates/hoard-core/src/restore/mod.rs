@@ -436,7 +436,7 @@ fn prepare(shared: &Shared, f: &PlannedFile, overwrite: Overwrite, dry_run: bool
             false
         }
         Prepared::Write if f.blobs.is_empty() => {
-            finish_file(shared, f);
+            finish_file(shared, f, None);
             false
         }
         Prepared::Write => true,

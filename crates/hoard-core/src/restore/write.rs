@@ -159,10 +159,15 @@ impl Shared {
 }
 
 /// A file whose content is written: its metadata is set (and with `verify` it is read
-/// back).
-pub(super) fn finish_file(shared: &Shared, f: &PlannedFile) {
+/// back). Through `open`, the file as its last write left it open, when there is one: no
+/// path is looked up again for the owner, mode and times.
+pub(super) fn finish_file(shared: &Shared, f: &PlannedFile, open: Option<&File>) {
     shared.progress.advance(1, 0);
-    if let Err(e) = set_metadata(&f.dest, &f.node, shared.owners) {
+    let set = match open {
+        Some(file) => set_file_metadata(file, &f.dest, &f.node, shared.owners),
+        None => set_metadata(&f.dest, &f.node, shared.owners),
+    };
+    if let Err(e) = set {
         shared.soft(&f.dest, &e);
     }
     if shared.verify {
@@ -331,20 +336,20 @@ fn write_group(
         let f = &ctx.files[*file];
         // The file was created at its size, all zeros: a run of zeros stays a hole.
         let written = if is_zeros(plain) {
-            Ok(())
+            Ok(None)
         } else {
             OpenOptions::new()
                 .write(true)
                 .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&f.dest)
-                .and_then(|out| out.write_all_at(plain, *offset))
+                .and_then(|out| out.write_all_at(plain, *offset).map(|()| Some(out)))
         };
         match written {
-            Ok(()) => {
+            Ok(out) => {
                 shared.progress.advance(0, plain.len() as u64);
                 shared.lock_summary().bytes_written += plain.len() as u64;
                 if ctx.blobs_left[*file].fetch_sub(1, Ordering::Relaxed) == 1 {
-                    finish_file(shared, f);
+                    finish_file(shared, f, out.as_ref());
                 }
             }
             Err(e) => ctx.fail(std::iter::once(*file), &Error::io(&f.dest, e)),
@@ -417,9 +422,25 @@ pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<bool> 
     Ok(true)
 }
 
+/// [`set_metadata`] for a regular file open at `path`: owner, mode and times through the
+/// descriptor (the same order: chown clears setuid bits, xattrs follow the mode).
+fn set_file_metadata(file: &File, path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    if owners {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
+    set_xattrs(path, node)?;
+    nix::sys::stat::futimens(file.as_fd(), &timespec(node.atime), &timespec(node.mtime))
+        .map_err(std::io::Error::from)
+}
+
+fn timespec(ns: i64) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+}
+
 pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
     use nix::sys::stat::{utimensat, UtimensatFlags};
-    use nix::sys::time::TimeSpec;
     if owners {
         std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
     }
@@ -428,12 +449,11 @@ pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::R
     }
     // After the mode: a POSIX ACL sets the group bits to its mask, as it did on the original.
     set_xattrs(path, node)?;
-    let ts = |ns: i64| TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
     utimensat(
         nix::fcntl::AT_FDCWD,
         path,
-        &ts(node.atime),
-        &ts(node.mtime),
+        &timespec(node.atime),
+        &timespec(node.mtime),
         UtimensatFlags::NoFollowSymlink,
     )
     .map_err(std::io::Error::from)
