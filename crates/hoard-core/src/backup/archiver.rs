@@ -201,8 +201,11 @@ impl Archiver {
                 if self.unchanged(&path, &mut node, old.as_ref()) {
                     return Ok(Pending::Ready(Box::new(node)));
                 }
-                // Two permits: a file cut by the chunker holds a buffer of the largest chunk.
-                let permit = self.reader_permit(2).await?;
+                // Two permits for a file cut by the chunker: it holds a buffer of the largest
+                // chunk. (A directory's small files are gathered in walk_dir; a small file
+                // gets here only when it was named as a backup path.)
+                let small = node.size < u64::from(self.repo.config().chunker.min_size);
+                let permit = self.reader_permit(if small { 1 } else { 2 }).await?;
                 let me = self.clone();
                 Ok(Pending::Task(tokio::task::spawn_blocking(move || {
                     let _permit = permit;

@@ -325,10 +325,11 @@ impl Storage {
     /// Stores a finished staging file (see [`Self::staging_dir`]) as `kind` `id`, and removes
     /// it. Locally the file is synced and renamed into place: what the rename publishes is
     /// on disk. Elsewhere it is uploaded in equal parts of at most [`MAX_UPLOAD_PART`] bytes
-    /// (one PUT when it is no larger), read from the file as they are sent; each part in memory holds one of
-    /// `parts`' permits until it is sent, so uploads sharing `parts` hold at most that many
-    /// parts together. An upload holds two at most (OpenDAL sends a part when given the
-    /// next), so `parts` needs one permit more than there are concurrent uploads.
+    /// (one PUT when it is no larger), each read from the file as it is sent. A part in
+    /// memory holds one of `parts`' permits until it is sent, so uploads sharing `parts`
+    /// hold at most that many parts together. An upload holds two at most (OpenDAL sends a
+    /// part when given the next), so `parts` needs one permit more than there are
+    /// concurrent uploads.
     pub(crate) async fn store_staged(
         &self,
         kind: FileKind,
