@@ -168,16 +168,7 @@ fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
     writable(&pack);
     flip_a_byte(&pack);
     let target = env.path("out");
-    let out = env.hoard(&[
-        "--json",
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let summary = restore_with_errors(&env, &target);
     assert_eq!(summary["files_damaged"], 1, "{summary}");
     assert_eq!(summary["files_restored"], 0, "{summary}");
     let message = summary["errors"][0]["message"].as_str().unwrap();
@@ -503,16 +494,7 @@ fn a_file_whose_blobs_are_not_indexed_is_damaged_and_the_rest_restored() {
     assert_ok(&env.hoard(&["repair", "index"]));
 
     let target = env.path("out");
-    let out = env.hoard(&[
-        "--json",
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let summary = restore_with_errors(&env, &target);
     assert_eq!(summary["files_restored"], 1, "{summary}");
     assert_eq!(summary["files_damaged"], 1, "{summary}");
     let message = summary["errors"][0]["message"].as_str().unwrap();
@@ -524,4 +506,18 @@ fn a_file_whose_blobs_are_not_indexed_is_damaged_and_the_rest_restored() {
     );
     assert!(!dir.join("b.bin").exists());
     assert!(dir.join("b.bin.damaged").exists());
+}
+
+/// Restores the latest snapshot to `target`, which must end with exit code 1 (restored, with
+/// errors); returns the JSON summary.
+fn restore_with_errors(env: &Env, target: &std::path::Path) -> serde_json::Value {
+    let out = env.hoard(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
 }

@@ -163,11 +163,7 @@ impl Shared {
 /// path is looked up again for the owner, mode and times.
 pub(super) fn finish_file(shared: &Shared, f: &PlannedFile, open: Option<&File>) {
     shared.progress.advance(1, 0);
-    let set = match open {
-        Some(file) => set_file_metadata(file, &f.dest, &f.node, shared.owners),
-        None => set_metadata(&f.dest, &f.node, shared.owners),
-    };
-    if let Err(e) = set {
+    if let Err(e) = set_metadata_via(&f.dest, open, &f.node, shared.owners) {
         shared.soft(&f.dest, &e);
     }
     if shared.verify {
@@ -422,40 +418,50 @@ pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<bool> 
     Ok(true)
 }
 
-/// [`set_metadata`] for a regular file open at `path`: owner, mode and times through the
-/// descriptor (the same order: chown clears setuid bits, xattrs follow the mode).
-fn set_file_metadata(file: &File, path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
-    use std::os::fd::AsFd;
-    if owners {
-        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
-    set_xattrs(path, node)?;
-    nix::sys::stat::futimens(file.as_fd(), &timespec(node.atime), &timespec(node.mtime))
-        .map_err(std::io::Error::from)
-}
-
 fn timespec(ns: i64) -> nix::sys::time::TimeSpec {
     nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
 }
 
 pub(super) fn set_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
+    set_metadata_via(path, None, node, owners)
+}
+
+/// Sets owner, mode, extended attributes and times, in that order: chown clears setuid
+/// bits, and a POSIX ACL sets the group bits to its mask, as it did on the original. With
+/// `open`, the regular file open at `path`, owner, mode and times go through the descriptor
+/// and no path is looked up again for them.
+fn set_metadata_via(
+    path: &Path,
+    open: Option<&File>,
+    node: &Node,
+    owners: bool,
+) -> std::io::Result<()> {
+    use nix::sys::stat::{futimens, utimensat, UtimensatFlags};
+    use std::os::fd::AsFd;
     if owners {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+        match open {
+            Some(file) => std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?,
+            None => std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?,
+        }
     }
-    if node.node_type != NodeType::Symlink {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
+    let mode = std::fs::Permissions::from_mode(node.mode);
+    match open {
+        Some(file) => file.set_permissions(mode)?,
+        None if node.node_type != NodeType::Symlink => std::fs::set_permissions(path, mode)?,
+        None => {}
     }
-    // After the mode: a POSIX ACL sets the group bits to its mask, as it did on the original.
     set_xattrs(path, node)?;
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &timespec(node.atime),
-        &timespec(node.mtime),
-        UtimensatFlags::NoFollowSymlink,
-    )
+    let (atime, mtime) = (timespec(node.atime), timespec(node.mtime));
+    match open {
+        Some(file) => futimens(file.as_fd(), &atime, &mtime),
+        None => utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &atime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        ),
+    }
     .map_err(std::io::Error::from)
 }
 
