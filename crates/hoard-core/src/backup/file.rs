@@ -7,6 +7,7 @@ use std::path::Path;
 use super::saver::SaverHandle;
 use super::CancelToken;
 use crate::error::Error;
+use crate::format::chunker::Chunks;
 use crate::format::config::ChunkerParams;
 use crate::format::tree::Node;
 use crate::progress::Progress;
@@ -75,13 +76,8 @@ pub(super) fn read_file(
             store(data)?;
         }
     } else {
-        let chunker = crate::format::chunker::stream(params, file);
-        for chunk in chunker {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => ReadError::Soft(io),
-                other => ReadError::Soft(std::io::Error::other(other.to_string())),
-            })?;
-            store(chunk.data)?;
+        for chunk in Chunks::new(params, file, node.size) {
+            store(chunk.map_err(ReadError::Soft)?)?;
         }
     }
     node.size = size;

@@ -155,37 +155,21 @@ fn read_stream<R: Read>(
 ) -> Result<(Vec<Id>, u64)> {
     let mut content = Vec::new();
     let mut size = 0u64;
-    for chunk in crate::format::chunker::stream(params, RetryInterrupted(reader)) {
+    // A stream's length is unknown: a buffer of the largest chunk from the start.
+    for chunk in crate::format::chunker::Chunks::new(params, reader, u64::MAX) {
         if cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
-        let chunk = chunk.map_err(|e| Error::StreamFailed {
+        let chunk = chunk.map_err(|source| Error::StreamFailed {
             name: name.to_string(),
-            source: match e {
-                fastcdc::v2020::Error::IoError(io) => io,
-                other => std::io::Error::other(other.to_string()),
-            },
+            source,
         })?;
-        size += chunk.data.len() as u64;
-        progress.advance(0, chunk.data.len() as u64);
-        let (id, _) = saver.save_data_blocking(chunk.data)?;
+        size += chunk.len() as u64;
+        progress.advance(0, chunk.len() as u64);
+        let (id, _) = saver.save_data_blocking(chunk)?;
         content.push(id);
     }
     Ok((content, size))
-}
-
-/// Retries reads a signal interrupted (the chunker would take EINTR for the stream's end).
-struct RetryInterrupted<R>(R);
-
-impl<R: Read> Read for RetryInterrupted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.0.read(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
-    }
 }
 
 /// Stores the file's node in its made-up directories, innermost first; returns the root tree.

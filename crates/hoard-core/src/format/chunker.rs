@@ -1,9 +1,11 @@
-//! Content-defined chunking (FORMAT.md "Chunking"): bytes in, chunk lengths out, no I/O.
+//! Content-defined chunking (FORMAT.md "Chunking"): FastCDC's cut points over a byte stream.
 //!
-//! Backup streams files through FastCDC's `StreamCDC`; this in-memory form cuts at exactly the
+//! Backup streams files through [`Chunks`]; the in-memory [`chunk_lengths`] cuts at exactly the
 //! same places (tested below) and serves benchmarks, tests and tools that hold data in memory.
 
-use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
+use std::io::Read;
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, FastCDC, Normalization};
 
 use super::config::ChunkerParams;
 
@@ -21,16 +23,108 @@ pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
     .collect()
 }
 
-/// A chunker over a reader, yielding owned chunks: what backup uses for large files.
-pub(crate) fn stream<R: std::io::Read>(params: &ChunkerParams, reader: R) -> StreamCDC<R> {
-    StreamCDC::with_level_and_seed(
-        reader,
-        params.min_size as usize,
-        params.avg_size as usize,
-        params.max_size as usize,
-        Normalization::Level1,
-        params.gear_seed,
-    )
+/// The chunks of a reader, each an owned buffer: what backup uses for large files and streams.
+///
+/// FastCDC's own `StreamCDC` keeps its buffer filled to the largest chunk size and moves the
+/// rest of it to the front after every chunk: about 7 MiB moved per 1 MiB chunk, the largest
+/// single cost of backing up random data (14% of its profile). This one reads a buffer full,
+/// cuts every chunk whose cut point lies inside what was read, and only then moves the short
+/// tail that had none. A cut found before the end of the data at hand is final: FastCDC scans
+/// forward from the chunk's start and stops at the first match, so more data cannot change it.
+pub struct Chunks<R> {
+    reader: R,
+    /// `buf[start..]` is read but not yet cut; `buf` never grows past the largest chunk.
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+    min_size: usize,
+    avg_size: usize,
+    max_size: usize,
+    masks: (u64, u64),
+    gear: (
+        std::borrow::Cow<'static, [u64]>,
+        std::borrow::Cow<'static, [u64]>,
+    ),
+}
+
+impl<R: Read> Chunks<R> {
+    /// `size_hint` (the file's length when it was listed) sizes the buffer of a file smaller
+    /// than the largest chunk; it may be wrong, since a file can grow while it is read.
+    pub fn new(params: &ChunkerParams, reader: R, size_hint: u64) -> Self {
+        let max_size = params.max_size as usize;
+        Chunks {
+            reader,
+            buf: Vec::with_capacity(size_hint.min(max_size as u64) as usize),
+            start: 0,
+            eof: false,
+            min_size: params.min_size as usize,
+            avg_size: params.avg_size as usize,
+            max_size,
+            masks: select_masks(params.avg_size as usize, Normalization::Level1),
+            gear: get_gear_with_seed(params.gear_seed),
+        }
+    }
+
+    /// Where the next chunk ends in `buf[start..]`, if that is already certain.
+    fn cut(&self) -> Option<usize> {
+        let pending = &self.buf[self.start..];
+        let (s, l) = self.masks;
+        let (_, n) = cut_gear(
+            pending,
+            self.min_size,
+            self.avg_size,
+            self.max_size,
+            s,
+            l,
+            s << 1,
+            l << 1,
+            &self.gear.0,
+            &self.gear.1,
+        );
+        // A cut at the very end of the data at hand may be one only for lack of more.
+        (n < pending.len() || self.eof || pending.len() >= self.max_size).then_some(n)
+    }
+
+    /// Moves the uncut tail to the front and reads until the buffer holds the largest chunk or
+    /// the reader is at its end.
+    fn fill(&mut self) -> std::io::Result<()> {
+        self.buf.drain(..self.start);
+        self.start = 0;
+        let room = self.max_size - self.buf.len();
+        // read_to_end retries reads a signal interrupted.
+        let read = (&mut self.reader)
+            .take(room as u64)
+            .read_to_end(&mut self.buf)?;
+        self.eof = read < room;
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Chunks<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.start == self.buf.len() {
+                if self.eof {
+                    return None;
+                }
+            } else if let Some(n) = self.cut() {
+                if self.start == 0 && n == self.buf.len() && self.eof {
+                    // The whole rest of a file that fit in one read: hand over the buffer.
+                    return Some(Ok(std::mem::take(&mut self.buf)));
+                }
+                let chunk = self.buf[self.start..self.start + n].to_vec();
+                self.start += n;
+                return Some(Ok(chunk));
+            }
+            if let Err(e) = self.fill() {
+                self.eof = true;
+                self.start = self.buf.len();
+                return Some(Err(e));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,10 +151,75 @@ mod tests {
         let d = data(1_000_000);
         let p = params(42);
         let mem = chunk_lengths(&p, &d);
-        let streamed: Vec<usize> = stream(&p, &d[..]).map(|c| c.unwrap().length).collect();
+        let streamed: Vec<usize> = Chunks::new(&p, &d[..], 0)
+            .map(|c| c.unwrap().len())
+            .collect();
         assert_eq!(mem, streamed);
         assert_eq!(mem.iter().sum::<usize>(), d.len());
         assert!(mem.iter().all(|&l| l <= 65536));
+    }
+
+    /// Hands out at most `steps[i]` bytes on its i-th read, as pipes and network file
+    /// systems do, and fails once at `fail_at` with EINTR (which must be retried).
+    struct Trickle<'a> {
+        data: &'a [u8],
+        steps: Vec<usize>,
+        reads: usize,
+        fail_at: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.reads == self.fail_at {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let step = self.steps[self.reads % self.steps.len()].max(1);
+            let n = step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    proptest::proptest! {
+        /// Short reads, a wrong size hint, runs of zeros (no cut until the largest chunk)
+        /// and lengths around the chunk sizes: the cuts are always FastCDC's in memory.
+        #[test]
+        fn streamed_chunks_are_the_in_memory_cuts_whatever_the_reads(
+            len in 0usize..300_000,
+            zeros in 0usize..70_000,
+            steps in proptest::collection::vec(1usize..80_000, 1..8),
+            hint in 0u64..400_000,
+            fail_at in 1usize..6,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut d = data(len);
+            let at = len / 3;
+            d.splice(at..at, std::iter::repeat_n(0u8, zeros));
+            let p = params(seed);
+            let reader = Trickle { data: &d, steps, reads: 0, fail_at };
+            let chunks: Vec<Vec<u8>> = Chunks::new(&p, reader, hint)
+                .collect::<std::io::Result<_>>()
+                .unwrap();
+            let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+            proptest::prop_assert_eq!(lengths, chunk_lengths(&p, &d));
+            proptest::prop_assert_eq!(chunks.concat(), d);
+        }
+    }
+
+    #[test]
+    fn a_read_error_ends_the_chunks_with_it() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let mut chunks = Chunks::new(&params(1), Broken, 100);
+        let e = chunks.next().unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "disk gone");
+        assert!(chunks.next().is_none());
     }
 
     #[test]
