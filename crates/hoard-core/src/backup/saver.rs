@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::counters::{bump, Counters};
 use crate::error::{Error, Result};
-use crate::format::blob::{encode_blob, EncodedBlob};
+use crate::format::blob::{encode_blob, encode_blob_into, EncodedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, FinishedPack, PackBytes, PackWriter, PackedBlob};
 use crate::id::Id;
@@ -111,7 +111,7 @@ impl Shared {
     }
 
     /// Adds an encoded blob; returns the pack when it reached the target size.
-    fn add(&self, t: BlobType, id: Id, e: EncodedBlob) -> Result<Option<FinishedPack>> {
+    fn add(&self, t: BlobType, id: Id, e: &EncodedBlob) -> Result<Option<FinishedPack>> {
         let c = &self.counters;
         bump(
             match t {
@@ -316,7 +316,7 @@ impl SaverHandle {
         let id = self.shared.repo.key().blob_id(&bytes);
         if self.shared.claim(id) {
             let e = encode_blob(self.shared.repo.key(), &bytes, self.shared.level);
-            if let Some(p) = self.shared.add(BlobType::Tree, id, e)? {
+            if let Some(p) = self.shared.add(BlobType::Tree, id, &e)? {
                 self.uploads
                     .send(Upload::Pack(p))
                     .await
@@ -356,6 +356,13 @@ fn seal_worker(
     jobs: crossbeam_channel::Receiver<Job>,
     uploads: mpsc::Sender<Upload>,
 ) {
+    // Kept from blob to blob (see encode_blob_into).
+    let mut e = EncodedBlob {
+        sealed: Vec::new(),
+        compressed: false,
+        raw_length: 0,
+    };
+    let mut scratch = Vec::new();
     loop {
         let job = match jobs.recv_timeout(WORKER_POLL) {
             Ok(job) => job,
@@ -367,9 +374,11 @@ fn seal_worker(
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
-        let e = encode_blob(shared.repo.key(), &job.data, shared.level);
+        let key = shared.repo.key();
+        e.compressed = encode_blob_into(key, &job.data, shared.level, &mut e.sealed, &mut scratch);
+        e.raw_length = job.data.len() as u32;
         drop(job.data);
-        let full = match shared.add(BlobType::Data, job.id, e) {
+        let full = match shared.add(BlobType::Data, job.id, &e) {
             Ok(p) => p.map(Upload::Pack),
             Err(e) => Some(Upload::Failed(e)),
         };

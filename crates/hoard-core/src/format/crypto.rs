@@ -61,6 +61,12 @@ impl MasterKey {
         seal_with(&self.cipher(), plaintext)
     }
 
+    /// [`MasterKey::seal`] into `out`, replacing what it held: a caller that seals blob after
+    /// blob keeps one buffer instead of a fresh allocation (and its page faults) per blob.
+    pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
+        seal_into_with(&self.cipher(), plaintext, out)
+    }
+
     /// Checks and decrypts a sealed object; `what` names it in the error.
     pub fn open(&self, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         open_with(&self.cipher(), sealed, what)
@@ -89,6 +95,12 @@ impl MasterKey {
 
 pub(super) fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    seal_into_with(cipher, plaintext, &mut out);
+    out
+}
+
+fn seal_into_with(cipher: &XChaCha20Poly1305, plaintext: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
     out.extend_from_slice(&nonce);
@@ -99,7 +111,6 @@ pub(super) fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8]) -> Vec<u8>
         .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[NONCE_LEN..])
         .expect("plaintext within XChaCha20-Poly1305 limits");
     out.extend_from_slice(&tag);
-    out
 }
 
 pub(super) fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], what: &str) -> Result<Vec<u8>> {

@@ -183,6 +183,15 @@ impl PackWriter {
             raw_length,
             compressed,
         });
+        if self.spill.is_some() && self.buf.len() + sealed.len() >= SPILL_AT {
+            // A large blob goes to the file as it is, not through the buffer.
+            self.flush()?;
+            if let Some(s) = &mut self.spill {
+                s.append(sealed)?;
+                self.spilled += sealed.len();
+            }
+            return Ok(());
+        }
         self.buf.extend_from_slice(sealed);
         if self.buf.len() >= SPILL_AT {
             self.flush()?;
@@ -347,9 +356,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = PackWriter::staged(dir.path()).unwrap();
         let mut datas = Vec::new();
-        // Enough to spill several times, in blobs that straddle the spill size.
+        // Enough to spill several times, in blobs that straddle the spill size, and some
+        // (incompressible) larger than it, which go past the buffer.
         for i in 0..40u32 {
-            let data: Vec<u8> = (0..100_000u32).map(|j| (i * 7 + j % 251) as u8).collect();
+            let mut data: Vec<u8> = (0..100_000u32).map(|j| (i * 7 + j % 251) as u8).collect();
+            if i % 10 == 9 {
+                data.resize(SPILL_AT + 1000, 0);
+                crate::random::fill_random(&mut data);
+            }
             let e = encode_blob(&k, &data, 3);
             w.add(
                 k.blob_id(&data),
