@@ -318,28 +318,34 @@ impl Archiver {
             let listing = until_cancelled(
                 &self.cancel,
                 tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
-                    let mut v: Vec<Listed> = std::fs::read_dir(&p)?
+                    let mut v = std::fs::read_dir(&p)?
                         .map(|e| {
                             e.map(|e| {
                                 let md = e.metadata();
-                                let name = e.file_name();
                                 let path = e.path();
                                 let verdict = match &md {
                                     Ok(md) => exclude.judge(&path, md),
                                     Err(_) if exclude.by_path(&path) => Verdict::Leave,
                                     Err(_) => Verdict::Keep,
                                 };
-                                let attrs = if verdict == Verdict::Leave {
-                                    Vec::new()
-                                } else {
-                                    known.attrs(&path, name.as_bytes(), md.as_ref().ok())
-                                };
-                                (name, md, attrs, verdict)
+                                (e.file_name(), md, path, verdict)
                             })
                         })
-                        .collect::<std::io::Result<_>>()?;
+                        .collect::<std::io::Result<Vec<_>>>()?;
+                    // In the tree's order, so that the parent's entries are found in one pass.
                     v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                    Ok(v)
+                    let mut in_parent = 0;
+                    Ok(v.into_iter()
+                        .map(|(name, md, path, verdict)| {
+                            let attrs = if verdict == Verdict::Leave {
+                                Vec::new()
+                            } else {
+                                let md = md.as_ref().ok();
+                                known.attrs(&path, name.as_bytes(), md, &mut in_parent)
+                            };
+                            (name, md, attrs, verdict)
+                        })
+                        .collect::<Vec<Listed>>())
                 }),
             )
             .await??;

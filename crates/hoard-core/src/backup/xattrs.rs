@@ -20,13 +20,15 @@ impl Known {
     }
 
     /// The attributes of the entry `name` at `path`: the parent's when unchanged, else read.
+    /// Names are asked for in ascending order, `from` kept between calls (`Tree::find_from`).
     pub(super) fn attrs(
         &self,
         path: &Path,
         name: &[u8],
         md: Option<&std::fs::Metadata>,
+        from: &mut usize,
     ) -> Vec<Xattr> {
-        let old = self.0.as_ref().and_then(|t| t.find(name));
+        let old = self.0.as_ref().and_then(|t| t.find_from(name, from));
         if let (Some(md), Some(old)) = (md, old) {
             let now = md
                 .ctime()
