@@ -200,6 +200,8 @@ fn runs_of_zeros_are_restored_as_holes() {
     image.resize(head.len() + 64 * 1024 * 1024, 0);
     image.extend_from_slice(&tail);
     fs::write(src.join("disk.img"), &image).unwrap();
+    // A file of one blob, all zeros: created by its write, which leaves it a hole too.
+    fs::write(src.join("zeros.bin"), vec![0u8; 300_000]).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
 
     let target = env.path("restored");
@@ -212,4 +214,7 @@ fn runs_of_zeros_are_restored_as_holes() {
         "{allocated} bytes allocated for a file of {} with 64 MiB of zeros",
         image.len()
     );
+    let zeros = restored.with_file_name("zeros.bin");
+    assert_eq!(fs::read(&zeros).unwrap(), vec![0u8; 300_000]);
+    assert_eq!(fs::metadata(&zeros).unwrap().blocks(), 0, "a hole");
 }

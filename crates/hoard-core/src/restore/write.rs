@@ -58,9 +58,19 @@ pub(super) fn prepare_file(
         return Ok(Prepared::Identical);
     }
     if !dry_run {
-        create_file(&f.dest, existing.as_ref(), f.node.size)?;
+        remove_existing(&f.dest, existing.as_ref())?;
+        if !created_by_its_write(f) {
+            create_file(&f.dest, f.node.size)?;
+        }
     }
     Ok(Prepared::Write)
+}
+
+/// Whether a file is created by the write of its content rather than beforehand: a file of
+/// one blob (most files) is then created, written and closed by one open, where creating it
+/// first at its size cost another open, an ftruncate and a close.
+fn created_by_its_write(f: &PlannedFile) -> bool {
+    f.blobs.len() == 1
 }
 
 fn mtime_ns(md: &std::fs::Metadata) -> i64 {
@@ -106,25 +116,45 @@ fn is_identical(
     true
 }
 
-/// Creates `dest` at `size`, replacing what is there (its `lstat` is `existing`).
-fn create_file(
-    dest: &Path,
-    existing: Option<&std::fs::Metadata>,
-    size: u64,
-) -> std::io::Result<()> {
-    if let Some(md) = existing {
-        if md.is_dir() {
-            return Err(std::io::Error::other("a directory is in the way"));
-        }
-        std::fs::remove_file(dest)?;
+/// Removes the file at `dest` (its `lstat` is `existing`) to make way for the restored one.
+fn remove_existing(dest: &Path, existing: Option<&std::fs::Metadata>) -> std::io::Result<()> {
+    match existing {
+        Some(md) if md.is_dir() => Err(std::io::Error::other("a directory is in the way")),
+        Some(_) => std::fs::remove_file(dest),
+        None => Ok(()),
     }
-    let f = OpenOptions::new()
+}
+
+/// Creates `dest` for writing, failing if anything is there (a symlink planted meanwhile
+/// included).
+fn create_new(dest: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(dest)?;
-    f.set_len(size)
+        .open(dest)
+}
+
+/// Creates `dest` at `size`, all zeros (a hole).
+fn create_file(dest: &Path, size: u64) -> std::io::Result<File> {
+    let f = create_new(dest)?;
+    f.set_len(size)?;
+    Ok(f)
+}
+
+/// Creates a one-blob file with its content (see [`created_by_its_write`]). A blob of zeros
+/// stays a hole, as do bytes the blob falls short of (a tree whose size disagrees).
+fn create_with(dest: &Path, plain: &[u8], size: u64) -> std::io::Result<File> {
+    let f = create_new(dest)?;
+    let zeros = is_zeros(plain);
+    if zeros || (plain.len() as u64) < size {
+        f.set_len(size)?;
+    }
+    if !zeros {
+        f.write_all_at(plain, 0)?;
+    }
+    Ok(f)
 }
 
 /// What every part of a restore shares.
@@ -210,7 +240,12 @@ impl BatchFiles {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(file)
             {
-                let dest = &self.files[file].dest;
+                let f = &self.files[file];
+                if created_by_its_write(f) {
+                    // Not created yet: it is left, all zeros, as a file of more blobs is.
+                    let _ = create_file(&f.dest, f.node.size);
+                }
+                let dest = &f.dest;
                 self.shared.soft(dest, e);
                 self.shared
                     .damaged
@@ -331,7 +366,9 @@ fn write_group(
         let Some((_, plain)) = &last else { continue };
         let f = &ctx.files[*file];
         // The file was created at its size, all zeros: a run of zeros stays a hole.
-        let written = if is_zeros(plain) {
+        let written = if created_by_its_write(f) {
+            create_with(&f.dest, plain, f.node.size).map(Some)
+        } else if is_zeros(plain) {
             Ok(None)
         } else {
             OpenOptions::new()
