@@ -182,6 +182,52 @@ fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
     );
 }
 
+/// A file of one blob is created by its write, after the batch is prepared. Something put at
+/// its path in between is neither overwritten nor renamed as if it were the restore's.
+#[test]
+fn a_file_planted_before_a_one_blob_write_is_left_alone() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"first file").unwrap();
+    fs::write(src.join("b"), b"second file").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("out");
+    let release = env.path("release");
+    let child = env
+        .cmd()
+        .args(["--json", "restore", "latest", "--target"])
+        .arg(&target)
+        .env(
+            "HOARD_TEST_HOOK",
+            format!("restore-after-prepare:wait:{}", release.to_str().unwrap()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = env.path("release.reached");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reached.exists() {
+        assert!(Instant::now() < deadline, "the hook was not reached");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = target.join(src.strip_prefix("/").unwrap());
+    fs::write(dir.join("a"), b"not the restore's").unwrap();
+    fs::write(&release, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["files_restored"], 1, "{summary}");
+    assert_eq!(summary["files_damaged"], 0, "{summary}");
+    let message = summary["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("exists"), "{message}");
+    assert_eq!(fs::read(dir.join("a")).unwrap(), b"not the restore's");
+    assert!(!dir.join("a.damaged").exists());
+    assert_eq!(fs::read(dir.join("b")).unwrap(), b"second file");
+}
+
 #[test]
 fn staging_files_left_by_dead_runs_are_cleaned() {
     let env = Env::new();

@@ -101,6 +101,8 @@ pub(super) fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8]) -> Vec<u8>
 
 fn seal_into_with(cipher: &XChaCha20Poly1305, plaintext: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    // Exactly: growth by doubling would leave the tag's few bytes a second megabyte.
+    out.reserve_exact(plaintext.len() + SEAL_OVERHEAD);
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
     out.extend_from_slice(&nonce);

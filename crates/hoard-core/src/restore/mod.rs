@@ -195,7 +195,10 @@ async fn restore_unlocked(
                 running.push(tokio::spawn(task.run()));
             } else if !planned_all {
                 match planner.next_batch().await? {
-                    Some(batch) => waiting.extend(batches.prepare(batch).await?),
+                    Some(batch) => {
+                        waiting.extend(batches.prepare(batch).await?);
+                        crate::testhook::hook("restore-after-prepare").await;
+                    }
                     None => planned_all = true,
                 }
             } else {

@@ -145,16 +145,28 @@ fn create_file(dest: &Path, size: u64) -> std::io::Result<File> {
 
 /// Creates a one-blob file with its content (see [`created_by_its_write`]). A blob of zeros
 /// stays a hole, as do bytes the blob falls short of (a tree whose size disagrees).
+/// When the write fails, the file is removed again: [`BatchFiles::fail`] then leaves it as a
+/// file whose blob could not be read is left.
 fn create_with(dest: &Path, plain: &[u8], size: u64) -> std::io::Result<File> {
     let f = create_new(dest)?;
-    let zeros = is_zeros(plain);
-    if zeros || (plain.len() as u64) < size {
-        f.set_len(size)?;
+    let fill = || -> std::io::Result<()> {
+        let zeros = is_zeros(plain);
+        if zeros || (plain.len() as u64) < size {
+            f.set_len(size)?;
+        }
+        if !zeros {
+            f.write_all_at(plain, 0)?;
+        }
+        Ok(())
+    };
+    match fill() {
+        Ok(()) => Ok(f),
+        Err(e) => {
+            drop(f);
+            let _ = std::fs::remove_file(dest);
+            Err(e)
+        }
     }
-    if !zeros {
-        f.write_all_at(plain, 0)?;
-    }
-    Ok(f)
 }
 
 /// What every part of a restore shares.
@@ -241,17 +253,20 @@ impl BatchFiles {
                 .insert(file)
             {
                 let f = &self.files[file];
-                if created_by_its_write(f) {
-                    // Not created yet: it is left, all zeros, as a file of more blobs is.
-                    let _ = create_file(&f.dest, f.node.size);
+                self.shared.soft(&f.dest, e);
+                // A one-blob file does not exist until its write: it is left all zeros, as a
+                // file of more blobs is. When it cannot even be created, nothing of it is on
+                // disk, and what may be at its path is not this restore's to rename.
+                if created_by_its_write(f) && create_file(&f.dest, f.node.size).is_err() {
+                    let mut s = self.shared.lock_summary();
+                    s.files_restored = s.files_restored.saturating_sub(1);
+                    continue;
                 }
-                let dest = &f.dest;
-                self.shared.soft(dest, e);
                 self.shared
                     .damaged
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(dest.clone());
+                    .push(f.dest.clone());
             }
         }
     }
