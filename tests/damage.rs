@@ -193,25 +193,17 @@ fn a_file_planted_before_a_one_blob_write_is_left_alone() {
     fs::write(src.join("b"), b"second file").unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     let target = env.path("out");
-    let release = env.path("release");
-    let child = env
-        .cmd()
-        .args(["--json", "restore", "latest", "--target"])
-        .arg(&target)
-        .env(
-            "HOARD_TEST_HOOK",
-            format!("restore-after-prepare:wait:{}", release.to_str().unwrap()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let reached = env.path("release.reached");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reached.exists() {
-        assert!(Instant::now() < deadline, "the hook was not reached");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, release) = hold_at(
+        &env,
+        "restore-after-prepare",
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
     let dir = target.join(src.strip_prefix("/").unwrap());
     fs::write(dir.join("a"), b"not the restore's").unwrap();
     fs::write(&release, b"").unwrap();

@@ -148,32 +148,14 @@ fn extended_attributes_and_acls_survive_a_round_trip() {
 
 #[test]
 fn sigterm_stops_a_backup_within_seconds_while_a_read_hangs() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let env = Env::new();
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("a.txt"), b"first").unwrap();
     fs::write(src.join("hangs.bin"), vec![7u8; 100_000]).unwrap();
     // The reader is held inside its read, as on a hung network mount, and never let go.
-    let never = env.path("never-released");
-    let mut child = env
-        .cmd()
-        .args(["backup", src.to_str().unwrap()])
-        .env(
-            "HOARD_TEST_HOOK",
-            format!("file-read:wait:{}", never.to_str().unwrap()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let reached = env.path("never-released.reached");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reached.exists() {
-        assert!(Instant::now() < deadline, "the read was not reached");
-        assert!(child.try_wait().unwrap().is_none(), "backup ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, _never) = hold_at(&env, "file-read", &["backup", src.to_str().unwrap()]);
     let (status, took) = sigterm_and_wait(&mut child);
     assert_eq!(status.code(), Some(130));
     assert!(took < Duration::from_secs(10), "{took:?}");

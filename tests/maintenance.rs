@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -64,37 +64,6 @@ fn restore_and_compare(env: &Env, snapshot: &str, src: &Path, name: &str) {
     let target = env.path(name);
     assert_ok(&env.hoard(&["restore", snapshot, "--target", target.to_str().unwrap()]));
     assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
-}
-
-/// Starts hoard with a test hook that holds it at `point` and waits until it gets there.
-/// Returns the child and the file that releases it.
-fn hold_at(env: &Env, point: &str, args: &[&str]) -> (Child, PathBuf) {
-    let go = env.path(&format!("go-{point}"));
-    let mut child = env
-        .cmd()
-        .args(args)
-        .env(
-            "HOARD_TEST_HOOK",
-            format!("{point}:wait:{}", go.to_str().unwrap()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let reached = PathBuf::from(format!("{}.reached", go.to_str().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !reached.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "hoard {args:?} ended ({status}) before {point}: {}",
-                stderr(&out)
-            );
-        }
-        assert!(Instant::now() < deadline, "{point} not reached in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, go)
 }
 
 fn sigkill(child: Child) {

@@ -375,6 +375,40 @@ pub fn plant(env: &Env, dir: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// Starts hoard with a test hook that holds it at `point` and waits until it gets there.
+/// Returns the child and the file that releases it.
+pub fn hold_at(env: &Env, point: &str, args: &[&str]) -> (std::process::Child, PathBuf) {
+    let go = env.path(&format!("go-{point}"));
+    let mut child = env
+        .cmd()
+        .args(args)
+        .env(
+            "HOARD_TEST_HOOK",
+            format!("{point}:wait:{}", go.to_str().unwrap()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = PathBuf::from(format!("{}.reached", go.to_str().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !reached.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "hoard {args:?} ended ({status}) before {point}: {}",
+                stderr(&out)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{point} not reached in time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, go)
+}
+
 /// Sends SIGTERM to `child` and waits for it to exit, failing after 20 s; returns its status
 /// and how long it took.
 pub fn sigterm_and_wait(

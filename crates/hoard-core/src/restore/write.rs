@@ -380,7 +380,8 @@ fn write_group(
         }
         let Some((_, plain)) = &last else { continue };
         let f = &ctx.files[*file];
-        // The file was created at its size, all zeros: a run of zeros stays a hole.
+        // A file of more blobs was created at its size, all zeros: a run of zeros stays a
+        // hole. A file of one blob is created here.
         let written = if created_by_its_write(f) {
             create_with(&f.dest, plain, f.node.size).map(Some)
         } else if is_zeros(plain) {
