@@ -23,13 +23,13 @@ use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::index::IndexFile;
 use crate::format::pack::{pack_file_len, read_pack, BlobType, PackedBlob};
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
 use crate::repository::cache::LastCheck;
+use crate::repository::IndexEvent;
 use crate::repository::{FileKind, LockNeed, Repository};
 use crate::walk::{find_path, walk_unique_trees};
 
@@ -191,29 +191,32 @@ async fn check_unlocked(
 ) -> Result<CheckReport> {
     let mut r = CheckReport::default();
 
-    // 1. Index.
-    let mut files: Vec<(Id, IndexFile)> = Vec::new();
+    // 1. Index: streamed into the in-memory table, keeping of each pack only the length its
+    // entries add up to. Blob lists are read again later for the packs whose data is read.
     let ids = repo.list(FileKind::Index).await?;
     progress.phase(Phase::CheckIndex);
     progress.total(ids.len() as u64, 0, true);
-    let mut unreadable = Vec::new();
-    repo.for_each_index_file(&ids, |id, f| {
-        progress.advance(1, 0);
-        match f.and_then(|f| repo.check_index_file(&f).map(|()| f)) {
-            Ok(f) => files.push((id, f)),
-            Err(e) => unreadable.push((id, e)),
-        }
-        Ok(())
-    })
-    .await?;
-    r.index_files = files.len() as u64;
-    repo.install_index(&files);
-    let superseded: HashSet<Id> = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    for (id, e) in unreadable {
-        if superseded.contains(&id) {
+    let listed = ids.clone();
+    // The table built when the repository was opened stands when these same files were
+    // there: a second one would double check's peak memory.
+    let build = !repo.index_built_from(&ids);
+    let mut packs: HashMap<Id, u64> = HashMap::new();
+    let loaded = repo
+        .load_live_index(ids, build, |event| match event {
+            IndexEvent::Loaded(f) => {
+                progress.advance(1, 0);
+                for p in &f.packs {
+                    packs.entry(p.id).or_insert_with(|| pack_file_len(&p.blobs));
+                }
+            }
+            IndexEvent::Unreadable => progress.advance(1, 0),
+            IndexEvent::Restart => packs.clear(),
+        })
+        .await?;
+    r.index_files = (listed.len() - loaded.unreadable.len()) as u64;
+    let unreadable: HashSet<Id> = loaded.unreadable.iter().map(|(id, _)| *id).collect();
+    for (id, e) in &loaded.unreadable {
+        if loaded.superseded.contains(id) {
             // Already replaced (an interrupted repair or prune): nothing reads it any more.
             r.notes.push(format!(
                 "index file {} cannot be read but is superseded; prune removes it",
@@ -222,7 +225,7 @@ async fn check_unlocked(
         } else {
             r.errors.push(damage(
                 Damaged::IndexFile,
-                id,
+                *id,
                 format!(
                     "index file {}: {e} (`hoard repair index` rebuilds the index)",
                     id.short()
@@ -230,19 +233,18 @@ async fn check_unlocked(
             ));
         }
     }
-    // The blob lists move out of the documents (no copy): at no point are there three.
-    let mut packs: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
-    for (id, f) in files {
-        if superseded.contains(&id) {
-            r.notes.push(format!(
-                "index file {} is superseded; prune removes it",
-                id.short()
-            ));
-            continue;
-        }
-        for p in f.packs {
-            packs.entry(p.id).or_insert(p.blobs);
-        }
+    for id in listed
+        .iter()
+        .filter(|id| loaded.superseded.contains(id) && !unreadable.contains(id))
+    {
+        r.notes.push(format!(
+            "index file {} is superseded; prune removes it",
+            id.short()
+        ));
+    }
+    let live_files = loaded.live().to_vec();
+    if build {
+        repo.install_index(loaded);
     }
     let on_storage: HashMap<Id, u64> = repo.list_sizes(FileKind::Pack).await?.into_iter().collect();
     r.packs = on_storage.len() as u64;
@@ -250,7 +252,7 @@ async fn check_unlocked(
     let mut sorted_packs: Vec<&Id> = packs.keys().collect();
     sorted_packs.sort();
     for id in sorted_packs {
-        let expected = pack_file_len(&packs[id]);
+        let expected = packs[id];
         match on_storage.get(id) {
             None => {
                 missing_packs.insert(*id);
@@ -410,8 +412,9 @@ async fn check_unlocked(
     // whole, since a planted file under a pack's name may be any size.
     let selected: Vec<Id> = select_packs(&packs, &on_storage, opts.read_data)
         .into_iter()
-        .filter(|id| on_storage[id] <= pack_file_len(&packs[id]))
+        .filter(|id| on_storage[id] <= packs[id])
         .collect();
+    let indexed = blob_lists(repo, &live_files, &selected, &mut r.errors).await?;
     if !selected.is_empty() {
         progress.phase(Phase::CheckData);
         let bytes = selected.iter().map(|id| on_storage[id]).sum();
@@ -441,7 +444,7 @@ async fn check_unlocked(
             repo,
             &id,
             &bytes,
-            &packs[&id],
+            indexed.get(&id).map_or(&[], Vec::as_slice),
             &mut r.errors,
             &mut bad_blobs,
         );
@@ -478,8 +481,40 @@ fn short_error(e: &Error) -> String {
     }
 }
 
-fn select_packs(
-    packs: &HashMap<Id, Vec<PackedBlob>>,
+/// The index entries of the packs `wanted`, read again from the live index files: only the
+/// packs whose data is read need them, and the structure pass does not hold them all.
+async fn blob_lists(
+    repo: &Repository,
+    live: &[Id],
+    wanted: &[Id],
+    errors: &mut Vec<CheckError>,
+) -> Result<HashMap<Id, Vec<PackedBlob>>> {
+    let mut lists = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(lists);
+    }
+    let wanted: HashSet<Id> = wanted.iter().copied().collect();
+    repo.for_each_index_file(live, |id, f| {
+        match f {
+            Ok(f) => {
+                for p in f.packs.into_iter().filter(|p| wanted.contains(&p.id)) {
+                    lists.entry(p.id).or_insert(p.blobs);
+                }
+            }
+            Err(e) => errors.push(damage(
+                Damaged::IndexFile,
+                id,
+                format!("index file {}: cannot be read again: {e}", id.short()),
+            )),
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(lists)
+}
+
+fn select_packs<T>(
+    packs: &HashMap<Id, T>,
     on_storage: &HashMap<Id, u64>,
     how: ReadData,
 ) -> Vec<Id> {

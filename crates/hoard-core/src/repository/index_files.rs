@@ -13,6 +13,38 @@ use crate::error::{Error, Result};
 use crate::format::index::{IndexBatcher, IndexFile, IndexPack};
 use crate::id::Id;
 
+/// What [`Repository::load_live_index`] reports as it reads.
+pub(crate) enum IndexEvent<'a> {
+    /// An index file was read and checked; its entries are in the table.
+    Loaded(&'a IndexFile),
+    /// An index file could not be read.
+    Unreadable,
+    /// Everything reported so far is void: some files read are superseded by others, and the
+    /// rest are read again without them (only after an interrupted prune).
+    Restart,
+}
+
+/// The index files read by [`Repository::load_live_index`], not yet in use.
+pub(crate) struct LoadedIndex {
+    index: Index,
+    source: IndexSource,
+    /// Index files that could not be read, and why. Those superseded are not damage.
+    pub(crate) unreadable: Vec<(Id, Error)>,
+    /// Every index file some live one supersedes.
+    pub(crate) superseded: HashSet<Id>,
+}
+
+impl LoadedIndex {
+    /// The live index files the table was built from.
+    pub(crate) fn live(&self) -> &[Id] {
+        &self.source.live
+    }
+}
+
+fn is_damage(e: &Error) -> bool {
+    matches!(e, Error::Corrupt { .. } | Error::Authentication(_))
+}
+
 impl Repository {
     pub(crate) fn blob_location(&self, id: &Id) -> Option<BlobLocation> {
         self.index().get(id)
@@ -24,60 +56,107 @@ impl Repository {
         self.blob_location(id).map(|l| u64::from(l.blob.raw_length))
     }
 
-    /// Re-reads every index file not superseded by another, streaming: at most a few index
-    /// files are decoded at once, so the peak is the in-memory table, not the table plus every
-    /// file's document. An index file that cannot be read (damaged, or planted without the
-    /// key) is left out with a warning, so that what does not need it keeps working; prune
-    /// refuses to run until `repair index` has replaced it.
+    /// Re-reads every index file not superseded by another into the in-memory index. An
+    /// index file that cannot be read (damaged, or planted without the key) is left out with a
+    /// warning, so that what does not need it keeps working; prune refuses to run until
+    /// `repair index` has replaced it. Any other error (storage unreachable) leaves the index
+    /// as it was.
     pub(crate) async fn reload_index(&self) -> Result<()> {
         let ids = self.list(FileKind::Index).await?;
+        let mut loaded = self.load_live_index(ids, true, |_| {}).await?;
+        if let Some(i) = loaded.unreadable.iter().position(|(_, e)| !is_damage(e)) {
+            return Err(loaded.unreadable.swap_remove(i).1);
+        }
+        for (id, e) in loaded
+            .unreadable
+            .iter()
+            .filter(|(id, _)| !loaded.superseded.contains(id))
+        {
+            tracing::warn!(
+                "skipping index file {}: {e} (`hoard repair index` rebuilds the index)",
+                id.short()
+            );
+        }
+        self.install_index(loaded);
+        Ok(())
+    }
+
+    /// Streams the index files `ids` (as listed) into a new in-memory table, skipping those
+    /// another one supersedes: at most a few files are decoded at once, so the peak is the
+    /// table, not the table plus every file's document. `each` sees every file as it is read,
+    /// for a caller that keeps more than the table (check). Nothing is installed yet; without
+    /// `build`, the files are only read and checked (the table stays empty).
+    pub(crate) async fn load_live_index(
+        &self,
+        ids: Vec<Id>,
+        build: bool,
+        mut each: impl FnMut(IndexEvent<'_>),
+    ) -> Result<LoadedIndex> {
         let mut skip: HashSet<Id> = Default::default();
+        let mut unreadable: Vec<(Id, Error)> = Vec::new();
         loop {
+            let failed: HashSet<Id> = unreadable.iter().map(|(id, _)| *id).collect();
             let todo: Vec<Id> = ids
                 .iter()
-                .filter(|id| !skip.contains(id))
+                .filter(|id| !skip.contains(id) && !failed.contains(id))
                 .copied()
                 .collect();
             let mut index = Index::new();
             let mut superseded: HashSet<Id> = Default::default();
-            let mut damaged = Vec::new();
             self.for_each_index_file(&todo, |id, f| {
-                let f = match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
-                    Ok(f) => f,
-                    Err(e @ (Error::Corrupt { .. } | Error::Authentication(_))) => {
-                        tracing::warn!(
-                            "skipping index file {}: {e} (`hoard repair index` rebuilds the index)",
-                            id.short()
-                        );
-                        damaged.push(id);
-                        return Ok(());
+                match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
+                    Ok(f) => {
+                        superseded.extend(f.supersedes.iter().copied());
+                        if build {
+                            index.add_file(&f);
+                        }
+                        each(IndexEvent::Loaded(&f));
                     }
-                    Err(e) => return Err(e),
-                };
-                superseded.extend(f.supersedes.iter().copied());
-                index.add_file(&f);
+                    Err(e) => {
+                        each(IndexEvent::Unreadable);
+                        unreadable.push((id, e));
+                    }
+                }
                 Ok(())
             })
             .await?;
-            if todo.iter().any(|id| superseded.contains(id)) {
+            let failed: HashSet<Id> = unreadable.iter().map(|(id, _)| *id).collect();
+            let live: Vec<Id> = todo.into_iter().filter(|id| !failed.contains(id)).collect();
+            if live.iter().any(|id| superseded.contains(id)) {
                 // Only after an interrupted prune: load again without the replaced files.
                 skip.extend(superseded);
+                each(IndexEvent::Restart);
                 continue;
             }
-            if let Some(c) = self.cache() {
-                c.retain(Cached::Index, &ids.iter().copied().collect());
-                c.retain(Cached::TreePack, &index.pack_ids().collect());
-            }
-            self.set_index(
+            superseded.extend(skip);
+            let damaged = unreadable
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !superseded.contains(id))
+                .collect();
+            return Ok(LoadedIndex {
                 index,
-                IndexSource {
+                source: IndexSource {
                     listed: ids,
-                    live: todo,
+                    live,
                     damaged,
                 },
-            );
-            return Ok(());
+                unreadable,
+                superseded,
+            });
         }
+    }
+
+    /// Makes a loaded index the one lookups use.
+    pub(crate) fn install_index(&self, loaded: LoadedIndex) {
+        if let Some(c) = self.cache() {
+            c.retain(
+                Cached::Index,
+                &loaded.source.listed.iter().copied().collect(),
+            );
+            c.retain(Cached::TreePack, &loaded.index.pack_ids().collect());
+        }
+        self.set_index(loaded.index, loaded.source);
     }
 
     /// Refuses an index file that lists a blob with lengths no writer produces: anyone who
@@ -189,26 +268,6 @@ impl Repository {
         self.save_doc(FileKind::Index, &batch.finish(supersedes))
             .await?;
         Ok(files_written + 1)
-    }
-
-    /// Builds the in-memory index from these index files (those superseded by another one in
-    /// the list are skipped).
-    pub(crate) fn install_index(&self, files: &[(Id, IndexFile)]) {
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let mut index = Index::new();
-        let mut source = IndexSource::default();
-        for (id, f) in files {
-            source.listed.push(*id);
-            if !superseded.contains(id) {
-                index.add_file(f);
-                source.live.push(*id);
-            }
-        }
-        source.listed.sort();
-        self.set_index(index, source);
     }
 
     fn set_index(&self, mut index: Index, source: IndexSource) {
