@@ -294,10 +294,12 @@ impl Batches<'_> {
         }
         let (overwrite, dry_run) = (self.opts.overwrite, self.opts.dry_run);
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            create_dirs_and_specials(&shared, &dirs, others, overwrite, dry_run)
-        })
-        .await?;
+        let new_dirs = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                create_dirs_and_specials(&shared, &dirs, others, overwrite, dry_run)
+            })
+            .await?,
+        );
 
         // In groups: one blocking task per file would cost more than the file itself.
         let mut groups: Vec<Vec<PlannedFile>> = Vec::new();
@@ -308,10 +310,14 @@ impl Batches<'_> {
         let prepared: Vec<Vec<PlannedFile>> = futures::stream::iter(groups)
             .map(|group| {
                 let shared = self.shared.clone();
+                let new_dirs = new_dirs.clone();
                 tokio::task::spawn_blocking(move || {
                     group
                         .into_iter()
-                        .filter(|f| prepare(&shared, f, overwrite, dry_run))
+                        .filter(|f| {
+                            let in_new_dir = f.dest.parent().is_some_and(|d| new_dirs.contains(d));
+                            prepare(&shared, f, in_new_dir, overwrite, dry_run)
+                        })
                         .collect()
                 })
             })
@@ -355,17 +361,19 @@ impl Batches<'_> {
 }
 
 /// Creates the directories a batch needs (parents first) and its symlinks, fifos and
-/// devices.
+/// devices. Returns the directories that were not there before: nothing in them needs to be
+/// looked at before it is created.
 fn create_dirs_and_specials(
     shared: &Shared,
     dirs: &[PathBuf],
     others: Vec<(PathBuf, crate::format::tree::Node)>,
     overwrite: Overwrite,
     dry_run: bool,
-) {
+) -> HashSet<PathBuf> {
+    let mut new_dirs = HashSet::new();
     if dry_run {
         shared.lock_summary().specials += others.len() as u64;
-        return;
+        return new_dirs;
     }
     for dir in dirs {
         match std::fs::symlink_metadata(dir) {
@@ -376,11 +384,12 @@ fn create_dirs_and_specials(
                     shared.soft(dir, &e);
                 }
             }
-            Err(_) => {
-                if let Err(e) = std::fs::create_dir_all(dir) {
-                    shared.soft(dir, &e);
+            Err(_) => match std::fs::create_dir_all(dir) {
+                Ok(()) => {
+                    new_dirs.insert(dir.clone());
                 }
-            }
+                Err(e) => shared.soft(dir, &e),
+            },
         }
     }
     for (path, node) in &others {
@@ -398,13 +407,20 @@ fn create_dirs_and_specials(
             Err(e) => shared.soft(path, &e),
         }
     }
+    new_dirs
 }
 
 /// Prepares one file by the overwrite policy and counts it; true when blobs remain to be
 /// written into it. A file with nothing to write is finished here.
-fn prepare(shared: &Shared, f: &PlannedFile, overwrite: Overwrite, dry_run: bool) -> bool {
+fn prepare(
+    shared: &Shared,
+    f: &PlannedFile,
+    in_new_dir: bool,
+    overwrite: Overwrite,
+    dry_run: bool,
+) -> bool {
     let key = shared.repo.key();
-    let prepared = match prepare_file(f, key, overwrite, dry_run) {
+    let prepared = match prepare_file(f, key, in_new_dir, overwrite, dry_run) {
         Ok(p) => p,
         Err(e) => {
             shared.soft(&f.dest, &e);

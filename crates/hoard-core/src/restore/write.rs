@@ -31,14 +31,20 @@ pub(super) enum Prepared {
 }
 
 /// Decides, by the overwrite policy, whether a file is written; creates it at its final
-/// size when it is (not in a dry run).
+/// size when it is (not in a dry run). In a directory this restore created (`in_new_dir`)
+/// nothing is looked up first: the file is created with `O_EXCL`, which refuses anything put
+/// there since.
 pub(super) fn prepare_file(
     f: &PlannedFile,
     key: &crate::format::crypto::MasterKey,
+    in_new_dir: bool,
     overwrite: Overwrite,
     dry_run: bool,
 ) -> std::io::Result<Prepared> {
-    let existing = std::fs::symlink_metadata(&f.dest).ok();
+    let existing = match in_new_dir {
+        true => None,
+        false => std::fs::symlink_metadata(&f.dest).ok(),
+    };
     if let Some(md) = &existing {
         match overwrite {
             Overwrite::Never => return Ok(Prepared::Keep),
