@@ -29,8 +29,8 @@ use crate::format::tree::NodeType;
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
 use crate::repository::cache::LastCheck;
-use crate::repository::IndexEvent;
 use crate::repository::{FileKind, LockNeed, Repository};
+use crate::repository::{IndexEvent, LoadIndex};
 use crate::walk::{find_path, walk_unique_trees};
 
 /// Which packs `check` downloads.
@@ -201,8 +201,13 @@ async fn check_unlocked(
     // there: a second one would double check's peak memory.
     let build = !repo.index_built_from(&ids);
     let mut packs: HashMap<Id, u64> = HashMap::new();
+    // Every index file that cannot be read is reported, whatever the reason.
+    let how = LoadIndex {
+        build,
+        give_up: |_| false,
+    };
     let loaded = repo
-        .load_live_index(ids, build, |event| match event {
+        .load_live_index(ids, how, |event| match event {
             IndexEvent::Loaded(f) => {
                 progress.advance(1, 0);
                 for p in &f.packs {

@@ -24,6 +24,15 @@ pub(crate) enum IndexEvent<'a> {
     Restart,
 }
 
+/// How [`Repository::load_live_index`] reads.
+pub(crate) struct LoadIndex {
+    /// Whether to build the table; without, the files are only read and checked.
+    pub(crate) build: bool,
+    /// Errors that end the loading at once (a storage outage would otherwise be met once per
+    /// file); the others leave their file out as unreadable.
+    pub(crate) give_up: fn(&Error) -> bool,
+}
+
 /// The index files read by [`Repository::load_live_index`], not yet in use.
 pub(crate) struct LoadedIndex {
     index: Index,
@@ -63,10 +72,11 @@ impl Repository {
     /// as it was.
     pub(crate) async fn reload_index(&self) -> Result<()> {
         let ids = self.list(FileKind::Index).await?;
-        let mut loaded = self.load_live_index(ids, true, |_| {}).await?;
-        if let Some(i) = loaded.unreadable.iter().position(|(_, e)| !is_damage(e)) {
-            return Err(loaded.unreadable.swap_remove(i).1);
-        }
+        let load = LoadIndex {
+            build: true,
+            give_up: |e| !is_damage(e),
+        };
+        let loaded = self.load_live_index(ids, load, |_| {}).await?;
         for (id, e) in loaded
             .unreadable
             .iter()
@@ -84,12 +94,11 @@ impl Repository {
     /// Streams the index files `ids` (as listed) into a new in-memory table, skipping those
     /// another one supersedes: at most a few files are decoded at once, so the peak is the
     /// table, not the table plus every file's document. `each` sees every file as it is read,
-    /// for a caller that keeps more than the table (check). Nothing is installed yet; without
-    /// `build`, the files are only read and checked (the table stays empty).
+    /// for a caller that keeps more than the table (check). Nothing is installed yet.
     pub(crate) async fn load_live_index(
         &self,
         ids: Vec<Id>,
-        build: bool,
+        how: LoadIndex,
         mut each: impl FnMut(IndexEvent<'_>),
     ) -> Result<LoadedIndex> {
         let mut skip: HashSet<Id> = Default::default();
@@ -107,11 +116,12 @@ impl Repository {
                 match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
                     Ok(f) => {
                         superseded.extend(f.supersedes.iter().copied());
-                        if build {
+                        if how.build {
                             index.add_file(&f);
                         }
                         each(IndexEvent::Loaded(&f));
                     }
+                    Err(e) if (how.give_up)(&e) => return Err(e),
                     Err(e) => {
                         each(IndexEvent::Unreadable);
                         unreadable.push((id, e));

@@ -44,7 +44,7 @@ use index::Index;
 use lock::LockOptions;
 use storage::{location_of, read_all, Storage};
 
-pub(crate) use index_files::IndexEvent;
+pub(crate) use index_files::{IndexEvent, LoadIndex};
 pub use locked::{Lease, LockNeed};
 pub use storage::{
     conditional_create_works, list_ids, local_operator, repository_exists, FileKind, CONFIG_PATH,
