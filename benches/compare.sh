@@ -121,6 +121,9 @@ repo() {
 # measure NAME CMD...: appends "seconds rss_kib cpu_seconds" to $work/NAME.times
 measure() {
     local name=$1; shift
+    # Each step starts with nothing of the one before left to write back (restic's backup
+    # wrote ~180 MB just before hoard's re-backup): neither tool pays for the other's writes.
+    sync
     /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
     tail -n 1 "$work/t" | awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' >> "$work/$name.times"
 }
