@@ -44,17 +44,6 @@ pub(super) fn open_regular(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// A file read with plain `read` calls. std's `read_to_end` on a `File` first sizes the
-/// buffer with an fstat and an lseek: two syscalls a file, where the walk's listed size
-/// already sized it.
-struct PlainReads(File);
-
-impl Read for PlainReads {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
 /// Chunks one file and stores its new chunks; fills in `node.content` and `node.size`.
 pub(super) fn read_file(
     saver: &SaverHandle,
@@ -64,7 +53,7 @@ pub(super) fn read_file(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<(), ReadError> {
-    let mut file = PlainReads(open_regular(path).map_err(ReadError::Soft)?);
+    let mut file = open_regular(path).map_err(ReadError::Soft)?;
     // Where a test holds a reader as a hung network mount would.
     crate::testhook::hook_blocking("file-read");
     let mut content = Vec::new();
