@@ -44,6 +44,11 @@ pub(crate) struct LoadedIndex {
 }
 
 impl LoadedIndex {
+    /// Every index file that was listed (sorted).
+    pub(crate) fn listed(&self) -> &[Id] {
+        &self.source.listed
+    }
+
     /// The live index files the table was built from.
     pub(crate) fn live(&self) -> &[Id] {
         &self.source.live
@@ -103,8 +108,9 @@ impl Repository {
     ) -> Result<LoadedIndex> {
         let mut skip: HashSet<Id> = Default::default();
         let mut unreadable: Vec<(Id, Error)> = Vec::new();
+        // The ids in `unreadable`: a file that failed is not read again after a restart.
+        let mut failed: HashSet<Id> = Default::default();
         loop {
-            let failed: HashSet<Id> = unreadable.iter().map(|(id, _)| *id).collect();
             let todo: Vec<Id> = ids
                 .iter()
                 .filter(|id| !skip.contains(id) && !failed.contains(id))
@@ -112,6 +118,7 @@ impl Repository {
                 .collect();
             let mut index = Index::new();
             let mut superseded: HashSet<Id> = Default::default();
+            let mut live = Vec::new();
             self.for_each_index_file(&todo, |id, f| {
                 match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
                     Ok(f) => {
@@ -120,18 +127,19 @@ impl Repository {
                             index.add_file(&f);
                         }
                         each(IndexEvent::Loaded(&f));
+                        live.push(id);
                     }
                     Err(e) if (how.give_up)(&e) => return Err(e),
                     Err(e) => {
                         each(IndexEvent::Unreadable);
+                        failed.insert(id);
                         unreadable.push((id, e));
                     }
                 }
                 Ok(())
             })
             .await?;
-            let failed: HashSet<Id> = unreadable.iter().map(|(id, _)| *id).collect();
-            let live: Vec<Id> = todo.into_iter().filter(|id| !failed.contains(id)).collect();
+            live.sort_unstable(); // in the listing's order, whatever order the reads ended in
             if live.iter().any(|id| superseded.contains(id)) {
                 // Only after an interrupted prune: load again without the replaced files.
                 skip.extend(superseded);
