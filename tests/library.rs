@@ -90,6 +90,76 @@ async fn memory_repository_round_trip_and_typed_errors() {
     assert!(hoard::list_shares(&reopened).await.unwrap().is_empty());
 }
 
+/// The tree id of the directory at `path` (absolute) in a snapshot whose root tree is `root`.
+async fn tree_at(repo: &Repository, root: hoard::id::Id, path: &std::path::Path) -> hoard::id::Id {
+    let mut id = root;
+    for part in path.strip_prefix("/").unwrap().components() {
+        let name = part.as_os_str().as_encoded_bytes();
+        let tree = repo.load_tree(&id).await.unwrap();
+        let node = tree.nodes.iter().find(|n| n.name.0 == name).unwrap();
+        id = node.subtree.unwrap();
+    }
+    id
+}
+
+/// A re-backup takes an unchanged directory's tree from the parent snapshot as it is; a
+/// directory with a changed entry, and every directory above it, gets a new tree, and the
+/// new snapshot restores the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebackup_keeps_the_trees_of_unchanged_directories_only() {
+    let repo = Repository::init(memory(), b"pw", cheap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("same/inner")).unwrap();
+    std::fs::create_dir_all(src.join("changes")).unwrap();
+    std::fs::write(src.join("same/inner/x"), b"x").unwrap();
+    std::fs::write(src.join("same/y"), b"y").unwrap();
+    std::fs::write(src.join("changes/z"), b"z").unwrap();
+    let opts = BackupOptions {
+        paths: vec![src.clone()],
+        ..Default::default()
+    };
+    let first = backup(&repo, opts.clone(), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    std::fs::write(src.join("changes/z"), b"z, and longer now").unwrap();
+    let second = backup(&repo, opts, Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(second.summary.files_changed, 1);
+    assert_eq!(second.summary.files_unmodified, 2);
+
+    let (a, b) = (first.snapshot.snapshot.tree, second.snapshot.snapshot.tree);
+    for same in ["same", "same/inner"] {
+        let p = src.join(same);
+        assert_eq!(
+            tree_at(&repo, a, &p).await,
+            tree_at(&repo, b, &p).await,
+            "{same}"
+        );
+    }
+    for changed in [src.join("changes"), src.clone(), dir.path().to_path_buf()] {
+        assert_ne!(
+            tree_at(&repo, a, &changed).await,
+            tree_at(&repo, b, &changed).await,
+            "{}",
+            changed.display()
+        );
+    }
+    // The directories above the backed-up path are the snapshot's frame, not counted.
+    assert_eq!(second.summary.dirs_unmodified, 2, "same, same/inner");
+    assert_eq!(second.summary.dirs_changed, 2, "changes, src");
+
+    let target = dir.path().join("out");
+    let ropts = RestoreOptions {
+        target: target.clone(),
+        ..Default::default()
+    };
+    let s = restore(&repo, &second.snapshot, &ropts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
 /// An embedding program reaches an S3 repository through `hoard::s3::connect`.
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_repository_through_the_library() {

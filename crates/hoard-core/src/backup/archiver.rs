@@ -410,7 +410,13 @@ impl Archiver {
             let me = self.clone();
             Ok(Pending::Task(tokio::spawn(async move {
                 let nodes = collect(children, &me.cancel).await?;
-                let id = me.saver.save_tree(Tree { nodes }.to_bytes()).await?;
+                let id = match (old_subtree, parent) {
+                    // The parent's tree blob, read and verified above, holds exactly these
+                    // nodes: its id is this directory's without encoding and hashing the tree
+                    // again (what most of an unchanged re-backup's directories cost).
+                    (Some(old), Some(p)) if p.nodes == nodes && me.saver.known(&[old]) => old,
+                    _ => me.saver.save_tree(Tree { nodes }.to_bytes()).await?,
+                };
                 let counter = match old_subtree {
                     Some(o) if o == id => &me.counters.dirs_unmodified,
                     Some(_) => &me.counters.dirs_changed,

@@ -102,12 +102,19 @@ impl Shared {
         }
     }
 
-    /// Whether every blob is indexed or being stored by this run.
+    /// Whether every blob is indexed or being stored by this run. The set of blobs in flight
+    /// is locked only for ids the index lacks: an unchanged re-backup asks this for every
+    /// file, from every walker at once.
     fn known(&self, ids: &[Id]) -> bool {
-        let index = self.repo.index();
+        let missing: Vec<&Id> = {
+            let index = self.repo.index();
+            ids.iter().filter(|id| !index.contains(id)).collect()
+        };
+        if missing.is_empty() {
+            return true;
+        }
         let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        ids.iter()
-            .all(|id| index.contains(id) || in_flight.contains(id))
+        missing.iter().all(|id| in_flight.contains(id))
     }
 
     /// Adds an encoded blob; returns the pack when it reached the target size.
