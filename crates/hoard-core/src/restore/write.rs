@@ -311,7 +311,7 @@ impl PackTask {
             };
             let (files, path) = (files.clone(), path.clone());
             tokio::task::spawn_blocking(move || {
-                write_group(&files, pack, &path, job.start, &buf.to_bytes(), &job.uses)
+                write_group(&files, pack, &path, job.start, &buf, &job.uses)
             })
             .await?;
         }
@@ -355,13 +355,16 @@ fn read_jobs(mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
     jobs
 }
 
-/// Decrypts, decompresses, verifies and writes one downloaded range.
+/// Decrypts, decompresses, verifies and writes one downloaded range. The range stays in the
+/// pieces it arrived in (an HTTP body is many): each blob is taken out on its own, so that
+/// only a blob lying across two pieces is copied, not the whole range once more per pack in
+/// flight.
 fn write_group(
     ctx: &BatchFiles,
     pack: Id,
     path: &str,
     start: u64,
-    bytes: &[u8],
+    bytes: &opendal::Buffer,
     group: &[(PackedBlob, usize, u64)],
 ) {
     let shared = &ctx.shared;
@@ -370,10 +373,11 @@ fn write_group(
         if last.as_ref().map(|l| l.0) != Some(blob.id) {
             let from = (blob.offset as u64 - start) as usize;
             let loc = crate::repository::index::BlobLocation { pack, blob: *blob };
-            let decoded = bytes
-                .get(from..from + blob.length as usize)
+            let end = from + blob.length as usize;
+            let decoded = (end <= bytes.len())
+                .then(|| bytes.slice(from..end).to_bytes())
                 .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))
-                .and_then(|sealed| shared.repo.decode_located_blob(&loc, sealed));
+                .and_then(|sealed| shared.repo.decode_located_blob(&loc, &sealed));
             match decoded {
                 Ok(plain) => last = Some((blob.id, plain)),
                 Err(e) => {
