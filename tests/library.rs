@@ -64,16 +64,7 @@ async fn memory_repository_round_trip_and_typed_errors() {
     assert_eq!(again.summary.data_blobs, 0);
     assert_eq!(again.snapshot.snapshot.parent, Some(done.snapshot.id));
 
-    let target = dir.path().join("out");
-    let ropts = RestoreOptions {
-        target: target.clone(),
-        ..Default::default()
-    };
-    let s = restore(&reopened, &again.snapshot, &ropts, Arc::new(NoProgress))
-        .await
-        .unwrap();
-    assert!(s.errors.is_empty(), "{:?}", s.errors);
-    common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restores_as(&reopened, &again.snapshot, &src, &dir.path().join("out")).await;
 
     // Memory storage cannot sign URLs: share says so, typed, and writes nothing.
     let snap = &again.snapshot;
@@ -88,6 +79,24 @@ async fn memory_repository_round_trip_and_typed_errors() {
     .unwrap_err();
     assert!(matches!(e, Error::Share(_)), "{e}");
     assert!(hoard::list_shares(&reopened).await.unwrap().is_empty());
+}
+
+/// Restores `snap` into `target` without errors and finds `src` there as it is now.
+async fn restores_as(
+    repo: &Repository,
+    snap: &hoard::SnapshotEntry,
+    src: &std::path::Path,
+    target: &std::path::Path,
+) {
+    let ropts = RestoreOptions {
+        target: target.to_path_buf(),
+        ..Default::default()
+    };
+    let s = restore(repo, snap, &ropts, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    common::assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
 /// The tree id of the directory at `path` (absolute) in a snapshot whose root tree is `root`.
@@ -148,16 +157,7 @@ async fn a_rebackup_keeps_the_trees_of_unchanged_directories_only() {
     assert_eq!(second.summary.dirs_unmodified, 2, "same, same/inner");
     assert_eq!(second.summary.dirs_changed, 2, "changes, src");
 
-    let target = dir.path().join("out");
-    let ropts = RestoreOptions {
-        target: target.clone(),
-        ..Default::default()
-    };
-    let s = restore(&repo, &second.snapshot, &ropts, Arc::new(NoProgress))
-        .await
-        .unwrap();
-    assert!(s.errors.is_empty(), "{:?}", s.errors);
-    common::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restores_as(&repo, &second.snapshot, &src, &dir.path().join("out")).await;
 }
 
 /// An embedding program reaches an S3 repository through `hoard::s3::connect`.
