@@ -77,9 +77,9 @@ pub fn main() -> ExitCode {
 /// The arena count stays glibc's own: capping it at two, as this also did before, made the
 /// walk's threads queue for the allocator's locks, and an unchanged re-backup ran 12%
 /// slower. A pool of chunk buffers, tried in place of this tuning, held more, not less: the
-/// toolchain backup peaked +36 to +55 MiB without the threshold and +13 to +20 with it
-/// (against +3), since a pooled buffer keeps the pages of the largest chunk it ever held
-/// where freed blocks are coalesced and reused by size.
+/// toolchain backup peaked +36 to +55 MiB with no tuning and +13 to +20 with the tuning of
+/// the time (against +3), since a pooled buffer keeps the pages of the largest chunk it ever
+/// held where freed blocks are coalesced and reused by size.
 fn limit_allocator_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
