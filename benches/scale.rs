@@ -8,7 +8,9 @@
 //! (sealed, 50,000 blobs each), and pack files of the length their entries add up to, sparse
 //! (nothing reads their contents here). No snapshot exists, so prune's plan finds every pack
 //! unused, which is its largest plan. Each operation runs in a child process of its own so its
-//! peak RSS (VmHWM) is its own; the baseline is the same child opening nothing.
+//! peak RSS (VmHWM) is its own; the baseline is the same child opening nothing. "Kept" is what
+//! stays resident once the operation is done (with the repository still open): what a
+//! long-running process (the web console, a mount) holds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark fails loudly
 
@@ -50,16 +52,17 @@ fn main() {
     );
     let base = child("baseline", dir.path());
     println!(
-        "{:<22} {:>9} {:>12} {:>12}",
-        "operation", "seconds", "peak MiB", "bytes/blob"
+        "{:<22} {:>9} {:>12} {:>12} {:>12}",
+        "operation", "seconds", "peak MiB", "bytes/blob", "kept/blob"
     );
     for what in ["open", "check (structure)", "prune plan"] {
-        let (secs, hwm) = child(what, dir.path());
-        let above = hwm.saturating_sub(base.1);
+        let (secs, hwm, kept) = child(what, dir.path());
+        let per_blob = |bytes: u64| bytes.saturating_sub(base.1) as f64 / blobs as f64;
         println!(
-            "{what:<22} {secs:>9.2} {:>12.1} {:>12.1}",
+            "{what:<22} {secs:>9.2} {:>12.1} {:>12.1} {:>12.1}",
             hwm as f64 / 1048576.0,
-            above as f64 / blobs as f64
+            per_blob(hwm),
+            per_blob(kept)
         );
     }
     println!(
@@ -68,8 +71,9 @@ fn main() {
     );
 }
 
-/// Runs one measurement in a fresh process; returns its seconds and peak RSS in bytes.
-fn child(what: &str, dir: &Path) -> (f64, u64) {
+/// Runs one measurement in a fresh process; returns its seconds, and its peak and final RSS in
+/// bytes.
+fn child(what: &str, dir: &Path) -> (f64, u64, u64) {
     let out = Command::new(std::env::current_exe().expect("exe"))
         .args(["measure", what])
         .arg(dir)
@@ -84,17 +88,17 @@ fn child(what: &str, dir: &Path) -> (f64, u64) {
     let mut it = text.split_whitespace();
     let secs = it.next().and_then(|s| s.parse().ok()).expect("seconds");
     let hwm = it.next().and_then(|s| s.parse().ok()).expect("hwm");
-    (secs, hwm)
+    let kept = it.next().and_then(|s| s.parse().ok()).expect("rss");
+    (secs, hwm, kept)
 }
 
 async fn measure(what: &str, dir: &Path) {
     let started = Instant::now();
     let op = || hoard::repository::storage::local_operator(dir, false).expect("operator");
-    match what {
-        "baseline" => {}
-        "open" => {
-            Repository::open(op(), PASSWORD).await.expect("open");
-        }
+    // Kept open until measured, for the "kept" column.
+    let _repo = match what {
+        "baseline" => None,
+        "open" => Some(Repository::open(op(), PASSWORD).await.expect("open")),
         "check (structure)" => {
             let repo = Repository::open(op(), PASSWORD).await.expect("open");
             let opts = hoard::CheckOptions {
@@ -104,6 +108,7 @@ async fn measure(what: &str, dir: &Path) {
                 .await
                 .expect("check");
             assert!(report.is_clean(), "{:?}", report.errors.first());
+            Some(repo)
         }
         "prune plan" => {
             let repo = Repository::open(op(), PASSWORD).await.expect("open");
@@ -114,18 +119,24 @@ async fn measure(what: &str, dir: &Path) {
             hoard::prune(&repo, &opts, &hoard::NoProgress)
                 .await
                 .expect("prune");
+            Some(repo)
         }
         other => panic!("unknown measurement {other}"),
-    }
-    println!("{} {}", started.elapsed().as_secs_f64(), peak_rss());
+    };
+    println!(
+        "{} {} {}",
+        started.elapsed().as_secs_f64(),
+        rss("VmHWM:"),
+        rss("VmRSS:")
+    );
 }
 
-/// VmHWM of this process, in bytes.
-fn peak_rss() -> u64 {
+/// A size from this process's status (VmHWM: its peak RSS; VmRSS: now), in bytes.
+fn rss(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }

@@ -162,8 +162,17 @@ pub fn seal_doc<T: Serialize>(key: &MasterKey, doc: &T) -> Result<Vec<u8>> {
 
 /// Opens a sealed document; `what` names the file in errors.
 pub fn open_doc<T: DeserializeOwned>(key: &MasterKey, sealed: &[u8], what: &str) -> Result<T> {
-    let plain = key.open(sealed, what)?;
-    let json = decode_doc_payload(&plain, what)?;
+    open_doc_in_place(key, &mut sealed.to_vec(), what)
+}
+
+/// [`open_doc`] on a buffer the caller gives up: decrypted where it lies instead of copied.
+pub fn open_doc_in_place<T: DeserializeOwned>(
+    key: &MasterKey,
+    sealed: &mut [u8],
+    what: &str,
+) -> Result<T> {
+    let plain = key.open_in_place(sealed, what)?;
+    let json = decode_doc_payload(plain, what)?;
     serde_json::from_slice(&json).map_err(|e| Error::corrupt_by(what, e))
 }
 

@@ -72,6 +72,16 @@ impl MasterKey {
         open_with(&self.cipher(), sealed, what)
     }
 
+    /// [`MasterKey::open`] without a copy: decrypts the sealed object where it lies and
+    /// returns its plaintext, a slice of `sealed`.
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8], what: &str) -> Result<&'a [u8]> {
+        let (nonce, tag) = nonce_and_tag(sealed, what)?;
+        let end = sealed.len() - TAG_LEN;
+        let ct = &mut sealed[NONCE_LEN..end];
+        decrypt(&self.cipher(), &nonce, ct, &tag, what)?;
+        Ok(ct)
+    }
+
     pub(super) fn to_bytes(&self) -> [u8; 64] {
         let mut b = [0u8; 64];
         b[..32].copy_from_slice(&self.encrypt);
@@ -116,27 +126,64 @@ fn seal_into_with(cipher: &XChaCha20Poly1305, plaintext: &[u8], out: &mut Vec<u8
 }
 
 pub(super) fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    let (nonce, tag) = nonce_and_tag(sealed, what)?;
+    let mut buf = sealed[NONCE_LEN..sealed.len() - TAG_LEN].to_vec();
+    decrypt(cipher, &nonce, &mut buf, &tag, what)?;
+    Ok(buf)
+}
+
+/// The nonce and tag around a sealed object's ciphertext, or why it cannot be one.
+fn nonce_and_tag(sealed: &[u8], what: &str) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN])> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(Error::corrupt(what, "shorter than nonce and tag"));
     }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut buf = ct.to_vec();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&sealed[..NONCE_LEN]);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&sealed[sealed.len() - TAG_LEN..]);
+    Ok((nonce, tag))
+}
+
+fn decrypt(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8; NONCE_LEN],
+    ct: &mut [u8],
+    tag: &[u8; TAG_LEN],
+    what: &str,
+) -> Result<()> {
     cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            b"",
-            &mut buf,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| Error::Authentication(what.to_string()))?;
-    Ok(buf)
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), b"", ct, Tag::from_slice(tag))
+        .map_err(|_| Error::Authentication(what.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn opening_in_place_opens_what_open_opens_and_refuses_what_it_refuses() {
+        let k = MasterKey::random();
+        let sealed = k.seal(b"a document");
+        let mut copy = sealed.clone();
+        assert_eq!(k.open_in_place(&mut copy, "d").unwrap(), b"a document");
+        let mut tampered = sealed.clone();
+        tampered[NONCE_LEN] ^= 1;
+        assert!(matches!(
+            k.open_in_place(&mut tampered, "d"),
+            Err(Error::Authentication(_))
+        ));
+        assert!(k.open(&tampered, "d").is_err());
+        let mut short = sealed[..SEAL_OVERHEAD - 1].to_vec();
+        assert!(matches!(
+            k.open_in_place(&mut short, "d"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            MasterKey::random().open_in_place(&mut sealed.clone(), "d"),
+            Err(Error::Authentication(_))
+        ));
+    }
 
     proptest! {
         #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::cache::{Cache, Cached};
 use crate::error::{Error, Result};
-use crate::format::blob::{open_doc, seal_doc};
+use crate::format::blob::{open_doc_in_place, seal_doc};
 use crate::format::crypto::MasterKey;
 use crate::id::Id;
 
@@ -497,8 +497,8 @@ impl Storage {
 
     /// Reads, checks, opens and decodes a sealed document.
     pub async fn load_doc<T: DeserializeOwned>(&self, kind: FileKind, id: &Id) -> Result<T> {
-        let bytes = self.read_file(kind, id).await?;
-        open_doc(&self.key, &bytes, &kind.path(id))
+        let mut bytes = self.read_file(kind, id).await?;
+        open_doc_in_place(&self.key, &mut bytes, &kind.path(id))
     }
 
     /// Seals a document and stores it under its hash.
