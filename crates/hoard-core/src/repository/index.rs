@@ -120,12 +120,15 @@ fn head(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(h)
 }
 
+/// Fewer records than this are sorted on one thread: a thread costs more than it saves.
+const SPLIT_FROM: usize = 1 << 16;
+
 /// Sorts loading records by id on up to `threads` threads, without memory beyond the records:
 /// they are split in place by bit `bit` of their ids' first byte (above it, all of `records`
 /// agree), and each side is sorted on a thread of its own. Ids are uniformly random, so the
 /// sides are even. Sorting is a fifth of opening a repository of 10 million blobs.
 fn sort_records(records: &mut [[u8; LOADING_LEN]], bit: u32, threads: usize) {
-    if threads < 2 || bit >= 8 || records.len() < 1 << 16 {
+    if threads < 2 || bit >= 8 || records.len() < SPLIT_FROM {
         records.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a[..32].cmp(&b[..32])));
         return;
     }
@@ -215,7 +218,11 @@ impl Index {
         }
         drop(sorted);
 
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        // Asked only when it matters: the answer costs reads of cgroup files.
+        let threads = match self.loading.len() < SPLIT_FROM {
+            true => 1,
+            false => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        };
         sort_records(&mut self.loading, 0, threads);
         self.loading.dedup_by(|a, b| a[..32] == b[..32]);
         let records = &self.loading;
@@ -225,7 +232,7 @@ impl Index {
         self.buckets = Vec::with_capacity((1 << self.bits) + 1);
         let mut at = 0;
         for bucket in 0..1u64 << self.bits {
-            while at < kept && head(&records[at]) >> (64 - self.bits) < bucket {
+            while at < kept && self.bucket_of(&records[at]) < bucket {
                 at += 1;
             }
             self.buckets.push(at as u32);
@@ -244,16 +251,20 @@ impl Index {
         self.table = table;
     }
 
+    /// The bucket of a whole id (the table has at least [`MIN_BITS`] bits once sorted).
+    fn bucket_of(&self, id: &[u8]) -> u64 {
+        head(id) >> (64 - self.bits)
+    }
+
     /// Where `id` is in the sorted table.
     fn search(&self, id: &Id) -> Option<usize> {
         if self.buckets.is_empty() {
             return None; // nothing sorted yet
         }
-        let b = (head(&id.0) >> (64 - self.bits)) as usize;
-        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        let b = self.bucket_of(&id.0) as usize;
+        let (mut lo, mut hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         let tail = &id.0[IMPLIED..];
         let key = head(tail);
-        let (mut lo, mut hi) = (lo, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let r = self.record(mid);
