@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench scale                 # 10 million blobs
 //!   cargo bench --bench scale -- 1000000      # another count
+//!   cargo bench --bench scale -- 10000000 DIR # kept in DIR/10000000, reused next time
 //!
 //! The repository is real as far as these operations look: index files as hoard writes them
 //! (sealed, 50,000 blobs each), and pack files of the length their entries add up to, sparse
@@ -42,21 +43,33 @@ fn main() {
         .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let index_files = rt.block_on(generate(dir.path(), blobs));
-    println!(
-        "generated {blobs} blobs in {} packs and {index_files} index files in {:.1} s",
-        blobs.div_ceil(BLOBS_PER_PACK),
-        started.elapsed().as_secs_f64()
-    );
-    let base = child("baseline", dir.path());
+    // Generating 10 million blobs takes minutes; a kept repository skips that next time.
+    let temp;
+    let dir = match args.get(1) {
+        Some(kept) => Path::new(kept).join(blobs.to_string()),
+        None => {
+            temp = tempfile::tempdir().expect("tempdir");
+            temp.path().to_path_buf()
+        }
+    };
+    if dir.join("config").exists() {
+        println!("reusing the repository in {}", dir.display());
+    } else {
+        let started = Instant::now();
+        let index_files = rt.block_on(generate(&dir, blobs));
+        println!(
+            "generated {blobs} blobs in {} packs and {index_files} index files in {:.1} s",
+            blobs.div_ceil(BLOBS_PER_PACK),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let base = child("baseline", &dir);
     println!(
         "{:<22} {:>9} {:>12} {:>12} {:>12}",
         "operation", "seconds", "peak MiB", "bytes/blob", "kept/blob"
     );
     for what in ["open", "check (structure)", "prune plan"] {
-        let (secs, hwm, kept) = child(what, dir.path());
+        let (secs, hwm, kept) = child(what, &dir);
         let per_blob = |bytes: u64| bytes.saturating_sub(base.1) as f64 / blobs as f64;
         println!(
             "{what:<22} {secs:>9.2} {:>12.1} {:>12.1} {:>12.1}",

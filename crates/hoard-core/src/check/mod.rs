@@ -22,7 +22,7 @@ const NAMED: usize = 20;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::pack::{pack_file_len, BlobType};
+use crate::format::pack::BlobType;
 use crate::format::snapshot::SnapshotEntry;
 use crate::format::tree::NodeType;
 use crate::id::Id;
@@ -161,10 +161,10 @@ async fn check_unlocked(
     };
     let loaded = repo
         .load_live_index(ids, how, |event| match event {
-            IndexEvent::Loaded(f) => {
+            IndexEvent::Loaded(listed) => {
                 progress.advance(1, 0);
-                for p in &f.packs {
-                    packs.entry(p.id).or_insert_with(|| pack_file_len(&p.blobs));
+                for &(id, len) in listed {
+                    packs.entry(id).or_insert(len);
                 }
             }
             IndexEvent::Unreadable => progress.advance(1, 0),

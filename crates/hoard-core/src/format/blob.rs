@@ -112,6 +112,19 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// Decompresses into the room `out` has beyond its length, with this thread's context.
+fn decompress_to(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress_to_buffer(data, out).map(|_| ()),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 /// Whether `data` was compressed into `out`, smaller than it.
 fn compress_if_smaller(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     if data.len() < 64 {
@@ -171,9 +184,20 @@ pub fn open_doc_in_place<T: DeserializeOwned>(
     sealed: &mut [u8],
     what: &str,
 ) -> Result<T> {
-    let plain = key.open_in_place(sealed, what)?;
-    let json = decode_doc_payload(plain, what)?;
+    let mut json = Vec::new();
+    open_doc_json(key, sealed, what, &mut json)?;
     serde_json::from_slice(&json).map_err(|e| Error::corrupt_by(what, e))
+}
+
+/// The JSON of a sealed document, decrypted where it lies, into `json`; for a reader that
+/// parses it its own way (the index loader).
+pub fn open_doc_json(
+    key: &MasterKey,
+    sealed: &mut [u8],
+    what: &str,
+    json: &mut Vec<u8>,
+) -> Result<()> {
+    decode_doc_payload_into(key.open_in_place(sealed, what)?, what, json)
 }
 
 /// The largest document a reader decompresses: far above any index file hoard writes (tens
@@ -182,25 +206,46 @@ pub const MAX_DOCUMENT_LEN: u64 = 1 << 30;
 
 /// The JSON inside an opened document, for `cat`.
 pub fn decode_doc_payload(plain: &[u8], what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_doc_payload_into(plain, what, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_doc_payload`] into `out` (cleared first), for a reader of many documents that
+/// keeps one buffer: a new one of several MiB per index file leaves the allocator's heap
+/// holding tens of MiB after a large repository's index has loaded.
+pub fn decode_doc_payload_into(plain: &[u8], what: &str, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
     match plain.split_first() {
         Some((&DOC_JSON_ZSTD, rest)) => {
-            use std::io::Read;
-            let decoder =
-                zstd::stream::read::Decoder::new(rest).map_err(|e| Error::corrupt_by(what, e))?;
-            let mut out = Vec::new();
-            decoder
-                .take(MAX_DOCUMENT_LEN + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::corrupt_by(what, e))?;
-            if out.len() as u64 > MAX_DOCUMENT_LEN {
-                return Err(Error::corrupt(
-                    what,
-                    format!("decompresses to more than {MAX_DOCUMENT_LEN} bytes"),
-                ));
+            // In one pass into a buffer with room for all of it: a streaming decoder would
+            // allocate its window (MiBs) for every document. Documents do not record their
+            // length, so the room is a guess that doubles until the document fits.
+            let most = MAX_DOCUMENT_LEN as usize + 1;
+            let mut room = out
+                .capacity()
+                .max(rest.len().saturating_mul(8))
+                .clamp(1 << 16, most);
+            loop {
+                out.clear();
+                out.reserve_exact(room);
+                match decompress_to(rest, out) {
+                    Ok(()) if out.len() < most => return Ok(()),
+                    Ok(()) => break,
+                    Err(_) if room < most => room = room.saturating_mul(2).min(most),
+                    // Too small even then, or damaged: which, zstd does not say plainly.
+                    Err(e) => return Err(Error::corrupt_by(what, e)),
+                }
             }
-            Ok(out)
+            Err(Error::corrupt(
+                what,
+                format!("decompresses to more than {MAX_DOCUMENT_LEN} bytes"),
+            ))
         }
-        Some((&DOC_JSON, rest)) => Ok(rest.to_vec()),
+        Some((&DOC_JSON, rest)) => {
+            out.extend_from_slice(rest);
+            Ok(())
+        }
         Some((b, _)) => Err(Error::corrupt(what, format!("unknown document format {b}"))),
         None => Err(Error::corrupt(what, "empty document")),
     }
@@ -210,6 +255,21 @@ pub fn decode_doc_payload(plain: &[u8], what: &str) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_document_far_larger_than_its_compressed_size_opens() {
+        // Compressed a thousand times smaller: the first guess at its size is far too small.
+        let doc = vec!["same".repeat(64); 4000];
+        let key = MasterKey::random();
+        let mut sealed = seal_doc(&key, &doc).unwrap();
+        let mut json = Vec::new();
+        open_doc_json(&key, &mut sealed, "doc", &mut json).unwrap();
+        assert_eq!(json, serde_json::to_vec(&doc).unwrap());
+        // The buffer is reused, whatever it held.
+        let small = seal_doc(&key, &["x"]).unwrap();
+        open_doc_json(&key, &mut small.clone(), "doc", &mut json).unwrap();
+        assert_eq!(json, br#"["x"]"#);
+    }
 
     #[test]
     fn compressible_data_is_compressed_and_random_is_not() {

@@ -2,7 +2,10 @@
 //! blobs. `supersedes` names index files a file replaces (prune writes the replacement before
 //! deleting anything), so readers skip those.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::pack::PackedBlob;
 use crate::id::Id;
@@ -30,6 +33,174 @@ impl IndexFile {
     /// How many blobs all its packs hold.
     pub fn blob_count(&self) -> usize {
         self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+}
+
+/// Takes an index file's entries as [`read_index_file`] parses them, so that loading a large
+/// repository never holds a file's whole [`IndexFile`] (48 bytes a blob, in a few thousand
+/// small allocations) beside the table it builds.
+pub(crate) trait IndexSink {
+    /// A blob of the pack being read; the pack's id may come after its blobs.
+    fn blob(&mut self, blob: &PackedBlob) -> Result<(), Stop>;
+    /// The end of a pack's entry: the `count` blobs given since the previous call are its.
+    fn pack(&mut self, id: Id, count: usize) -> Result<(), Stop>;
+}
+
+/// A sink's refusal to read on; it keeps the reason itself.
+#[derive(Debug)]
+pub(crate) struct Stop;
+
+/// Parses an index file's JSON into `sink`, with what the derived [`IndexFile`] accepts and
+/// refuses (unknown keys skipped, a key twice or a missing one refused, nothing after the
+/// document); returns the files it supersedes.
+pub(crate) fn read_index_file(
+    json: &[u8],
+    sink: &mut impl IndexSink,
+) -> serde_json::Result<Vec<Id>> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let supersedes = FileSeed(sink).deserialize(&mut de)?;
+    de.end()?;
+    Ok(supersedes)
+}
+
+fn stopped<E: serde::de::Error>(_: Stop) -> E {
+    E::custom("refused by the reader")
+}
+
+/// Takes the value of key `name` once.
+fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    slot: &mut Option<T>,
+    map: &mut A,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(A::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+/// The keys of an index file and of a pack, matched as the derived impls match them.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Key {
+    Supersedes,
+    Packs,
+    Id,
+    Blobs,
+    #[serde(other)]
+    Other,
+}
+
+struct FileSeed<'s, S>(&'s mut S);
+
+impl<'de, S: IndexSink> DeserializeSeed<'de> for FileSeed<'_, S> {
+    type Value = Vec<Id>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Id>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: IndexSink> Visitor<'de> for FileSeed<'_, S> {
+    type Value = Vec<Id>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an index file")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Id>, A::Error> {
+        let (mut supersedes, mut packs) = (None, false);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Supersedes => once(&mut supersedes, &mut map, "supersedes")?,
+                Key::Packs if packs => return Err(A::Error::duplicate_field("packs")),
+                Key::Packs => {
+                    map.next_value_seed(PacksSeed(&mut *self.0))?;
+                    packs = true;
+                }
+                Key::Id | Key::Blobs | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !packs {
+            return Err(A::Error::missing_field("packs"));
+        }
+        Ok(supersedes.unwrap_or_default())
+    }
+}
+
+struct PacksSeed<'s, S>(&'s mut S);
+
+impl<'de, S: IndexSink> DeserializeSeed<'de> for PacksSeed<'_, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: IndexSink> Visitor<'de> for PacksSeed<'_, S> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of packs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(PackSeed(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+struct PackSeed<'s, S>(&'s mut S);
+
+impl<'de, S: IndexSink> DeserializeSeed<'de> for PackSeed<'_, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: IndexSink> Visitor<'de> for PackSeed<'_, S> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a pack")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut id, mut blobs) = (None, None);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => once(&mut id, &mut map, "id")?,
+                Key::Blobs if blobs.is_some() => return Err(A::Error::duplicate_field("blobs")),
+                Key::Blobs => blobs = Some(map.next_value_seed(BlobsSeed(&mut *self.0))?),
+                Key::Supersedes | Key::Packs | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let id = id.ok_or_else(|| A::Error::missing_field("id"))?;
+        let count = blobs.ok_or_else(|| A::Error::missing_field("blobs"))?;
+        self.0.pack(id, count).map_err(stopped)
+    }
+}
+
+struct BlobsSeed<'s, S>(&'s mut S);
+
+impl<'de, S: IndexSink> DeserializeSeed<'de> for BlobsSeed<'_, S> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: IndexSink> Visitor<'de> for BlobsSeed<'_, S> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of blobs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = 0;
+        while let Some(b) = seq.next_element::<PackedBlob>()? {
+            self.0.blob(&b).map_err(stopped)?;
+            count += 1;
+        }
+        Ok(count)
     }
 }
 
@@ -67,6 +238,108 @@ impl IndexBatcher {
 mod tests {
     use super::*;
     use crate::format::pack::BlobType;
+    use proptest::prelude::*;
+
+    /// Rebuilds the file from what a sink is given.
+    #[derive(Default)]
+    struct Collect {
+        waiting: Vec<PackedBlob>,
+        packs: Vec<IndexPack>,
+    }
+
+    impl IndexSink for Collect {
+        fn blob(&mut self, blob: &PackedBlob) -> Result<(), Stop> {
+            self.waiting.push(*blob);
+            Ok(())
+        }
+        fn pack(&mut self, id: Id, count: usize) -> Result<(), Stop> {
+            assert_eq!(count, self.waiting.len());
+            let blobs = std::mem::take(&mut self.waiting);
+            self.packs.push(IndexPack { id, blobs });
+            Ok(())
+        }
+    }
+
+    fn read(json: &str) -> serde_json::Result<IndexFile> {
+        let mut sink = Collect::default();
+        let supersedes = read_index_file(json.as_bytes(), &mut sink)?;
+        Ok(IndexFile {
+            supersedes,
+            packs: sink.packs,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_reader_reads_what_the_writer_wrote(
+            packs in proptest::collection::vec(proptest::collection::vec((any::<[u8; 32]>(), any::<u32>(), any::<bool>()), 0..5), 0..5),
+            old in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+        ) {
+            let file = IndexFile {
+                supersedes: old.into_iter().map(Id).collect(),
+                packs: packs.iter().enumerate().map(|(i, blobs)| IndexPack {
+                    id: Id::of_file(&[i as u8]),
+                    blobs: blobs.iter().map(|(id, n, tree)| PackedBlob {
+                        id: Id(*id),
+                        blob_type: if *tree { BlobType::Tree } else { BlobType::Data },
+                        offset: *n,
+                        length: n / 2,
+                        raw_length: n / 3,
+                        compressed: *tree,
+                    }).collect(),
+                }).collect(),
+            };
+            let json = serde_json::to_string(&file).unwrap();
+            let back = read(&json).unwrap();
+            prop_assert_eq!(back.supersedes, file.supersedes);
+            prop_assert_eq!(back.packs, file.packs);
+        }
+    }
+
+    #[test]
+    fn the_reader_accepts_and_refuses_what_the_derived_parser_does() {
+        let id = |c: char| c.to_string().repeat(64);
+        let blob = format!(
+            r#"{{"id":"{}","type":"data","offset":0,"length":50,"raw_length":10,"compressed":true}}"#,
+            id('b')
+        );
+        let cases = [
+            // Keys in another order, unknown keys, no `supersedes`.
+            format!(
+                r#"{{"packs":[{{"blobs":[{blob}],"x":[1,{{}}],"id":"{}"}}],"y":null}}"#,
+                id('a')
+            ),
+            format!(r#"{{"supersedes":["{}"],"packs":[]}}"#, id('c')),
+            // Refused: a missing pack id, a key twice, no packs, something after the document,
+            // a blob missing a field, an id that is not one.
+            format!(r#"{{"packs":[{{"blobs":[{blob}]}}]}}"#),
+            format!(
+                r#"{{"packs":[{{"id":"{0}","id":"{0}","blobs":[]}}]}}"#,
+                id('a')
+            ),
+            format!(
+                r#"{{"packs":[{{"id":"{}","blobs":[],"blobs":[]}}]}}"#,
+                id('a')
+            ),
+            r#"{"packs":[],"packs":[]}"#.to_string(),
+            r#"{"supersedes":[]}"#.to_string(),
+            r#"{"packs":[]} x"#.to_string(),
+            format!(
+                r#"{{"packs":[{{"id":"{}","blobs":[{{"id":"{}"}}]}}]}}"#,
+                id('a'),
+                id('b')
+            ),
+            r#"{"packs":[{"id":"zz","blobs":[]}]}"#.to_string(),
+        ];
+        for (i, json) in cases.iter().enumerate() {
+            let derived = serde_json::from_str::<IndexFile>(json);
+            let streamed = read(json);
+            assert_eq!(derived.is_ok(), streamed.is_ok(), "case {i}: {json}");
+            if let (Ok(d), Ok(s)) = (derived, streamed) {
+                assert_eq!((d.supersedes, d.packs), (s.supersedes, s.packs));
+            }
+        }
+    }
 
     #[test]
     fn only_the_last_index_file_supersedes() {

@@ -260,8 +260,13 @@ impl PackWriter {
 /// The size of a pack file holding these blobs (FORMAT.md "Packs": blobs, sealed header,
 /// four-byte header length).
 pub fn pack_file_len(blobs: &[PackedBlob]) -> u64 {
-    blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()
-        + (SEAL_OVERHEAD + blobs.len() * ENTRY_LEN + 4) as u64
+    pack_file_len_of(blobs.len(), blobs.iter().map(|b| u64::from(b.length)).sum())
+}
+
+/// [`pack_file_len`] from the number of blobs and their sealed lengths' sum, for a reader that
+/// does not keep the blobs.
+pub fn pack_file_len_of(blobs: usize, sealed: u64) -> u64 {
+    sealed + (SEAL_OVERHEAD + blobs * ENTRY_LEN + 4) as u64
 }
 
 /// Where the sealed header sits, given the pack's total size and its last four bytes.

@@ -3,10 +3,17 @@
 //! All live index files (documents in [`crate::format::index`]) collapse into one sorted
 //! table of fixed-size records (46 bytes per blob) searched by binary search within the bucket
 //! an id's first bits name, plus a small hash map of blobs added since the table was built.
+//!
+//! Loading never holds more than the table itself and a little: a record leaves out the first
+//! two bytes of its id from the start. Records are added in runs of about a million, each
+//! grouped in place by those two bytes (kept beside the run until then, two bytes a record),
+//! so that a run's 65,536 group ends name them afterwards. The runs are then regrouped in place
+//! into one table by the same two bytes, each group (a few hundred records) is sorted, and
+//! duplicates are dropped. Whole 48-byte records while loading would have made the peak of
+//! opening 10 million blobs 480 MB where the table is 460.
 
 use std::collections::HashMap;
 
-use crate::format::index::IndexFile;
 use crate::format::pack::{BlobType, PackedBlob};
 use crate::id::Id;
 
@@ -32,15 +39,17 @@ struct Loc {
 
 const FLAG: u32 = 1 << 31;
 const LOC_LEN: usize = 16;
-/// A record while loading: the whole id, then its [`Loc`].
-const LOADING_LEN: usize = 32 + LOC_LEN;
-/// The id bytes a record of the sorted table leaves out: its bucket implies them, since the
-/// table always has at least [`MIN_BITS`] bucket bits. Two bytes of 48 are 4% of the index.
+/// The id bytes a record leaves out: in the sorted table its bucket implies them, since the
+/// table always has at least [`MIN_BITS`] bucket bits; while loading, its group or `heads`.
+/// Two bytes of 48 are 4% of the index.
 const IMPLIED: usize = 2;
 const MIN_BITS: u32 = 8 * IMPLIED as u32;
-/// A record of the sorted table: the id without its first [`IMPLIED`] bytes, then its [`Loc`].
-const RECORD_LEN: usize = LOADING_LEN - IMPLIED;
+/// The groups of ids by their first [`IMPLIED`] bytes.
+const PREFIXES: usize = 1 << MIN_BITS;
 const TAIL_LEN: usize = 32 - IMPLIED;
+/// A record: the id without its first [`IMPLIED`] bytes, then its [`Loc`].
+const RECORD_LEN: usize = TAIL_LEN + LOC_LEN;
+type Record = [u8; RECORD_LEN];
 
 impl Loc {
     fn new(pack: u32, b: &PackedBlob) -> Self {
@@ -93,23 +102,92 @@ impl Loc {
 }
 
 /// All blobs the repository knows, by id.
-#[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
     pack_numbers: HashMap<Id, u32>,
-    /// Records read from index files and not yet sorted ([`LOADING_LEN`] bytes each).
-    loading: Vec<[u8; LOADING_LEN]>,
-    /// The sorted records ([`RECORD_LEN`] bytes each). Flat bytes rather than a `Vec` of
-    /// records, so that sorting can shorten the records where they lie: a second buffer would
-    /// double the peak of opening a large repository.
-    table: Vec<u8>,
-    /// Where each run of the table with the same top `bits` bits of the id starts (one more
-    /// at the end): a lookup searches about 16 neighbouring records, not the whole table.
-    /// One bucket per 16 to 32 blobs (under 0.25 bytes per blob), and never fewer than
-    /// 2^[`MIN_BITS`] (256 KiB, whatever the repository).
+    /// The records. Once sorted, in id order. While loading: [`Index::runs`], each grouped by
+    /// the first two bytes of the ids, then the records not yet grouped, whose first two id
+    /// bytes are in `heads`.
+    table: Vec<Record>,
+    heads: Vec<[u8; IMPLIED]>,
+    runs: Vec<Run>,
+    /// How many records make a run ([`RUN_LEN`]; tests make it small).
+    run_len: usize,
+    /// Where each run of the sorted table with the same top `bits` bits of the id starts (one
+    /// more at the end, the number of sorted records): a lookup searches about 16 neighbouring
+    /// records, not the whole table. One bucket per 16 to 32 blobs (under 0.25 bytes per
+    /// blob), and never fewer than 2^[`MIN_BITS`] (256 KiB, whatever the repository).
     buckets: Vec<u32>,
     bits: u32,
     recent: HashMap<Id, Loc>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            packs: Vec::new(),
+            pack_numbers: HashMap::new(),
+            table: Vec::new(),
+            heads: Vec::new(),
+            runs: Vec::new(),
+            run_len: RUN_LEN,
+            buckets: Vec::new(),
+            bits: 0,
+            recent: HashMap::new(),
+        }
+    }
+}
+
+/// Records grouped at a time while loading: their heads cost 2 MiB until then, the run's
+/// group sizes 128 KiB after (an eighth of a byte a record).
+const RUN_LEN: usize = 1 << 20;
+
+/// Heads reserved at once ([`Index::add_loading`]): 32 MiB and a page.
+const HEADS_RESERVED: usize = (1 << 24) + 2048;
+
+/// A stretch of the table grouped by the first two bytes of the ids (the prefix): `sizes[p]`
+/// records of prefix `p` after those of the prefixes before it, from `start`. A group of a run
+/// holds at most `u16::MAX` records ([`push_runs`] splits runs to keep it so).
+struct Run {
+    start: usize,
+    sizes: Vec<u16>,
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        self.sizes.iter().map(|&n| usize::from(n)).sum()
+    }
+}
+
+/// Records a grouped stretch of the table, whose groups end at `ends` (from `start`), as runs.
+/// Ids are uniformly random, so a run's groups hold about 16 records; only ids crowded under a
+/// few prefixes (a planted index) make one larger than a `u16`, and then the stretch is
+/// halved, each half still grouped, until every group fits.
+fn push_runs(runs: &mut Vec<Run>, start: usize, ends: &[u32]) {
+    let mut from = 0;
+    let mut sizes = Vec::with_capacity(ends.len());
+    for &end in ends {
+        match u16::try_from(end - from) {
+            Ok(n) => sizes.push(n),
+            Err(_) => {
+                let mid = ends.last().map_or(0, |&n| n / 2);
+                let low: Vec<u32> = ends.iter().map(|&e| e.min(mid)).collect();
+                let high: Vec<u32> = ends.iter().map(|&e| e.saturating_sub(mid)).collect();
+                push_runs(runs, start, &low);
+                push_runs(runs, start + mid as usize, &high);
+                return;
+            }
+        }
+        from = end;
+    }
+    runs.push(Run { start, sizes });
+}
+
+/// Where to take the index back to when a file being loaded turns out unusable.
+#[derive(Clone, Copy)]
+pub(crate) struct LoadMark {
+    records: usize,
+    packs: usize,
 }
 
 /// The first eight bytes of a slice as an integer: ids are uniformly random, so this nearly
@@ -120,48 +198,186 @@ fn head(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(h)
 }
 
+fn prefix_of(head: [u8; IMPLIED]) -> usize {
+    usize::from(u16::from_be_bytes(head))
+}
+
 /// Fewer records than this are sorted on one thread: a thread costs more than it saves.
 const SPLIT_FROM: usize = 1 << 16;
 
-/// Sorts loading records by id on up to `threads` threads, without memory beyond the records:
-/// they are split in place by bit `bit` of their ids' first byte (above it, all of `records`
-/// agree), and each side is sorted on a thread of its own. Ids are uniformly random, so the
-/// sides are even. Sorting is a fifth of opening a repository of 10 million blobs.
-fn sort_records(records: &mut [[u8; LOADING_LEN]], bit: u32, threads: usize) {
-    if threads < 2 || bit >= 8 || records.len() < SPLIT_FROM {
-        records.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a[..32].cmp(&b[..32])));
-        return;
+/// Counts per prefix, summed into ends.
+fn ends_of(counts: &mut [u32]) {
+    let mut sum = 0u32;
+    for c in counts {
+        sum += *c;
+        *c = sum;
     }
-    let mask = 0x80u8 >> bit;
-    let (mut clear, mut end) = (0, records.len());
-    while clear < end {
-        if records[clear][0] & mask == 0 {
-            clear += 1;
-        } else {
-            end -= 1;
-            records.swap(clear, end);
+}
+
+/// Where the groups `ends` describe start.
+fn starts_of(ends: &[u32]) -> Vec<u32> {
+    std::iter::once(0)
+        .chain(ends[..ends.len() - 1].iter().copied())
+        .collect()
+}
+
+/// Moves each record, with its head, into its group by `key` (groups in key order, ending at
+/// `ends`): American flag sort, each swap puts one record in its group for good.
+fn flag_sort(
+    records: &mut [Record],
+    heads: &mut [[u8; IMPLIED]],
+    key: impl Fn([u8; IMPLIED]) -> usize,
+    ends: &[u32],
+) {
+    let mut next = starts_of(ends);
+    for p in 0..ends.len() {
+        while next[p] < ends[p] {
+            let i = next[p] as usize;
+            let q = key(heads[i]);
+            if q != p {
+                let j = next[q] as usize;
+                records.swap(i, j);
+                heads.swap(i, j);
+                next[q] += 1;
+            } else {
+                next[p] += 1;
+            }
         }
     }
-    let (low, high) = records.split_at_mut(clear);
+}
+
+/// Regroups consecutive runs into one grouping of the whole table by prefix, in place; returns
+/// its group ends. A record not yet moved still lies where its run put it, so its prefix is
+/// the group of its run it lies in; every other one is carried with its prefix known. Each
+/// group's positions are taken in order, so a cursor per group finds those run groups
+/// walking forward, and the whole regrouping is linear.
+fn merge_runs(table: &mut [Record], runs: &[Run]) -> Vec<u32> {
+    let mut ends = vec![0u32; PREFIXES];
+    for run in runs {
+        for (total, &n) in ends.iter_mut().zip(&run.sizes) {
+            *total += u32::from(n);
+        }
+    }
+    ends_of(&mut ends);
+    if runs.len() < 2 {
+        return ends; // one run is grouped already
+    }
+    // Run groups numbered run by run, prefix by prefix, lie one after the other.
+    let size = |g: usize| usize::from(runs[g / PREFIXES].sizes[g % PREFIXES]);
+    let segments = runs.len() * PREFIXES;
+    debug_assert!(runs
+        .windows(2)
+        .all(|w| w[0].start + w[0].len() == w[1].start));
+    let mut next = starts_of(&ends);
+    // For each group: the run group holding its next position, and where that one ends.
+    let mut cursor: Vec<(usize, usize)> = Vec::with_capacity(PREFIXES);
+    let (mut g, mut end) = (0, runs[0].start + size(0));
+    for &start in &next {
+        while g + 1 < segments && end <= start as usize {
+            g += 1;
+            end += size(g);
+        }
+        cursor.push((g, end));
+    }
+    // The prefix of the record that was at `at` (not moved yet) in group `p`'s positions.
+    let mut prefix_at = |p: usize, at: usize| {
+        let (g, end) = &mut cursor[p];
+        while *end <= at {
+            *g += 1;
+            *end += size(*g);
+        }
+        *g % PREFIXES
+    };
+    for p in 0..PREFIXES {
+        while next[p] < ends[p] {
+            let hole = next[p] as usize;
+            let mut q = prefix_at(p, hole);
+            if q == p {
+                next[p] += 1;
+                continue;
+            }
+            // Carry the record to its group, taking up the one there, until one belongs here.
+            let mut hand = table[hole];
+            loop {
+                let at = next[q] as usize;
+                next[q] += 1;
+                let r = prefix_at(q, at);
+                std::mem::swap(&mut hand, &mut table[at]);
+                if r == p {
+                    table[hole] = hand;
+                    next[p] += 1;
+                    break;
+                }
+                q = r;
+            }
+        }
+    }
+    ends
+}
+
+/// Sorts each group of records (those sharing a prefix) by the rest of the id, on up to
+/// `threads` threads: groups are split between threads at the middle prefix, and ids are
+/// uniformly random, so the halves are even.
+fn sort_groups(table: &mut [Record], starts: &[u32], threads: usize) {
+    let first = starts[0] as usize;
+    if threads < 2 || starts.len() < 2 || table.len() < SPLIT_FROM {
+        let mut at = 0;
+        for w in starts[1..]
+            .iter()
+            .map(|&s| s as usize - first)
+            .chain([table.len()])
+        {
+            table[at..w].sort_unstable_by(|a, b| {
+                head(a)
+                    .cmp(&head(b))
+                    .then_with(|| a[..TAIL_LEN].cmp(&b[..TAIL_LEN]))
+            });
+            at = w;
+        }
+        return;
+    }
+    let mid = starts.len() / 2;
+    let (low, high) = table.split_at_mut(starts[mid] as usize - first);
+    let (low_starts, high_starts) = starts.split_at(mid);
     let half = threads / 2;
     // Whoever takes `low` out sorts it: the other thread, or this one if none could start.
     let low = std::sync::Mutex::new(Some(low));
     let sort_low = || {
         let taken = low.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(l) = taken {
-            sort_records(l, bit + 1, half);
+            sort_groups(l, low_starts, half);
         }
     };
     std::thread::scope(|s| {
         let other = std::thread::Builder::new()
             .name("hoard-index-sort".into())
             .spawn_scoped(s, sort_low);
-        sort_records(high, bit + 1, threads - half);
+        sort_groups(high, high_starts, threads - half);
         if let Err(e) = other {
             tracing::debug!("sorting the index on one thread fewer: {e}");
             sort_low();
         }
     });
+}
+
+/// Drops the second and later records of an id (sorted groups put them together); returns
+/// the new group ends and truncates the table.
+fn dedup_groups(table: &mut Vec<Record>, ends: &[u32]) -> Vec<u32> {
+    let mut kept = Vec::with_capacity(ends.len());
+    let (mut read, mut write) = (0, 0);
+    for &end in ends {
+        let group = write;
+        for r in read..end as usize {
+            if write == group || table[write - 1][..TAIL_LEN] != table[r][..TAIL_LEN] {
+                table[write] = table[r];
+                write += 1;
+            }
+        }
+        read = end as usize;
+        kept.push(write as u32);
+    }
+    table.truncate(write);
+    kept
 }
 
 impl Index {
@@ -184,71 +400,167 @@ impl Index {
         n
     }
 
-    fn record(&self, i: usize) -> &[u8] {
-        &self.table[i * RECORD_LEN..(i + 1) * RECORD_LEN]
+    /// How many records the last [`Index::finish_loading`] sorted.
+    fn sorted_len(&self) -> usize {
+        self.buckets.last().map_or(0, |&n| n as usize)
     }
 
-    /// Adds a whole index file to the records to sort (used when loading).
-    pub fn add_file(&mut self, file: &IndexFile) {
+    /// Adds a whole index file to the records to sort.
+    #[cfg(test)]
+    pub fn add_file(&mut self, file: &crate::format::index::IndexFile) {
         for p in &file.packs {
-            let n = self.pack_number(p.id);
-            self.loading.reserve(p.blobs.len());
             for b in &p.blobs {
-                let mut r = [0u8; LOADING_LEN];
-                r[..32].copy_from_slice(&b.id.0);
-                r[32..].copy_from_slice(&Loc::new(n, b).to_bytes());
-                self.loading.push(r);
+                self.add_loading(b);
             }
+            self.name_pack(p.id, p.blobs.len());
         }
+        self.end_file();
+    }
+
+    /// Where to go back to if the file about to be loaded is refused.
+    pub(crate) fn mark(&self) -> LoadMark {
+        LoadMark {
+            records: self.table.len(),
+            packs: self.packs.len(),
+        }
+    }
+
+    /// Forgets what was loaded since `mark` (records and packs first named since).
+    pub(crate) fn back_to(&mut self, mark: LoadMark) {
+        let dropped = self.table.len().saturating_sub(mark.records);
+        self.table.truncate(mark.records);
+        self.heads
+            .truncate(self.heads.len().saturating_sub(dropped));
+        for id in self.packs.drain(mark.packs..) {
+            self.pack_numbers.remove(&id);
+        }
+    }
+
+    /// Adds a blob read from an index file; [`Index::name_pack`] names its pack. Its lengths
+    /// were checked: they stay under 2^31.
+    pub(crate) fn add_loading(&mut self, b: &PackedBlob) {
+        let mut r = [0u8; RECORD_LEN];
+        r[..TAIL_LEN].copy_from_slice(&b.id.0[IMPLIED..]);
+        r[TAIL_LEN..].copy_from_slice(&Loc::new(0, b).to_bytes());
+        self.table.push(r);
+        if self.heads.capacity() == 0 {
+            // Reserved, not touched: above 32 MiB, glibc maps it apart from its heap and unmaps
+            // it when freed, so only the pages of the current run are ever resident.
+            self.heads
+                .reserve_exact(HEADS_RESERVED.max(2 * self.run_len));
+        }
+        self.heads.push([b.id.0[0], b.id.0[1]]);
+    }
+
+    /// Names the pack of the last `count` blobs added.
+    pub(crate) fn name_pack(&mut self, pack: Id, count: usize) {
+        let n = self.pack_number(pack).to_le_bytes();
+        let from = self.table.len() - count.min(self.heads.len());
+        for r in &mut self.table[from..] {
+            r[TAIL_LEN..TAIL_LEN + 4].copy_from_slice(&n);
+        }
+    }
+
+    /// Ends a file: once a run's worth of records is waiting, they are grouped and their heads
+    /// dropped. Never within a file, which may still be taken back.
+    pub(crate) fn end_file(&mut self) {
+        if self.heads.len() >= self.run_len {
+            self.group_waiting();
+        }
+    }
+
+    /// Groups the records not yet grouped by prefix, in place, into a run: by the first byte
+    /// over the whole run, then by the second within each first byte's stretch, which fits in
+    /// the cache (one pass over 65,536 groups at once missed it on nearly every record).
+    fn group_waiting(&mut self) {
+        let start = self.table.len() - self.heads.len();
+        let records = &mut self.table[start..];
+        let heads = &mut self.heads;
+        let mut ends = vec![0u32; PREFIXES];
+        for h in heads.iter() {
+            ends[prefix_of(*h)] += 1;
+        }
+        ends_of(&mut ends);
+        let firsts: Vec<u32> = ends.chunks(256).map(|c| c[255]).collect();
+        flag_sort(records, heads, |h| usize::from(h[0]), &firsts);
+        let mut from = 0;
+        for (b, seconds) in ends.chunks(256).enumerate() {
+            let to = firsts[b];
+            let seconds: Vec<u32> = seconds.iter().map(|&e| e - from).collect();
+            let (f, t) = (from as usize, to as usize);
+            flag_sort(
+                &mut records[f..t],
+                &mut heads[f..t],
+                |h| usize::from(h[1]),
+                &seconds,
+            );
+            from = to;
+        }
+        // Freed rather than kept for the next run: pages touched and kept would count.
+        self.heads = Vec::new();
+        push_runs(&mut self.runs, start, &ends);
     }
 
     /// Sorts what was loaded into the table; a blob stored twice keeps one location.
     pub fn finish_loading(&mut self) {
-        // Records sorted earlier join the new ones (only tests add files after a first sort).
-        let sorted = std::mem::take(&mut self.table);
-        for (bucket, range) in self.buckets.windows(2).enumerate() {
-            let prefix = ((bucket as u64) << (64 - self.bits)).to_be_bytes();
-            let records = &sorted[range[0] as usize * RECORD_LEN..range[1] as usize * RECORD_LEN];
-            for r in records.chunks_exact(RECORD_LEN) {
-                let mut full = [0u8; LOADING_LEN];
-                full[..IMPLIED].copy_from_slice(&prefix[..IMPLIED]);
-                full[IMPLIED..].copy_from_slice(r);
-                self.loading.push(full);
-            }
-        }
-        drop(sorted);
-
         // Asked only when it matters: the answer costs reads of cgroup files.
-        let threads = match self.loading.len() < SPLIT_FROM {
+        let threads = match self.table.len() < SPLIT_FROM {
             true => 1,
             false => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         };
-        sort_records(&mut self.loading, 0, threads);
-        self.loading.dedup_by(|a, b| a[..32] == b[..32]);
-        let records = &self.loading;
-        let kept = records.len();
+        self.finish_loading_on(threads);
+    }
 
+    fn finish_loading_on(&mut self, threads: usize) {
+        // Records sorted earlier are a run of their own (only tests add files after a sort).
+        if let Some(&sorted) = self.buckets.last() {
+            let shift = self.bits - MIN_BITS;
+            let ends: Vec<u32> = (1..=PREFIXES).map(|p| self.buckets[p << shift]).collect();
+            debug_assert_eq!(
+                self.table.len() - self.heads.len() - sorted as usize,
+                self.runs.iter().map(Run::len).sum::<usize>()
+            );
+            let mut runs = Vec::new();
+            push_runs(&mut runs, 0, &ends);
+            runs.append(&mut self.runs);
+            self.runs = runs;
+            self.buckets = Vec::new();
+        }
+        if !self.heads.is_empty() {
+            self.group_waiting();
+        }
+        self.heads = Vec::new();
+        let runs = std::mem::take(&mut self.runs);
+        let ends = merge_runs(&mut self.table, &runs);
+        drop(runs);
+        sort_groups(&mut self.table, &starts_of(&ends), threads);
+        let ends = dedup_groups(&mut self.table, &ends);
+        self.table.shrink_to_fit();
+        self.make_buckets(&ends);
+    }
+
+    /// The buckets of the sorted table, whose prefix groups end at `ends`: each group splits
+    /// into 2^(bits - 16) buckets by the next bits of its ids.
+    fn make_buckets(&mut self, ends: &[u32]) {
+        let kept = self.table.len();
         self.bits = (kept / 16).max(1).ilog2().clamp(MIN_BITS, 24);
+        let shift = self.bits - MIN_BITS;
+        let sub_of = |r: &Record| match shift {
+            0 => 0,
+            s => head(r) >> (64 - s),
+        };
         self.buckets = Vec::with_capacity((1 << self.bits) + 1);
         let mut at = 0;
-        for bucket in 0..1u64 << self.bits {
-            while at < kept && self.bucket_of(&records[at]) < bucket {
-                at += 1;
+        for &end in ends {
+            for sub in 0..1u64 << shift {
+                while at < end as usize && sub_of(&self.table[at]) < sub {
+                    at += 1;
+                }
+                self.buckets.push(at as u32);
             }
-            self.buckets.push(at as u32);
+            at = end as usize;
         }
         self.buckets.push(kept as u32);
-
-        // Drop the implied bytes of each record, front to back in the same allocation: a
-        // record only ever moves onto bytes already read.
-        let mut table = std::mem::take(&mut self.loading).into_flattened();
-        for i in 0..kept {
-            let from = i * LOADING_LEN + IMPLIED;
-            table.copy_within(from..from + RECORD_LEN, i * RECORD_LEN);
-        }
-        table.truncate(kept * RECORD_LEN);
-        table.shrink_to_fit();
-        self.table = table;
     }
 
     /// The bucket of a whole id (the table has at least [`MIN_BITS`] bits once sorted).
@@ -267,7 +579,7 @@ impl Index {
         let key = head(tail);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let r = self.record(mid);
+            let r = &self.table[mid];
             match head(r).cmp(&key).then_with(|| r[..TAIL_LEN].cmp(tail)) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -287,7 +599,7 @@ impl Index {
 
     fn loc(&self, id: &Id) -> Option<Loc> {
         match self.search(id) {
-            Some(i) => Some(Loc::from_bytes(&self.record(i)[TAIL_LEN..])),
+            Some(i) => Some(Loc::from_bytes(&self.table[i][TAIL_LEN..])),
             None => self.recent.get(id).copied(),
         }
     }
@@ -310,14 +622,14 @@ impl Index {
     }
 
     pub fn len(&self) -> usize {
-        self.table.len() / RECORD_LEN + self.recent.len()
+        self.sorted_len() + self.recent.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::index::IndexPack;
+    use crate::format::index::{IndexFile, IndexPack};
     use proptest::prelude::*;
 
     fn blob(id: Id, offset: u32, tree: bool) -> PackedBlob {
@@ -387,25 +699,141 @@ mod tests {
         }
     }
 
+    /// An index of `ids` (in pack order, 7 blobs a pack) loaded in runs of `run_len`.
+    fn loaded(ids: &[Id], run_len: usize, threads: usize) -> Index {
+        let mut idx = Index {
+            run_len,
+            ..Index::default()
+        };
+        for (i, chunk) in ids.chunks(7).enumerate() {
+            let blobs = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, id)| blob(*id, j as u32, j % 3 == 0))
+                .collect();
+            idx.add_file(&IndexFile {
+                supersedes: Vec::new(),
+                packs: vec![IndexPack {
+                    id: Id::of_file(&(i as u64).to_le_bytes()),
+                    blobs,
+                }],
+            });
+        }
+        idx.finish_loading_on(threads);
+        idx
+    }
+
+    /// The ids of a sorted table, in its order, rebuilt from bucket and record.
+    fn table_ids(idx: &Index) -> Vec<Id> {
+        let mut out = Vec::new();
+        for (b, w) in idx.buckets.windows(2).enumerate() {
+            let prefix = ((b as u64) << (64 - idx.bits)).to_be_bytes();
+            for r in &idx.table[w[0] as usize..w[1] as usize] {
+                let mut id = [0u8; 32];
+                id[..IMPLIED].copy_from_slice(&prefix[..IMPLIED]);
+                id[IMPLIED..].copy_from_slice(&r[..TAIL_LEN]);
+                out.push(Id(id));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// However the records fall into runs, and whatever their first two bytes (a planted
+        /// index may crowd them into a few), the table is the sorted set of ids.
+        #[test]
+        fn runs_of_any_length_sort_like_one(
+            seeds in proptest::collection::vec((any::<u32>(), 0u16..4), 1..3000),
+            run_len in 1usize..400,
+            crowded in any::<bool>(),
+        ) {
+            let ids: Vec<Id> = seeds.iter().map(|(seed, twin)| {
+                let mut id = Id::of_file(&seed.to_le_bytes()).0;
+                if crowded {
+                    id[0] = 0x7f;
+                    id[1] = (*twin as u8) * 85; // 0x00, 0x55, 0xaa or 0xff
+                }
+                Id(id)
+            }).collect();
+            let idx = loaded(&ids, run_len, 1);
+            let mut want = ids.clone();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(table_ids(&idx), want);
+            for id in &ids {
+                prop_assert!(idx.contains(id));
+            }
+        }
+    }
+
     #[test]
     fn sorting_on_several_threads_sorts_like_one() {
-        let mut records: Vec<[u8; LOADING_LEN]> = (0..70_000u32)
+        let mut ids: Vec<Id> = (0..70_000u32)
+            .map(|i| Id::of_file(&i.to_le_bytes()))
+            .collect();
+        // All in the upper half of prefixes but one: a split that leaves one side nearly empty.
+        for id in ids.iter_mut().skip(1) {
+            id.0[0] |= 0x80;
+        }
+        let alone = loaded(&ids, 5000, 1);
+        let several = loaded(&ids, 5000, 5);
+        assert!(alone.table == several.table && alone.buckets == several.buckets);
+        let order = table_ids(&alone);
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(order.len(), ids.len());
+    }
+
+    #[test]
+    fn a_group_too_large_for_a_run_is_split() {
+        // 70,000 ids under one prefix: more than a run's group can count.
+        let ids: Vec<Id> = (0..70_000u32)
             .map(|i| {
-                let mut r = [0u8; LOADING_LEN];
-                r[..32].copy_from_slice(&Id::of_file(&i.to_le_bytes()).0);
-                r[40..44].copy_from_slice(&i.to_le_bytes());
-                r
+                let mut id = Id::of_file(&i.to_le_bytes()).0;
+                id[..2].copy_from_slice(&[0x42, 0x42]);
+                Id(id)
             })
             .collect();
-        // Every record's first byte alike but one: a split that leaves one side empty.
-        for r in records.iter_mut().skip(1) {
-            r[0] = 0x5a;
+        let mut idx = loaded(&ids[..40_000], RUN_LEN, 1);
+        // The sorted table is taken apart into runs again when more files follow.
+        idx.add_file(&IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![IndexPack {
+                id: Id::of_file(b"more"),
+                blobs: ids[40_000..].iter().map(|id| blob(*id, 3, false)).collect(),
+            }],
+        });
+        idx.finish_loading_on(1);
+        let mut want = ids.clone();
+        want.sort_unstable();
+        assert_eq!(table_ids(&idx), want);
+        let mut runs = Vec::new();
+        push_runs(&mut runs, 5, &[10, 10, 70_010, 70_011]);
+        let sizes: Vec<Vec<u16>> = runs.iter().map(|r| r.sizes.clone()).collect();
+        assert_eq!(sizes, [vec![10, 0, 34_995, 0], vec![0, 0, 35_005, 1]]);
+        assert_eq!((runs[0].start, runs[1].start), (5, 35_010));
+    }
+
+    #[test]
+    fn a_refused_file_leaves_nothing_behind() {
+        let mut idx = Index::new();
+        let kept = Id::of_file(b"kept");
+        idx.add_loading(&blob(kept, 0, false));
+        idx.name_pack(Id::of_file(b"p1"), 1);
+        idx.end_file();
+        let mark = idx.mark();
+        // A pack already known, and one named only by the refused file.
+        for (pack, id) in [(b"p1", b"x1"), (b"p2", b"x2")] {
+            idx.add_loading(&blob(Id::of_file(id), 0, false));
+            idx.name_pack(Id::of_file(pack), 1);
         }
-        let mut alone = records.clone();
-        sort_records(&mut alone, 0, 1);
-        sort_records(&mut records, 0, 5);
-        assert!(alone.windows(2).all(|w| w[0] <= w[1]));
-        assert!(records == alone);
+        idx.add_loading(&blob(Id::of_file(b"x3"), 0, false));
+        idx.back_to(mark);
+        idx.finish_loading();
+        assert_eq!(idx.len(), 1);
+        assert!(idx.contains(&kept));
+        assert_eq!(idx.pack_ids().collect::<Vec<_>>(), vec![Id::of_file(b"p1")]);
+        assert!(!idx.contains(&Id::of_file(b"x1")));
     }
 
     #[test]
@@ -463,8 +891,8 @@ mod tests {
             added.push(b);
             // Sorting again keeps what an earlier sort shortened, whole.
             idx.finish_loading();
-            assert_eq!(idx.table.len(), added.len() * RECORD_LEN);
-            assert_eq!(RECORD_LEN, 46);
+            assert_eq!(idx.table.len(), added.len());
+            assert_eq!(std::mem::size_of::<Record>(), 46);
             for (j, b) in added.iter().enumerate() {
                 let loc = idx.get(&b.id).unwrap();
                 assert_eq!(loc.blob, *b);

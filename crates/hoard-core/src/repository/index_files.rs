@@ -10,13 +10,19 @@ use super::index::{BlobLocation, Index};
 use super::storage::FileKind;
 use super::{IndexSource, Repository};
 use crate::error::{Error, Result};
-use crate::format::index::{IndexBatcher, IndexFile, IndexPack};
+use crate::format::blob::open_doc_json;
+use crate::format::index::{read_index_file, IndexBatcher, IndexFile, IndexPack, IndexSink, Stop};
+use crate::format::pack::{pack_file_len_of, PackedBlob};
 use crate::id::Id;
+
+/// Packs an index file lists, each with the length its file has by its entries.
+type PackLengths = Vec<(Id, u64)>;
 
 /// What [`Repository::load_live_index`] reports as it reads.
 pub(crate) enum IndexEvent<'a> {
-    /// An index file was read and checked; its entries are in the table.
-    Loaded(&'a IndexFile),
+    /// An index file was read and checked; its entries are in the table. Its packs, each with
+    /// the length its file has by its entries.
+    Loaded(&'a [(Id, u64)]),
     /// An index file could not be read.
     Unreadable,
     /// Everything reported so far is void: some files read are superseded by others, and the
@@ -106,6 +112,13 @@ impl Repository {
         how: LoadIndex,
         mut each: impl FnMut(IndexEvent<'_>),
     ) -> Result<LoadedIndex> {
+        // Reading ahead hides a remote store's latency. A local file has none to hide, and a
+        // file read ahead waits whole beside the table, at its largest near the end.
+        let ahead = if self.operator().info().scheme() == "fs" {
+            1
+        } else {
+            4
+        };
         let mut skip: HashSet<Id> = Default::default();
         let mut unreadable: Vec<(Id, Error)> = Vec::new();
         // The ids in `unreadable`: a file that failed is not read again after a restart.
@@ -119,14 +132,16 @@ impl Repository {
             let mut index = Index::new();
             let mut superseded: HashSet<Id> = Default::default();
             let mut live = Vec::new();
-            self.for_each_index_file(&todo, |id, f| {
-                match f.and_then(|f| self.check_index_file(&f).map(|()| f)) {
-                    Ok(f) => {
-                        superseded.extend(f.supersedes.iter().copied());
-                        if how.build {
-                            index.add_file(&f);
-                        }
-                        each(IndexEvent::Loaded(&f));
+            let mut files = futures::stream::iter(todo.iter().copied())
+                .map(|id| async move { (id, self.read_file(FileKind::Index, &id).await) })
+                .buffer_unordered(ahead);
+            let mut json = Vec::new();
+            while let Some((id, sealed)) = files.next().await {
+                let table = how.build.then_some(&mut index);
+                match sealed.and_then(|s| self.read_index_into(&id, s, &mut json, table)) {
+                    Ok((supersedes, packs)) => {
+                        superseded.extend(supersedes);
+                        each(IndexEvent::Loaded(&packs));
                         live.push(id);
                     }
                     Err(e) if (how.give_up)(&e) => return Err(e),
@@ -136,9 +151,8 @@ impl Repository {
                         unreadable.push((id, e));
                     }
                 }
-                Ok(())
-            })
-            .await?;
+            }
+            drop((files, json));
             live.sort_unstable(); // in the listing's order, whatever order the reads ended in
             if live.iter().any(|id| superseded.contains(id)) {
                 // Only after an interrupted prune: load again without the replaced files.
@@ -177,19 +191,48 @@ impl Repository {
         self.set_index(loaded.index, loaded.source);
     }
 
-    /// Refuses an index file that lists a blob with lengths no writer produces: anyone who
-    /// can write to the bucket can plant one, and its entries would otherwise stand in for
-    /// the real ones until a read fails far from the cause.
-    pub(crate) fn check_index_file(&self, f: &IndexFile) -> Result<()> {
-        for p in &f.packs {
-            for b in &p.blobs {
-                self.check_lengths(&BlobLocation {
-                    pack: p.id,
-                    blob: *b,
-                })?;
+    /// Reads one sealed index file into `table` (when one is being built), entry by entry as
+    /// it is parsed, or refuses it whole; returns the files it supersedes and its packs with
+    /// their file lengths. The sealed bytes are freed before parsing: only the file's JSON, in
+    /// the buffer `json` every file reuses, is held beside the table.
+    fn read_index_into(
+        &self,
+        id: &Id,
+        mut sealed: Vec<u8>,
+        json: &mut Vec<u8>,
+        table: Option<&mut Index>,
+    ) -> Result<(Vec<Id>, PackLengths)> {
+        let path = FileKind::Index.path(id);
+        open_doc_json(self.key(), &mut sealed, &path, json)?;
+        drop(sealed);
+        let mark = table.as_ref().map(|t| t.mark());
+        let mut reader = EntryReader {
+            repo: self,
+            table,
+            packs: Vec::new(),
+            sealed: 0,
+            bad: None,
+            refused: None,
+        };
+        let parsed = read_index_file(json, &mut reader);
+        let outcome = match (reader.refused.take(), parsed) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(Error::corrupt_by(&path, e)),
+            (None, Ok(supersedes)) => Ok(supersedes),
+        };
+        match (outcome, reader.table, mark) {
+            (Ok(supersedes), table, _) => {
+                if let Some(t) = table {
+                    t.end_file();
+                }
+                Ok((supersedes, reader.packs))
             }
+            (Err(e), Some(t), Some(mark)) => {
+                t.back_to(mark);
+                Err(e)
+            }
+            (Err(e), _, _) => Err(e),
         }
-        Ok(())
     }
 
     /// Index files left out of the in-memory index because they could not be read.
@@ -327,6 +370,55 @@ impl Repository {
             tracing::info!("index files were replaced since the repository was opened; reloading");
             self.reload_index().await?;
         }
+        Ok(())
+    }
+}
+
+/// Takes an index file's entries into the table as they are parsed. It refuses a file that
+/// lists a blob with lengths no writer produces: anyone who can write to the bucket can plant
+/// one, and its entries would otherwise stand in for the real ones until a read fails far
+/// from the cause.
+struct EntryReader<'a> {
+    repo: &'a Repository,
+    table: Option<&'a mut Index>,
+    packs: PackLengths,
+    /// The sealed lengths of the current pack's blobs so far.
+    sealed: u64,
+    /// The current pack's first blob with impossible lengths (its pack, which the error
+    /// names, may come after its blobs).
+    bad: Option<PackedBlob>,
+    refused: Option<Error>,
+}
+
+impl IndexSink for EntryReader<'_> {
+    fn blob(&mut self, blob: &PackedBlob) -> std::result::Result<(), Stop> {
+        let unnamed = BlobLocation {
+            pack: Id([0; 32]),
+            blob: *blob,
+        };
+        if self.bad.is_none() && self.repo.check_lengths(&unnamed).is_err() {
+            self.bad = Some(*blob);
+        }
+        if let (None, Some(t)) = (self.bad, self.table.as_deref_mut()) {
+            t.add_loading(blob);
+        }
+        self.sealed += u64::from(blob.length);
+        Ok(())
+    }
+
+    fn pack(&mut self, id: Id, count: usize) -> std::result::Result<(), Stop> {
+        if let Some(blob) = self.bad {
+            self.refused = self
+                .repo
+                .check_lengths(&BlobLocation { pack: id, blob })
+                .err();
+            return Err(Stop);
+        }
+        if let Some(t) = self.table.as_deref_mut() {
+            t.name_pack(id, count);
+        }
+        self.packs.push((id, pack_file_len_of(count, self.sealed)));
+        self.sealed = 0;
         Ok(())
     }
 }

@@ -119,11 +119,13 @@ pub(crate) fn location_of(op: &Operator) -> String {
     }
 }
 
+/// Reads a whole file into one buffer, a piece at a time as the backend delivers it: all the
+/// pieces first and then a copy would hold the file twice.
 pub(crate) async fn read_all(op: &Operator, path: &str) -> Result<Vec<u8>> {
-    op.read(path)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| Error::storage("read", path, e))
+    let mut out = Vec::new();
+    let read = async { op.reader(path).await?.read_into(&mut out, ..).await };
+    read.await.map_err(|e| Error::storage("read", path, e))?;
+    Ok(out)
 }
 
 /// Lists the ids of one kind of file; files whose names are not ids are skipped.
