@@ -200,32 +200,29 @@ async fn prune_locked(
     // 3. Plan, from a second pass over the index files (one record per pack, no blob lists).
     let mut packs: HashMap<Id, PackUse> = HashMap::new();
     let mut listed_blobs = 0usize;
-    repo.for_each_index_file(&live_index_files, |_, file| {
-        let file = file?;
-        let index = repo.index();
-        for p in &file.packs {
-            if packs.contains_key(&p.id) {
-                continue; // listed twice (e.g. after a crashed prune); count once
-            }
-            let mut u = PackUse {
-                file_len: crate::format::pack::pack_file_len(&p.blobs),
-                blob_count: p.blobs.len() as u64,
-                ..Default::default()
-            };
-            listed_blobs += p.blobs.len();
-            for b in &p.blobs {
-                u.total_bytes += u64::from(b.length);
-                // A blob stored twice is used in the copy the index chose only.
-                let chosen = index
-                    .get(&b.id)
-                    .is_some_and(|l| l.pack == p.id && l.blob.offset == b.offset);
-                if chosen && index.position(&b.id).is_some_and(|i| used.get(i)) {
-                    u.used_blobs += 1;
-                    u.used_bytes += u64::from(b.length);
-                }
-            }
-            packs.insert(p.id, u);
+    repo.for_each_index_pack(&live_index_files, |pack, blobs| {
+        if packs.contains_key(&pack) {
+            return Ok(()); // listed twice (e.g. after a crashed prune); count once
         }
+        let index = repo.index();
+        let mut u = PackUse {
+            file_len: crate::format::pack::pack_file_len(blobs),
+            blob_count: blobs.len() as u64,
+            ..Default::default()
+        };
+        listed_blobs += blobs.len();
+        for b in blobs {
+            u.total_bytes += u64::from(b.length);
+            // A blob stored twice is used in the copy the index chose only.
+            let chosen = index
+                .get(&b.id)
+                .is_some_and(|l| l.pack == pack && l.blob.offset == b.offset);
+            if chosen && index.position(&b.id).is_some_and(|i| used.get(i)) {
+                u.used_blobs += 1;
+                u.used_bytes += u64::from(b.length);
+            }
+        }
+        packs.insert(pack, u);
         Ok(())
     })
     .await?;

@@ -112,13 +112,7 @@ impl Repository {
         how: LoadIndex,
         mut each: impl FnMut(IndexEvent<'_>),
     ) -> Result<LoadedIndex> {
-        // Reading ahead hides a remote store's latency. A local file has none to hide, and a
-        // file read ahead waits whole beside the table, at its largest near the end.
-        let ahead = if self.operator().info().scheme() == "fs" {
-            1
-        } else {
-            4
-        };
+        let ahead = self.index_files_ahead();
         let mut skip: HashSet<Id> = Default::default();
         let mut unreadable: Vec<(Id, Error)> = Vec::new();
         // The ids in `unreadable`: a file that failed is not read again after a restart.
@@ -177,6 +171,47 @@ impl Repository {
                 superseded,
             });
         }
+    }
+
+    /// How many index files to read ahead of the one being parsed. Reading ahead hides a
+    /// remote store's latency. A local file has none to hide, and a file read ahead waits
+    /// whole beside the table, at its largest near the end.
+    fn index_files_ahead(&self) -> usize {
+        if self.operator().info().scheme() == "fs" {
+            1
+        } else {
+            4
+        }
+    }
+
+    /// Calls `each` with every pack (its id and blobs) the index files `ids` list, parsed pack
+    /// by pack: beside the table, only one file's JSON and one pack's blobs are held, where
+    /// whole decoded files (a few at once) would take more than the table has left to spare.
+    /// The first file that cannot be read ends it with its error, after the packs before the
+    /// damage.
+    pub(crate) async fn for_each_index_pack<F>(&self, ids: &[Id], mut each: F) -> Result<()>
+    where
+        F: FnMut(Id, &[PackedBlob]) -> Result<()>,
+    {
+        let mut files = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move { (id, self.read_file(FileKind::Index, &id).await) })
+            .buffer_unordered(self.index_files_ahead());
+        let mut json = Vec::new();
+        while let Some((id, sealed)) = files.next().await {
+            let path = FileKind::Index.path(&id);
+            open_doc_json(self.key(), &mut sealed?, &path, &mut json)?;
+            let mut packs = PackByPack {
+                blobs: Vec::new(),
+                each: &mut each,
+                failed: None,
+            };
+            let parsed = read_index_file(&json, &mut packs);
+            if let Some(e) = packs.failed {
+                return Err(e);
+            }
+            parsed.map_err(|e| Error::corrupt_by(&path, e))?;
+        }
+        Ok(())
     }
 
     /// Makes a loaded index the one lookups use.
@@ -420,5 +455,28 @@ impl IndexSink for EntryReader<'_> {
         self.packs.push((id, pack_file_len_of(count, self.sealed)));
         self.sealed = 0;
         Ok(())
+    }
+}
+
+/// Hands each pack of an index file to a callback as soon as its entry is parsed.
+struct PackByPack<'a, F> {
+    blobs: Vec<PackedBlob>,
+    each: &'a mut F,
+    failed: Option<Error>,
+}
+
+impl<F: FnMut(Id, &[PackedBlob]) -> Result<()>> IndexSink for PackByPack<'_, F> {
+    fn blob(&mut self, blob: &PackedBlob) -> std::result::Result<(), Stop> {
+        self.blobs.push(*blob);
+        Ok(())
+    }
+
+    fn pack(&mut self, id: Id, _count: usize) -> std::result::Result<(), Stop> {
+        let done = (self.each)(id, &self.blobs);
+        self.blobs.clear();
+        done.map_err(|e| {
+            self.failed = Some(e);
+            Stop
+        })
     }
 }
