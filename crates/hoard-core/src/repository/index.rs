@@ -7,9 +7,9 @@
 //! Loading never holds more than the table itself and a little: a record leaves out the first
 //! two bytes of its id from the start. Records are added in runs of about a million, each
 //! grouped in place by those two bytes (kept beside the run until then, two bytes a record),
-//! so that a run's 65,536 group ends name them afterwards. The runs are then regrouped in place
-//! into one table by the same two bytes, each group (a few hundred records) is sorted, and
-//! duplicates are dropped. Whole 48-byte records while loading would have made the peak of
+//! so that a run's 65,536 group sizes name them afterwards. The runs are then regrouped in
+//! place into one table by the same two bytes, each group (about 150 records at 10 million)
+//! is sorted, and duplicates are dropped. Whole 48-byte records while loading would have made the peak of
 //! opening 10 million blobs 480 MB where the table is 460.
 
 use std::collections::HashMap;
