@@ -99,30 +99,29 @@ fn probe_compresses(sample: &[u8]) -> bool {
     })
 }
 
-/// Decompresses with this thread's context, into at most `capacity` bytes.
-fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+/// Runs `f` with this thread's decompression context.
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     DECOMPRESSOR.with_borrow_mut(|slot| {
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
         match slot.as_mut() {
-            Some(d) => d.decompress(data, capacity),
+            Some(d) => f(d),
             None => Err(std::io::Error::other("no zstd context")),
         }
     })
 }
 
+/// Decompresses with this thread's context, into at most `capacity` bytes.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    with_decompressor(|d| d.decompress(data, capacity))
+}
+
 /// Decompresses into the room `out` has beyond its length, with this thread's context.
 fn decompress_to(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-    DECOMPRESSOR.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match slot.as_mut() {
-            Some(d) => d.decompress_to_buffer(data, out).map(|_| ()),
-            None => Err(std::io::Error::other("no zstd context")),
-        }
-    })
+    with_decompressor(|d| d.decompress_to_buffer(data, out).map(|_| ()))
 }
 
 /// Whether `data` was compressed into `out`, smaller than it.
