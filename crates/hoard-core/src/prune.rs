@@ -206,7 +206,6 @@ async fn prune_locked(
         }
         let index = repo.index();
         let mut u = PackUse {
-            file_len: crate::format::pack::pack_file_len(blobs),
             blob_count: blobs.len() as u64,
             ..Default::default()
         };
@@ -222,6 +221,7 @@ async fn prune_locked(
                 u.used_bytes += u64::from(b.length);
             }
         }
+        u.file_len = crate::format::pack::pack_file_len_of(blobs.len(), u.total_bytes);
         packs.insert(pack, u);
         Ok(())
     })

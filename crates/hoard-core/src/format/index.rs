@@ -38,29 +38,64 @@ impl IndexFile {
 
 /// Takes an index file's entries as [`read_index_file`] parses them, so that loading a large
 /// repository never holds a file's whole [`IndexFile`] (48 bytes a blob, in a few thousand
-/// small allocations) beside the table it builds.
+/// small allocations) beside the table it builds. A sink's error stops the parse and is the
+/// one [`read_index_file`] returns: the JSON error the stop causes would name the parser, not
+/// the reason.
 pub(crate) trait IndexSink {
     /// A blob of the pack being read; the pack's id may come after its blobs.
-    fn blob(&mut self, blob: &PackedBlob) -> Result<(), Stop>;
+    fn blob(&mut self, blob: &PackedBlob) -> crate::error::Result<()>;
     /// The end of a pack's entry: the `count` blobs given since the previous call are its.
-    fn pack(&mut self, id: Id, count: usize) -> Result<(), Stop>;
+    fn pack(&mut self, id: Id, count: usize) -> crate::error::Result<()>;
 }
-
-/// A sink's refusal to read on; it keeps the reason itself.
-#[derive(Debug)]
-pub(crate) struct Stop;
 
 /// Parses an index file's JSON into `sink`, with what the derived [`IndexFile`] accepts and
 /// refuses (unknown keys skipped, a key twice or a missing one refused, nothing after the
-/// document); returns the files it supersedes.
+/// document); returns the files it supersedes. `path` names the file in a JSON error.
 pub(crate) fn read_index_file(
+    path: &str,
     json: &[u8],
     sink: &mut impl IndexSink,
-) -> serde_json::Result<Vec<Id>> {
+) -> crate::error::Result<Vec<Id>> {
+    let mut keep = Keep {
+        sink,
+        refused: None,
+    };
     let mut de = serde_json::Deserializer::from_slice(json);
-    let supersedes = FileSeed(sink).deserialize(&mut de)?;
-    de.end()?;
-    Ok(supersedes)
+    let parsed = FileSeed(&mut keep)
+        .deserialize(&mut de)
+        .and_then(|supersedes| de.end().map(|()| supersedes));
+    match (keep.refused, parsed) {
+        (Some(e), _) => Err(e),
+        (None, parsed) => parsed.map_err(|e| crate::error::Error::corrupt_by(path, e)),
+    }
+}
+
+/// The sink as the seeds see it: its error is kept here while serde unwinds with [`Stop`].
+struct Keep<'s, S> {
+    sink: &'s mut S,
+    refused: Option<crate::error::Error>,
+}
+
+/// A sink's refusal to read on, on its way out through serde; [`Keep`] has the reason.
+struct Stop;
+
+impl<S: IndexSink> Keep<'_, S> {
+    fn kept(&mut self, done: crate::error::Result<()>) -> Result<(), Stop> {
+        done.map_err(|e| {
+            self.refused = Some(e);
+            Stop
+        })
+    }
+
+    fn blob(&mut self, blob: &PackedBlob) -> Result<(), Stop> {
+        let done = self.sink.blob(blob);
+        self.kept(done)
+    }
+
+    fn pack(&mut self, id: Id, count: usize) -> Result<(), Stop> {
+        let done = self.sink.pack(id, count);
+        self.kept(done)
+    }
 }
 
 fn stopped<E: serde::de::Error>(_: Stop) -> E {
@@ -92,16 +127,16 @@ enum Key {
     Other,
 }
 
-struct FileSeed<'s, S>(&'s mut S);
+struct FileSeed<'s, 'k, S>(&'s mut Keep<'k, S>);
 
-impl<'de, S: IndexSink> DeserializeSeed<'de> for FileSeed<'_, S> {
+impl<'de, S: IndexSink> DeserializeSeed<'de> for FileSeed<'_, '_, S> {
     type Value = Vec<Id>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Id>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, S: IndexSink> Visitor<'de> for FileSeed<'_, S> {
+impl<'de, S: IndexSink> Visitor<'de> for FileSeed<'_, '_, S> {
     type Value = Vec<Id>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an index file")
@@ -128,16 +163,16 @@ impl<'de, S: IndexSink> Visitor<'de> for FileSeed<'_, S> {
     }
 }
 
-struct PacksSeed<'s, S>(&'s mut S);
+struct PacksSeed<'s, 'k, S>(&'s mut Keep<'k, S>);
 
-impl<'de, S: IndexSink> DeserializeSeed<'de> for PacksSeed<'_, S> {
+impl<'de, S: IndexSink> DeserializeSeed<'de> for PacksSeed<'_, '_, S> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de, S: IndexSink> Visitor<'de> for PacksSeed<'_, S> {
+impl<'de, S: IndexSink> Visitor<'de> for PacksSeed<'_, '_, S> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of packs")
@@ -148,16 +183,16 @@ impl<'de, S: IndexSink> Visitor<'de> for PacksSeed<'_, S> {
     }
 }
 
-struct PackSeed<'s, S>(&'s mut S);
+struct PackSeed<'s, 'k, S>(&'s mut Keep<'k, S>);
 
-impl<'de, S: IndexSink> DeserializeSeed<'de> for PackSeed<'_, S> {
+impl<'de, S: IndexSink> DeserializeSeed<'de> for PackSeed<'_, '_, S> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, S: IndexSink> Visitor<'de> for PackSeed<'_, S> {
+impl<'de, S: IndexSink> Visitor<'de> for PackSeed<'_, '_, S> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a pack")
@@ -180,16 +215,16 @@ impl<'de, S: IndexSink> Visitor<'de> for PackSeed<'_, S> {
     }
 }
 
-struct BlobsSeed<'s, S>(&'s mut S);
+struct BlobsSeed<'s, 'k, S>(&'s mut Keep<'k, S>);
 
-impl<'de, S: IndexSink> DeserializeSeed<'de> for BlobsSeed<'_, S> {
+impl<'de, S: IndexSink> DeserializeSeed<'de> for BlobsSeed<'_, '_, S> {
     type Value = usize;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de, S: IndexSink> Visitor<'de> for BlobsSeed<'_, S> {
+impl<'de, S: IndexSink> Visitor<'de> for BlobsSeed<'_, '_, S> {
     type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of blobs")
@@ -248,11 +283,11 @@ mod tests {
     }
 
     impl IndexSink for Collect {
-        fn blob(&mut self, blob: &PackedBlob) -> Result<(), Stop> {
+        fn blob(&mut self, blob: &PackedBlob) -> crate::error::Result<()> {
             self.waiting.push(*blob);
             Ok(())
         }
-        fn pack(&mut self, id: Id, count: usize) -> Result<(), Stop> {
+        fn pack(&mut self, id: Id, count: usize) -> crate::error::Result<()> {
             assert_eq!(count, self.waiting.len());
             let blobs = std::mem::take(&mut self.waiting);
             self.packs.push(IndexPack { id, blobs });
@@ -260,9 +295,9 @@ mod tests {
         }
     }
 
-    fn read(json: &str) -> serde_json::Result<IndexFile> {
+    fn read(json: &str) -> crate::error::Result<IndexFile> {
         let mut sink = Collect::default();
-        let supersedes = read_index_file(json.as_bytes(), &mut sink)?;
+        let supersedes = read_index_file("index/x", json.as_bytes(), &mut sink)?;
         Ok(IndexFile {
             supersedes,
             packs: sink.packs,
@@ -339,6 +374,29 @@ mod tests {
                 assert_eq!((d.supersedes, d.packs), (s.supersedes, s.packs));
             }
         }
+    }
+
+    #[test]
+    fn a_sinks_refusal_is_the_error_returned_not_the_stopped_parse() {
+        struct Refuse;
+        impl IndexSink for Refuse {
+            fn blob(&mut self, _: &PackedBlob) -> crate::error::Result<()> {
+                Err(crate::error::Error::corrupt("blob b", "planted"))
+            }
+            fn pack(&mut self, _: Id, _: usize) -> crate::error::Result<()> {
+                Ok(())
+            }
+        }
+        let json = format!(
+            r#"{{"packs":[{{"id":"{}","blobs":[{{"id":"{}","type":"data","offset":0,"length":50,"raw_length":10,"compressed":true}}]}}]}}"#,
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        let e = read_index_file("index/x", json.as_bytes(), &mut Refuse).unwrap_err();
+        assert!(e.to_string().contains("planted"), "{e}");
+        // Damaged JSON is named by the file it came from.
+        let e = read_index_file("index/x", b"{\"packs\":[", &mut Collect::default()).unwrap_err();
+        assert!(e.to_string().contains("index/x"), "{e}");
     }
 
     #[test]

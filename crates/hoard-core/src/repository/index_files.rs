@@ -11,7 +11,7 @@ use super::storage::FileKind;
 use super::{IndexSource, Repository};
 use crate::error::{Error, Result};
 use crate::format::blob::open_doc_json;
-use crate::format::index::{read_index_file, IndexBatcher, IndexFile, IndexPack, IndexSink, Stop};
+use crate::format::index::{read_index_file, IndexBatcher, IndexFile, IndexPack, IndexSink};
 use crate::format::pack::{pack_file_len_of, PackedBlob};
 use crate::id::Id;
 
@@ -112,7 +112,6 @@ impl Repository {
         how: LoadIndex,
         mut each: impl FnMut(IndexEvent<'_>),
     ) -> Result<LoadedIndex> {
-        let ahead = self.index_files_ahead();
         let mut skip: HashSet<Id> = Default::default();
         let mut unreadable: Vec<(Id, Error)> = Vec::new();
         // The ids in `unreadable`: a file that failed is not read again after a restart.
@@ -126,9 +125,7 @@ impl Repository {
             let mut index = Index::new();
             let mut superseded: HashSet<Id> = Default::default();
             let mut live = Vec::new();
-            let mut files = futures::stream::iter(todo.iter().copied())
-                .map(|id| async move { (id, self.read_file(FileKind::Index, &id).await) })
-                .buffer_unordered(ahead);
+            let mut files = self.index_file_reads(&todo);
             let mut json = Vec::new();
             while let Some((id, sealed)) = files.next().await {
                 let table = how.build.then_some(&mut index);
@@ -173,15 +170,38 @@ impl Repository {
         }
     }
 
-    /// How many index files to read ahead of the one being parsed. Reading ahead hides a
-    /// remote store's latency. A local file has none to hide, and a file read ahead waits
-    /// whole beside the table, at its largest near the end.
-    fn index_files_ahead(&self) -> usize {
-        if self.operator().info().scheme() == "fs" {
+    /// The sealed index files `ids`, read a few ahead of the one being parsed, in the order
+    /// the reads end. Reading ahead hides a remote store's latency. A local file has none to
+    /// hide, and a file read ahead waits whole beside the table, at its largest near the end:
+    /// one at a time there.
+    fn index_file_reads<'a>(
+        &'a self,
+        ids: &'a [Id],
+    ) -> impl futures::Stream<Item = (Id, Result<Vec<u8>>)> + 'a {
+        let ahead = if self.operator().info().scheme() == "fs" {
             1
         } else {
             4
-        }
+        };
+        futures::stream::iter(ids.iter().copied())
+            .map(move |id| async move { (id, self.read_file(FileKind::Index, &id).await) })
+            .buffer_unordered(ahead)
+    }
+
+    /// Opens one sealed index file into `json` (which every file reuses) and parses it into
+    /// `sink`; returns the files it supersedes. The sealed bytes are freed before parsing, so
+    /// only the file's JSON is held beside what the sink builds.
+    fn parse_index_file(
+        &self,
+        id: &Id,
+        mut sealed: Vec<u8>,
+        json: &mut Vec<u8>,
+        sink: &mut impl IndexSink,
+    ) -> Result<Vec<Id>> {
+        let path = FileKind::Index.path(id);
+        open_doc_json(self.key(), &mut sealed, &path, json)?;
+        drop(sealed);
+        read_index_file(&path, json, sink)
     }
 
     /// Calls `each` with every pack (its id and blobs) the index files `ids` list, parsed pack
@@ -193,23 +213,14 @@ impl Repository {
     where
         F: FnMut(Id, &[PackedBlob]) -> Result<()>,
     {
-        let mut files = futures::stream::iter(ids.iter().copied())
-            .map(|id| async move { (id, self.read_file(FileKind::Index, &id).await) })
-            .buffer_unordered(self.index_files_ahead());
+        let mut files = self.index_file_reads(ids);
         let mut json = Vec::new();
+        let mut packs = PackByPack {
+            blobs: Vec::new(),
+            each: &mut each,
+        };
         while let Some((id, sealed)) = files.next().await {
-            let path = FileKind::Index.path(&id);
-            open_doc_json(self.key(), &mut sealed?, &path, &mut json)?;
-            let mut packs = PackByPack {
-                blobs: Vec::new(),
-                each: &mut each,
-                failed: None,
-            };
-            let parsed = read_index_file(&json, &mut packs);
-            if let Some(e) = packs.failed {
-                return Err(e);
-            }
-            parsed.map_err(|e| Error::corrupt_by(&path, e))?;
+            self.parse_index_file(&id, sealed?, &mut json, &mut packs)?;
         }
         Ok(())
     }
@@ -228,18 +239,14 @@ impl Repository {
 
     /// Reads one sealed index file into `table` (when one is being built), entry by entry as
     /// it is parsed, or refuses it whole; returns the files it supersedes and its packs with
-    /// their file lengths. The sealed bytes are freed before parsing: only the file's JSON, in
-    /// the buffer `json` every file reuses, is held beside the table.
+    /// their file lengths.
     fn read_index_into(
         &self,
         id: &Id,
-        mut sealed: Vec<u8>,
+        sealed: Vec<u8>,
         json: &mut Vec<u8>,
         table: Option<&mut Index>,
     ) -> Result<(Vec<Id>, PackLengths)> {
-        let path = FileKind::Index.path(id);
-        open_doc_json(self.key(), &mut sealed, &path, json)?;
-        drop(sealed);
         let mark = table.as_ref().map(|t| t.mark());
         let mut reader = EntryReader {
             repo: self,
@@ -247,15 +254,9 @@ impl Repository {
             packs: Vec::new(),
             sealed: 0,
             bad: None,
-            refused: None,
         };
-        let parsed = read_index_file(json, &mut reader);
-        let outcome = match (reader.refused.take(), parsed) {
-            (Some(e), _) => Err(e),
-            (None, Err(e)) => Err(Error::corrupt_by(&path, e)),
-            (None, Ok(supersedes)) => Ok(supersedes),
-        };
-        match (outcome, reader.table, mark) {
+        let parsed = self.parse_index_file(id, sealed, json, &mut reader);
+        match (parsed, reader.table, mark) {
             (Ok(supersedes), table, _) => {
                 if let Some(t) = table {
                     t.end_file();
@@ -422,11 +423,10 @@ struct EntryReader<'a> {
     /// The current pack's first blob with impossible lengths (its pack, which the error
     /// names, may come after its blobs).
     bad: Option<PackedBlob>,
-    refused: Option<Error>,
 }
 
 impl IndexSink for EntryReader<'_> {
-    fn blob(&mut self, blob: &PackedBlob) -> std::result::Result<(), Stop> {
+    fn blob(&mut self, blob: &PackedBlob) -> Result<()> {
         let unnamed = BlobLocation {
             pack: Id([0; 32]),
             blob: *blob,
@@ -441,13 +441,13 @@ impl IndexSink for EntryReader<'_> {
         Ok(())
     }
 
-    fn pack(&mut self, id: Id, count: usize) -> std::result::Result<(), Stop> {
+    fn pack(&mut self, id: Id, count: usize) -> Result<()> {
         if let Some(blob) = self.bad {
-            self.refused = self
-                .repo
-                .check_lengths(&BlobLocation { pack: id, blob })
-                .err();
-            return Err(Stop);
+            // The same check that flagged the blob, now naming its pack.
+            let named = self.repo.check_lengths(&BlobLocation { pack: id, blob });
+            return Err(named.err().unwrap_or_else(|| {
+                Error::corrupt(format!("pack {}", id.short()), "impossible blob lengths")
+            }));
         }
         if let Some(t) = self.table.as_deref_mut() {
             t.name_pack(id, count);
@@ -462,21 +462,17 @@ impl IndexSink for EntryReader<'_> {
 struct PackByPack<'a, F> {
     blobs: Vec<PackedBlob>,
     each: &'a mut F,
-    failed: Option<Error>,
 }
 
 impl<F: FnMut(Id, &[PackedBlob]) -> Result<()>> IndexSink for PackByPack<'_, F> {
-    fn blob(&mut self, blob: &PackedBlob) -> std::result::Result<(), Stop> {
+    fn blob(&mut self, blob: &PackedBlob) -> Result<()> {
         self.blobs.push(*blob);
         Ok(())
     }
 
-    fn pack(&mut self, id: Id, _count: usize) -> std::result::Result<(), Stop> {
+    fn pack(&mut self, id: Id, _count: usize) -> Result<()> {
         let done = (self.each)(id, &self.blobs);
         self.blobs.clear();
-        done.map_err(|e| {
-            self.failed = Some(e);
-            Stop
-        })
+        done
     }
 }
