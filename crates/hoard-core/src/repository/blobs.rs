@@ -8,7 +8,7 @@ use super::index::BlobLocation;
 use super::storage::FileKind;
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::format::blob::decode_blob;
+use crate::format::blob::{decode_blob, decode_blob_in};
 use crate::format::crypto::SEAL_OVERHEAD;
 use crate::format::pack::{read_pack, BlobType, PackedBlob};
 use crate::format::tree::Tree;
@@ -65,7 +65,7 @@ impl Repository {
 
     pub(crate) fn decode_located_blob(&self, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         self.check_lengths(loc)?;
-        let what = format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
+        let what = blob_what(loc);
         let plain = decode_blob(
             self.key(),
             sealed,
@@ -73,10 +73,50 @@ impl Repository {
             loc.blob.raw_length,
             &what,
         )?;
-        if self.key().blob_id(&plain) != loc.blob.id {
+        self.check_id(loc, &plain, what)?;
+        Ok(plain)
+    }
+
+    /// [`Repository::decode_located_blob`] in `buf`, grown when the blob needs more: its
+    /// sealed bytes are copied to the front by `fill` and decrypted there, a compressed blob
+    /// decompressed behind them (see [`decode_blob_in`]). Lengths are checked before `buf`
+    /// grows for them.
+    pub(crate) fn decode_located_blob_in<'a>(
+        &self,
+        loc: &BlobLocation,
+        fill: impl FnOnce(&mut [u8]),
+        buf: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        self.check_lengths(loc)?;
+        let sealed_len = loc.blob.length as usize;
+        let room_len = if loc.blob.compressed {
+            loc.blob.raw_length as usize
+        } else {
+            0
+        };
+        if buf.len() < sealed_len + room_len {
+            buf.resize(sealed_len + room_len, 0);
+        }
+        let (sealed, room) = buf.split_at_mut(sealed_len);
+        fill(sealed);
+        let what = blob_what(loc);
+        let plain = decode_blob_in(
+            self.key(),
+            sealed,
+            loc.blob.compressed,
+            loc.blob.raw_length,
+            &what,
+            room,
+        )?;
+        self.check_id(loc, plain, what)?;
+        Ok(plain)
+    }
+
+    fn check_id(&self, loc: &BlobLocation, plain: &[u8], what: String) -> Result<()> {
+        if self.key().blob_id(plain) != loc.blob.id {
             return Err(Error::corrupt(what, "content does not match its id"));
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// Loads and decodes a tree blob (through a small cache of tree packs).
@@ -155,4 +195,8 @@ impl Repository {
         })?;
         self.decode_located_blob(&loc, sealed)
     }
+}
+
+fn blob_what(loc: &BlobLocation) -> String {
+    format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short())
 }

@@ -165,6 +165,7 @@ async fn restore_unlocked(
         owners,
         verify: opts.verify,
         damaged: Mutex::new(Vec::new()),
+        decode_buffers: Default::default(),
     });
     let mut batches = Batches {
         shared: shared.clone(),

