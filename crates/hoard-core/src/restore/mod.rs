@@ -30,7 +30,8 @@ use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{LockNeed, Repository};
 use plan::{Batch, PlannedFile, Planner};
 use write::{
-    create_special, finish_file, prepare_file, set_metadata, BatchFiles, PackTask, Prepared, Shared,
+    create_special, finish_file, prepare_file, set_metadata, BatchFiles, DecodePool, PackTask,
+    Prepared, Shared,
 };
 
 /// Ranged reads merge neighbouring blobs up to this size. Each of the packs in flight holds
@@ -158,6 +159,7 @@ async fn restore_unlocked(
         std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     }
     progress.phase(Phase::Restore);
+    let local = repo.operator().info().scheme() == "fs";
     let shared = Arc::new(Shared {
         repo: repo.clone(),
         progress: progress.clone(),
@@ -165,7 +167,7 @@ async fn restore_unlocked(
         owners,
         verify: opts.verify,
         damaged: Mutex::new(Vec::new()),
-        decode_buffers: Default::default(),
+        decode_buffers: DecodePool::new(local),
     });
     let mut batches = Batches {
         shared: shared.clone(),
@@ -182,7 +184,7 @@ async fn restore_unlocked(
     // prepared when a task slot is free and no pack is waiting, while the others run on:
     // memory is bounded by the packs in flight (each one read of at most MAX_READ and its
     // blobs) and the files of the batches they serve.
-    let packs_at_once = if repo.operator().info().scheme() == "fs" {
+    let packs_at_once = if local {
         PACK_CONCURRENCY
     } else {
         REMOTE_PACK_CONCURRENCY
