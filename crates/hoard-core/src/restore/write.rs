@@ -358,8 +358,8 @@ fn read_jobs(mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
 
 /// Decrypts, decompresses, verifies and writes one downloaded range. The range stays in the
 /// pieces it arrived in (an HTTP body is many): each blob is copied out on its own, into a
-/// buffer taken from the pool and decoded there, so neither the range nor a blob is allocated
-/// again per pack in flight.
+/// buffer from the [`DecodePool`], and decoded there, so the range is not copied whole once
+/// more per pack in flight.
 fn write_group(
     ctx: &BatchFiles,
     pack: Id,
@@ -393,6 +393,7 @@ fn write_group(
             Err(e) => {
                 // Every use of this blob fails; the files are reported once each.
                 ctx.fail(uses.iter().map(|u| u.1), &e);
+                shared.decode_buffers.give_back(buffer);
                 continue;
             }
         };
