@@ -388,17 +388,14 @@ fn write_group(
         } else {
             Err(Error::corrupt(path, "shorter than the index says"))
         };
-        let plain = match decoded {
-            Ok(plain) => plain,
-            Err(e) => {
-                // Every use of this blob fails; the files are reported once each.
-                ctx.fail(uses.iter().map(|u| u.1), &e);
-                shared.decode_buffers.give_back(buffer);
-                continue;
+        match decoded {
+            Ok(plain) => {
+                for (_, file, offset) in uses {
+                    write_use(ctx, *file, *offset, plain);
+                }
             }
-        };
-        for (_, file, offset) in uses {
-            write_use(ctx, *file, *offset, plain);
+            // Every use of this blob fails; the files are reported once each.
+            Err(e) => ctx.fail(uses.iter().map(|u| u.1), &e),
         }
         shared.decode_buffers.give_back(buffer);
     }
