@@ -97,6 +97,11 @@ TOML
         node=$(garage -c "$g/garage.toml" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
         sleep 0.2
     done
+    # `node id` reads the key from disk: the server may not answer RPC yet.
+    for _ in $(seq 50); do
+        garage -c "$g/garage.toml" status >/dev/null 2>&1 && break
+        sleep 0.2
+    done
     garage -c "$g/garage.toml" layout assign -z dc1 -c 10G "$node" >/dev/null
     garage -c "$g/garage.toml" layout apply --version 1 >/dev/null
     garage -c "$g/garage.toml" bucket create bench >/dev/null
