@@ -30,7 +30,7 @@ use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{LockNeed, Repository};
 use plan::{Batch, PlannedFile, Planner};
 use write::{
-    create_special, finish_file, prepare_file, set_metadata, BatchFiles, DecodePool, PackTask,
+    create_special, finish_file, prepare_file, set_metadata, BatchFiles, Decoders, PackTask,
     Prepared, Shared,
 };
 
@@ -160,6 +160,13 @@ async fn restore_unlocked(
     }
     progress.phase(Phase::Restore);
     let local = repo.operator().info().scheme() == "fs";
+    let packs_at_once = if local {
+        PACK_CONCURRENCY
+    } else {
+        REMOTE_PACK_CONCURRENCY
+    };
+    // Decoding is CPU work: a thread per core, no more than packs can feed.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(Shared {
         repo: repo.clone(),
         progress: progress.clone(),
@@ -167,7 +174,7 @@ async fn restore_unlocked(
         owners,
         verify: opts.verify,
         damaged: Mutex::new(Vec::new()),
-        decode_buffers: DecodePool::new(local),
+        decoders: Decoders::start(cores.clamp(2, packs_at_once))?,
     });
     let mut batches = Batches {
         shared: shared.clone(),
@@ -177,18 +184,13 @@ async fn restore_unlocked(
         bytes: 0,
     };
 
-    // Packs are restored side by side, each a task that reads its ranges in turn and writes
-    // each on a blocking thread: while one pack waits for storage, another decrypts and
+    // Packs are restored side by side, each a task that reads its ranges in turn and hands
+    // each to a decoder thread: while one pack waits for storage, another decrypts and
     // writes. (Chained download and writer stages measured slower on Garage: 1.26x restic
     // against 1.65x, the writers being the narrow stage.) The next batch is planned and
     // prepared when a task slot is free and no pack is waiting, while the others run on:
     // memory is bounded by the packs in flight (each one read of at most MAX_READ and its
     // blobs) and the files of the batches they serve.
-    let packs_at_once = if local {
-        PACK_CONCURRENCY
-    } else {
-        REMOTE_PACK_CONCURRENCY
-    };
     let mut waiting: VecDeque<PackTask> = VecDeque::new();
     let mut running = FuturesUnordered::new();
     let mut planned_all = false;

@@ -186,7 +186,8 @@ pub(super) struct Shared {
     pub(super) verify: bool,
     /// Files that could not be written whole, renamed once everything else is written.
     pub(super) damaged: Mutex<Vec<PathBuf>>,
-    pub(super) decode_buffers: DecodePool,
+    /// Where downloaded ranges are decoded and written.
+    pub(super) decoders: Decoders,
 }
 
 impl Shared {
@@ -287,8 +288,9 @@ pub(super) struct PackTask {
 }
 
 impl PackTask {
-    /// Reads the pack's ranges in turn and writes each on a blocking thread. A range that
-    /// cannot be read or decoded fails the files it serves, not the restore.
+    /// Reads the pack's ranges in turn, each written by a decoder thread before the next is
+    /// read. A range that cannot be read or decoded fails the files it serves, not the
+    /// restore.
     pub(super) async fn run(self) -> Result<()> {
         let PackTask { files, pack, uses } = self;
         let path = FileKind::Pack.path(&pack);
@@ -310,11 +312,17 @@ impl PackTask {
                     continue;
                 }
             };
-            let (files, path) = (files.clone(), path.clone());
-            tokio::task::spawn_blocking(move || {
-                write_group(&files, pack, &path, job.start, &buf, &job.uses)
-            })
-            .await?;
+            let (done, written) = tokio::sync::oneshot::channel();
+            files.shared.decoders.send(DecodeJob {
+                files: files.clone(),
+                pack,
+                path: path.clone(),
+                start: job.start,
+                bytes: buf,
+                uses: job.uses,
+                done,
+            })?;
+            written.await.map_err(|_| Decoders::stopped())?;
         }
         Ok(())
     }
@@ -357,21 +365,23 @@ fn read_jobs(mut uses: Vec<(PackedBlob, usize, u64)>) -> Vec<ReadJob> {
 }
 
 /// Decrypts, decompresses, verifies and writes one downloaded range. The range stays in the
-/// pieces it arrived in (an HTTP body is many): each blob is copied out on its own, into a
-/// buffer from the [`DecodePool`], and decoded there, so the range is not copied whole once
-/// more per pack in flight.
-fn write_group(
-    ctx: &BatchFiles,
-    pack: Id,
-    path: &str,
-    start: u64,
-    bytes: &opendal::Buffer,
-    group: &[(PackedBlob, usize, u64)],
-) {
+/// pieces it arrived in (an HTTP body is many): each blob is copied out on its own, into the
+/// decoder thread's `buffer`, and decoded there, so the range is not copied whole once more
+/// per pack in flight.
+fn write_group(job: &DecodeJob, buffer: &mut Vec<u8>) {
+    let DecodeJob {
+        files: ctx,
+        pack,
+        path,
+        start,
+        bytes,
+        uses: group,
+        ..
+    } = job;
+    let (pack, start) = (*pack, *start);
     let shared = &ctx.shared;
     // Uses of one blob are neighbours (by offset): it is decoded once for all of them.
     for uses in group.chunk_by(|a, b| a.0.id == b.0.id) {
-        let mut buffer = shared.decode_buffers.take();
         let blob = uses[0].0;
         let from = (blob.offset as u64 - start) as usize;
         let loc = crate::repository::index::BlobLocation { pack, blob };
@@ -384,7 +394,7 @@ fn write_group(
                     at += piece.len();
                 }
             };
-            shared.repo.decode_located_blob_in(&loc, fill, &mut buffer)
+            shared.repo.decode_located_blob_in(&loc, fill, buffer)
         } else {
             Err(Error::corrupt(path, "shorter than the index says"))
         };
@@ -397,7 +407,9 @@ fn write_group(
             // Every use of this blob fails; the files are reported once each.
             Err(e) => ctx.fail(uses.iter().map(|u| u.1), &e),
         }
-        shared.decode_buffers.give_back(buffer);
+        if buffer.len() > KEEP_DECODE_BUFFER {
+            *buffer = Vec::new();
+        }
     }
 }
 
@@ -430,45 +442,80 @@ fn write_use(ctx: &BatchFiles, file: usize, offset: u64, plain: &[u8]) {
     }
 }
 
-/// Decode buffers kept from blob to blob, for a local repository: at most [`DECODE_BUFFERS_KEPT`],
-/// each at most [`KEEP_DECODE_BUFFER`] (one grown past it for a large blob is freed after the
-/// blob). Measured on the toolchain copy: 90 thousand page faults where a buffer per blob made
-/// 250 thousand, and 13% less time, for 8 to 14 MiB more at peak. From a remote store (eight
-/// packs in flight) the same pool made a Garage restore 7% faster but peak 10 MiB higher,
-/// past the memory budget, so there it keeps nothing and each blob has a buffer of its own,
-/// as before.
-pub(super) struct DecodePool {
-    kept: Mutex<Vec<Vec<u8>>>,
-    most: usize,
+/// A downloaded range of a pack, for a decoder thread to decode and write.
+pub(super) struct DecodeJob {
+    files: Arc<BatchFiles>,
+    pack: Id,
+    path: String,
+    start: u64,
+    bytes: opendal::Buffer,
+    uses: Vec<(PackedBlob, usize, u64)>,
+    /// Dropped once the range is written (or its thread has died).
+    done: tokio::sync::oneshot::Sender<()>,
 }
 
-/// The largest decode buffer the pool keeps, a blob's sealed bytes and plaintext together:
+/// The threads that decode and write what the pack tasks download, each with one decode
+/// buffer it keeps from blob to blob.
+///
+/// Why threads of their own: on tokio's blocking pool each range went to whichever of some
+/// twenty threads was free, and glibc gives every thread its own arena (up to 16 on two
+/// cores), each keeping the pages of the largest blobs it ever decoded. Restoring the
+/// toolchain copy from Garage peaked at 107 to 116 MiB (`init`: 78); with one decoder thread
+/// per core, 91 to 101 MiB, with 10% less CPU time. (Capping glibc at one arena gave 84 to 90:
+/// the rest is the downloads in flight, whose buffers the HTTP client allocates.)
+pub(super) struct Decoders {
+    jobs: crossbeam_channel::Sender<DecodeJob>,
+}
+
+/// The largest decode buffer a thread keeps, a blob's sealed bytes and plaintext together:
 /// chunks average 1 MiB, and the few larger ones need not hold memory for the whole restore.
 const KEEP_DECODE_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Buffers kept for a local repository: one per pack in flight.
-const DECODE_BUFFERS_KEPT: usize = super::PACK_CONCURRENCY;
-
-impl DecodePool {
-    pub(super) fn new(local: bool) -> Self {
-        DecodePool {
-            kept: Mutex::default(),
-            most: if local { DECODE_BUFFERS_KEPT } else { 0 },
+impl Decoders {
+    /// Starts `threads` decoder threads (at least one); they end when this is dropped and
+    /// the jobs sent are done.
+    pub(super) fn start(threads: usize) -> Result<Self> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<DecodeJob>();
+        let mut started = 0;
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("hoard-restore-{i}"))
+                .spawn(move || decode_loop(queue));
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::warn!("cannot start a restore thread: {e}"),
+            }
         }
+        if started == 0 {
+            return Err(Error::Task("cannot start any restore thread".into()));
+        }
+        Ok(Decoders { jobs })
     }
 
-    fn take(&self) -> Vec<u8> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default()
+    fn send(&self, job: DecodeJob) -> Result<()> {
+        self.jobs.send(job).map_err(|_| Self::stopped())
     }
 
-    fn give_back(&self, buf: Vec<u8>) {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if buf.len() <= KEEP_DECODE_BUFFER && kept.len() < self.most {
-            kept.push(buf);
+    fn stopped() -> Error {
+        Error::Task("restore's decoder threads stopped".into())
+    }
+}
+
+/// A decoder thread: takes ranges until the channel closes. A panic while writing one range
+/// is caught, so that the thread, and the restore, go on; the range's pack task is told by
+/// `done` being dropped.
+fn decode_loop(queue: crossbeam_channel::Receiver<DecodeJob>) {
+    let mut buffer = Vec::new();
+    for job in queue {
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_group(&job, &mut buffer)
+        }));
+        match written {
+            Ok(()) => {
+                let _ = job.done.send(());
+            }
+            Err(_) => buffer = Vec::new(),
         }
     }
 }
@@ -587,29 +634,7 @@ fn set_metadata_via(
 
 #[cfg(test)]
 mod tests {
-    use super::{is_zeros, DecodePool, DECODE_BUFFERS_KEPT, KEEP_DECODE_BUFFER};
-
-    #[test]
-    fn the_decode_pool_keeps_a_few_small_buffers_only() {
-        let pool = DecodePool::new(true);
-        pool.give_back(vec![0; KEEP_DECODE_BUFFER + 1]);
-        assert!(
-            pool.kept.lock().unwrap().is_empty(),
-            "a large buffer is freed"
-        );
-        let taken: Vec<Vec<u8>> = (0..DECODE_BUFFERS_KEPT + 3).map(|_| pool.take()).collect();
-        for mut b in taken {
-            b.resize(1000, 1);
-            pool.give_back(b);
-        }
-        let kept = pool.kept.lock().unwrap();
-        assert_eq!(kept.len(), DECODE_BUFFERS_KEPT);
-        assert!(kept.iter().all(|b| b.len() == 1000));
-        drop(kept);
-        let remote = DecodePool::new(false);
-        remote.give_back(vec![0; 1000]);
-        assert!(remote.kept.lock().unwrap().is_empty());
-    }
+    use super::is_zeros;
 
     #[test]
     fn zeros_are_found_at_every_length_and_a_single_set_byte_anywhere_is_not() {
