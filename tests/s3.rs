@@ -817,3 +817,95 @@ fn data_packs_are_sent_from_the_cache_spool_in_parts() {
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
     assert_ok(&env.hoard(&["check", "--read-data"]));
 }
+
+#[test]
+fn restore_reads_each_pack_with_one_request_however_many_ranges_it_needs() {
+    let env = Env::s3();
+    let server = env.server.as_ref().unwrap();
+    // Incompressible files of several chunks each: their blobs share packs, and a pack holds
+    // more than one ranged read's worth (1 MiB from a remote store).
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        fs::write(src.join(format!("f{i}.bin")), random_bytes(3 << 20, 40 + i)).unwrap();
+    }
+    fs::write(src.join("small.txt"), b"between the large ones").unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let _ = server.requests();
+
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let packs: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/data/"))
+        .collect();
+    let mut distinct = packs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!packs.is_empty());
+    assert_eq!(packs.len(), distinct.len(), "a pack read twice: {packs:#?}");
+}
+
+#[test]
+fn a_pack_cut_short_on_s3_restores_what_lies_before_the_cut() {
+    let env = Env::s3();
+    let server = env.server.as_ref().unwrap();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        fs::write(src.join(format!("f{i}.bin")), random_bytes(3 << 20, 50 + i)).unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    // The data pack is the large one; the stream of its ranges ends early, part way in.
+    let pack = server
+        .object_keys(BUCKET)
+        .into_iter()
+        .filter(|k| k.contains("/data/"))
+        .map(|k| server.root.join(BUCKET).join(k))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = fs::metadata(&pack).unwrap().len();
+    assert!(len > 9 << 20, "one pack holds all three files: {len}");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+
+    let target = env.path("restored");
+    let out = env.hoard(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let dir = target.join(src.strip_prefix("/").unwrap());
+    // Files are whole, or marked damaged with what could be read in place: the part of the
+    // stream before the cut is used, and nothing written is wrong.
+    let mut restored = 0;
+    for i in 0..3 {
+        let want = fs::read(src.join(format!("f{i}.bin"))).unwrap();
+        if let Ok(got) = fs::read(dir.join(format!("f{i}.bin"))) {
+            assert!(got == want, "f{i} is whole or marked");
+            restored += want.len();
+            continue;
+        }
+        let got = fs::read(dir.join(format!("f{i}.bin.damaged"))).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (at, (g, w)) in got.iter().zip(&want).enumerate() {
+            if *g != 0 {
+                assert_eq!(g, w, "f{i}: restored byte {at} differs");
+                restored += 1;
+            }
+        }
+    }
+    assert!(restored >= 2 << 20, "{restored} bytes restored: {summary}");
+    assert!(summary["files_damaged"].as_u64().unwrap() >= 1, "{summary}");
+}

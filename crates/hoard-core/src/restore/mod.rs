@@ -175,6 +175,7 @@ async fn restore_unlocked(
         verify: opts.verify,
         damaged: Mutex::new(Vec::new()),
         decoders: Decoders::start(cores.clamp(2, packs_at_once))?,
+        remote: !local,
     });
     let mut batches = Batches {
         shared: shared.clone(),
