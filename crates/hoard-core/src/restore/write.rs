@@ -412,6 +412,11 @@ impl PackReader {
                     Some(Ok(piece)) => {
                         held_len += piece.len() as u64;
                         held.push(piece);
+                        // What lies before the range is dropped as it comes.
+                        let gap = (job.start - at).min(held_len);
+                        take_front(&mut held, gap);
+                        held_len -= gap;
+                        at += gap;
                     }
                     ended => {
                         if let Some(Err(e)) = ended {
@@ -424,7 +429,8 @@ impl PackReader {
                     }
                 }
             }
-            // Drop what lies before the range, then take the range's bytes.
+            // Drop what lies before the range (when the bytes held reach past it), then take
+            // the range's bytes.
             take_front(&mut held, job.start - at);
             held_len -= job.start - at;
             let range = take_front(&mut held, job.end - job.start);
