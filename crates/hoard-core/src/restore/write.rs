@@ -657,8 +657,9 @@ impl Decoders {
 }
 
 /// A decoder thread: takes ranges until the channel closes. A panic while writing one range
-/// is caught, so that the thread, and the restore, go on; the range's pack task is told by
-/// `done` being dropped.
+/// is caught, so that the thread still serves the ranges queued behind it; the range's pack
+/// task learns of it by `done` being dropped, and fails the restore (as a panic on a blocking
+/// thread did).
 fn decode_loop(queue: crossbeam_channel::Receiver<DecodeJob>) {
     let mut buffer = Vec::new();
     for job in queue {
