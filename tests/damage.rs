@@ -545,17 +545,3 @@ fn a_file_whose_blobs_are_not_indexed_is_damaged_and_the_rest_restored() {
     assert!(!dir.join("b.bin").exists());
     assert!(dir.join("b.bin.damaged").exists());
 }
-
-/// Restores the latest snapshot to `target`, which must end with exit code 1 (restored, with
-/// errors); returns the JSON summary.
-fn restore_with_errors(env: &Env, target: &std::path::Path) -> serde_json::Value {
-    let out = env.hoard(&[
-        "--json",
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
-}

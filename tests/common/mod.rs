@@ -567,3 +567,17 @@ pub fn start_console(mut cmd: Command) -> Served {
     });
     Served { child, url, log }
 }
+
+/// Restores the latest snapshot to `target`, which must end with exit code 1 (restored, with
+/// errors); returns the JSON summary.
+pub fn restore_with_errors(env: &Env, target: &Path) -> serde_json::Value {
+    let out = env.hoard(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
+}
