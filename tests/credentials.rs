@@ -317,3 +317,22 @@ fn a_share_link_cannot_outlive_temporary_credentials() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body, b"signed by the chain");
 }
+
+#[test]
+fn empty_keys_are_named_not_handed_to_the_default_chain() {
+    let server = S3Server::http().unwrap();
+    for (ak, sk) in [("", ""), ("", SECRET_KEY)] {
+        let out = keyless(&server, "empty")
+            .env("AWS_ACCESS_KEY_ID", ak)
+            .env("AWS_SECRET_ACCESS_KEY", sk)
+            .arg("init")
+            .args(CHEAP_KDF)
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0));
+        let e = stderr(&out);
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        assert!(!e.contains("expires"), "{e}");
+    }
+}

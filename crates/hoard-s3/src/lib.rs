@@ -106,6 +106,17 @@ impl S3Config {
                     secrets.foreign_keys.join(" and ")
                 )));
             }
+            // Empty keys would reach the default chain's environment source, which signs
+            // with them and fails on "a credential that expires before the deadline".
+            (None, None)
+                if [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+                    .iter()
+                    .any(|k| secrets.is_blank(k)) =>
+            {
+                return Err(S3Error::Config(
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are empty: give both keys, or remove them to use the AWS default chain".into(),
+                ));
+            }
             (None, None) => Credentials::DefaultChain,
         };
         let mut cfg = S3Config::new(location, credentials);

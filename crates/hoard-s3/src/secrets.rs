@@ -117,6 +117,12 @@ impl Secrets {
             .filter(|v| !v.is_empty())
     }
 
+    /// Whether `key` is given with nothing in it (an empty Secret key or variable), which
+    /// [`Secrets::get`] treats as not given.
+    pub fn is_blank(&self, key: &str) -> bool {
+        self.values.get(key).is_some_and(|v| v.is_empty())
+    }
+
     /// Sets a value.
     pub fn set(&mut self, key: &str, value: String) {
         self.values.insert(key.to_string(), Zeroizing::new(value));
