@@ -6,9 +6,10 @@
 //! 2. Create the batch's directories and files; a file already on disk with the same size
 //!    is hashed chunk by chunk and left alone when every blob id matches.
 //! 3. Read by pack: every blob of a pack the batch needs is fetched once (neighbouring blobs
-//!    in one ranged read), verified against its id, and written at each offset that uses
-//!    it. A file's metadata is set as soon as its last blob is written. The next batch is
-//!    planned while these run.
+//!    in one ranged read; from a remote store, nearby ranges in one streamed request),
+//!    decoded on a decoder thread, verified against its id, and written at each offset that
+//!    uses it. A file's metadata is set as soon as its last blob is written. The next batch
+//!    is planned while these run.
 //! 4. Make hard links, then set directories' metadata from the deepest up, so that writing
 //!    into a directory does not disturb its restored mtime.
 
