@@ -13,6 +13,7 @@
 //! 4. Make hard links, then set directories' metadata from the deepest up, so that writing
 //!    into a directory does not disturb its restored mtime.
 
+mod fetch;
 mod plan;
 mod write;
 
@@ -29,10 +30,10 @@ use crate::format::snapshot::SnapshotEntry;
 use crate::id::Id;
 use crate::progress::{FileError, Phase, Progress};
 use crate::repository::{LockNeed, Repository};
+use fetch::PackTask;
 use plan::{Batch, PlannedFile, Planner};
 use write::{
-    create_special, finish_file, prepare_file, set_metadata, BatchFiles, Decoders, PackTask,
-    Prepared, Shared,
+    create_special, finish_file, prepare_file, set_metadata, BatchFiles, Decoders, Prepared, Shared,
 };
 
 /// Ranged reads merge neighbouring blobs up to this size. Each of the packs in flight holds
