@@ -818,19 +818,32 @@ fn data_packs_are_sent_from_the_cache_spool_in_parts() {
     assert_ok(&env.hoard(&["check", "--read-data"]));
 }
 
+/// Backs up `f0.bin`..`f2.bin`, 3 MiB of random bytes each (from `seed`), and with `small` a
+/// small file too; returns their directory. Incompressible files of several chunks: their
+/// blobs share one pack, which holds more than one ranged read's worth (1 MiB from a remote
+/// store).
+fn backed_up_large_files(env: &Env, seed: u64, small: bool) -> std::path::PathBuf {
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        fs::write(
+            src.join(format!("f{i}.bin")),
+            random_bytes(3 << 20, seed + i),
+        )
+        .unwrap();
+    }
+    if small {
+        fs::write(src.join("small.txt"), b"between the large ones").unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    src
+}
+
 #[test]
 fn restore_reads_each_pack_with_one_request_however_many_ranges_it_needs() {
     let env = Env::s3();
     let server = env.server.as_ref().unwrap();
-    // Incompressible files of several chunks each: their blobs share packs, and a pack holds
-    // more than one ranged read's worth (1 MiB from a remote store).
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..3 {
-        fs::write(src.join(format!("f{i}.bin")), random_bytes(3 << 20, 40 + i)).unwrap();
-    }
-    fs::write(src.join("small.txt"), b"between the large ones").unwrap();
-    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let src = backed_up_large_files(&env, 40, true);
     let _ = server.requests();
 
     let target = env.path("restored");
@@ -866,12 +879,7 @@ fn restore_reads_each_pack_with_one_request_however_many_ranges_it_needs() {
 fn a_pack_cut_short_on_s3_restores_what_lies_before_the_cut() {
     let env = Env::s3();
     let server = env.server.as_ref().unwrap();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..3 {
-        fs::write(src.join(format!("f{i}.bin")), random_bytes(3 << 20, 50 + i)).unwrap();
-    }
-    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let src = backed_up_large_files(&env, 50, false);
     // The data pack is the large one; the stream of its ranges ends early, part way in.
     let pack = server
         .object_keys(BUCKET)
