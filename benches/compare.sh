@@ -3,7 +3,9 @@
 # repositories (or Garage), warm cache; then forget+prune and check --read-data on the
 # resulting repositories. Prints the median of RUNS runs per step, the ratio restic/hoard
 # (>1 means hoard is faster), CPU seconds (user+sys), peak RSS, peak RSS above each tool's
-# own floor (its `init`: for hoard the argon2id KDF every command pays), and repository sizes.
+# own floor (its `init`: for hoard the argon2id KDF every command pays), and repository sizes;
+# with MODE=s3 also the S3 requests each step made (all of them, and GetObject), as Garage
+# counts them.
 #
 #   bash benches/compare.sh                  # RUNS=3, DATA=toolchain
 #   DATA=random bash benches/compare.sh      # 1 GiB of random bytes in 8 files (incompressible)
@@ -29,6 +31,7 @@ RUNS=${RUNS:-3}
 MODE=${MODE:-local}
 need=()
 command -v restic >/dev/null || need+=(restic)
+if [ "$MODE" = s3 ]; then command -v curl >/dev/null || need+=(curl); fi
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -76,6 +79,7 @@ export RESTIC_PASSWORD=bench
 start_garage() {
     command -v garage >/dev/null || cargo install garage --locked --quiet
     local g="$work/garage"
+    GARAGE_METRICS_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
     mkdir -p "$g/meta" "$g/data"
     cat > "$g/garage.toml" <<TOML
 metadata_dir = "$g/meta"
@@ -89,6 +93,9 @@ rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 s3_region = "garage"
 api_bind_addr = "127.0.0.1:3900"
 root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:3903"
+metrics_token = "$GARAGE_METRICS_TOKEN"
 TOML
     garage -c "$g/garage.toml" server >"$g/log" 2>&1 &
     GARAGE_PID=$!
@@ -123,14 +130,27 @@ repo() {
     if [ "$MODE" = s3 ]; then echo "s3:http://127.0.0.1:3900/bench/$1-$2"; else echo "$work/$1"; fi
 }
 
-# measure NAME CMD...: appends "seconds rss_kib cpu_seconds" to $work/NAME.times
+# s3_requests: "all get", the S3 requests Garage has served so far (its admin metrics).
+s3_requests() {
+    curl -sf -H "Authorization: Bearer $GARAGE_METRICS_TOKEN" http://127.0.0.1:3903/metrics |
+        awk '/^api_s3_request_counter\{/ { all += $NF; if ($0 ~ /api_endpoint="GetObject"/) get += $NF }
+             END { printf "%d %d\n", all, get }' || true
+}
+
+# measure NAME CMD...: appends "seconds rss_kib cpu_seconds requests gets" to $work/NAME.times
+# (the S3 requests of the step; 0 0 locally)
 measure() {
     local name=$1; shift
     # Each step starts with nothing of the one before left to write back (restic's backup
     # wrote ~180 MB just before hoard's re-backup): neither tool pays for the other's writes.
     sync
+    local before="0 0" after="0 0"
+    if [ "$MODE" = s3 ]; then before=$(s3_requests); fi
     /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
-    tail -n 1 "$work/t" | awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' >> "$work/$name.times"
+    if [ "$MODE" = s3 ]; then after=$(s3_requests); fi
+    tail -n 1 "$work/t" | awk -v b="$before" -v a="$after" '{
+        split(b, x, " "); split(a, y, " ")
+        printf "%s %s %.2f %d %d\n", $1, $2, $3 + $4, y[1] - x[1], y[2] - x[2] }' >> "$work/$name.times"
 }
 
 out="$work"
@@ -190,6 +210,14 @@ for step in backup rebackup restore prune check; do
     printf "%-9s %8s %8s %7s %8s %8s %5s MiB %5s MiB %6s MiB %6s MiB\n" "$step" "$h" "$r" "$ratio" "$hc" "$rc" \
         $((hm / 1024)) $((rm_ / 1024)) $(((hm - hfloor) / 1024)) $(((rm_ - rfloor) / 1024))
 done
+if [ "$MODE" = s3 ]; then
+    echo "S3 requests per step (median; all / GetObject):"
+    for step in backup rebackup restore prune check; do
+        printf "  %-9s hoard %6s / %-6s restic %6s / %s\n" "$step" \
+            "$(cut -d' ' -f4 "$work/hoard_$step.times" | median)" "$(cut -d' ' -f5 "$work/hoard_$step.times" | median)" \
+            "$(cut -d' ' -f4 "$work/restic_$step.times" | median)" "$(cut -d' ' -f5 "$work/restic_$step.times" | median)"
+    done
+fi
 if [ "$MODE" = local ]; then
     echo "repository size: hoard $(du -sb "$work/h" | cut -f1) B, restic $(du -sb "$work/r" | cut -f1) B"
 fi
