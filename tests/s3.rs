@@ -776,46 +776,64 @@ fn copy_local_to_s3_to_local_and_s3_to_s3_copies_nothing_twice() {
     assert_ok(&d.hoard(&["check", "--read-data"]));
 }
 
-/// A data pack is built in the cache's spool directory and sent from there: one larger than
-/// a part (16 MiB of random data fills one) as a multipart upload of equal parts, a smaller
-/// one as one PUT. Nothing is left in the spool, and the data comes back whole.
+/// A data pack is built in the cache's spool directory and sent from there: a pack of the
+/// default size (16 MiB of random data fills one) as one PUT, one larger than
+/// MAX_SINGLE_UPLOAD (20 MiB) as a multipart upload of equal parts. Nothing is left in the
+/// spool, and the data comes back whole.
 #[test]
-fn data_packs_are_sent_from_the_cache_spool_in_parts() {
-    let env = Env::s3();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("big.bin"), random_bytes(20 << 20, 5)).unwrap();
-    let server = env.server.as_ref().unwrap();
-    let _ = server.requests();
-    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    let all = server.requests();
-    let data = |method: &str| -> Vec<&String> {
-        all.iter()
-            .filter(|r| r.starts_with(method) && r.contains("/data/"))
-            .collect()
-    };
-    // Create and complete of the full pack, both POSTs to its key.
-    let posts = data("POST ");
-    assert_eq!(posts.len(), 2, "{all:#?}");
-    assert_eq!(posts[0], posts[1]);
-    let key = posts[0].trim_start_matches("POST ");
-    let puts = data("PUT ");
-    let parts = puts.iter().filter(|r| r.ends_with(key)).count();
-    assert_eq!(parts, 2, "a 16 MiB pack goes as two parts: {all:#?}");
-    assert!(
-        puts.iter().any(|r| !r.ends_with(key)),
-        "the rest goes as one PUT: {all:#?}"
-    );
-    let spooled: Vec<_> = files_below(&env.path("cache"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains("/spool/"))
-        .collect();
-    assert!(spooled.is_empty(), "{spooled:?}");
+fn data_packs_are_sent_from_the_cache_spool_whole_or_in_parts() {
+    for (pack_size, bytes, parts) in [(None, 20 << 20, 0), (Some("24"), 28 << 20, 3)] {
+        let server = hoard_testkit::S3Server::https().unwrap();
+        let env = Env::s3_empty(server, "team/repo");
+        let mut init = vec!["init"];
+        init.extend_from_slice(&common::CHEAP_KDF);
+        init.extend(pack_size.iter().flat_map(|s| ["--pack-size", s]));
+        assert_ok(&env.hoard(&init));
+        let src = env.path("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("big.bin"), random_bytes(bytes, 5)).unwrap();
+        let server = env.server.as_ref().unwrap();
+        let _ = server.requests();
+        assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+        let all = server.requests();
+        let data = |method: &str| -> Vec<&String> {
+            all.iter()
+                .filter(|r| r.starts_with(method) && r.contains("/data/"))
+                .collect()
+        };
+        let posts = data("POST ");
+        let puts = data("PUT ");
+        if parts == 0 {
+            assert!(posts.is_empty(), "no multipart upload: {all:#?}");
+            let packs: std::collections::HashSet<_> = puts.iter().collect();
+            assert_eq!(packs.len(), puts.len(), "one PUT per pack: {all:#?}");
+            assert!(puts.len() >= 2, "a full pack and the rest: {all:#?}");
+        } else {
+            // Create and complete of the full pack, both POSTs to its key.
+            assert_eq!(posts.len(), 2, "{all:#?}");
+            assert_eq!(posts[0], posts[1]);
+            let key = posts[0].trim_start_matches("POST ");
+            let sent = puts.iter().filter(|r| r.ends_with(key)).count();
+            assert_eq!(
+                sent, parts,
+                "a pack over 24 MiB goes as {parts} parts: {all:#?}"
+            );
+            assert!(
+                puts.iter().any(|r| !r.ends_with(key)),
+                "the rest goes as one PUT: {all:#?}"
+            );
+        }
+        let spooled: Vec<_> = files_below(&env.path("cache"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/spool/"))
+            .collect();
+        assert!(spooled.is_empty(), "{spooled:?}");
 
-    let target = env.path("restored");
-    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
-    assert_ok(&env.hoard(&["check", "--read-data"]));
+        let target = env.path("restored");
+        assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+        assert_ok(&env.hoard(&["check", "--read-data"]));
+    }
 }
 
 /// Backs up `f0.bin`..`f2.bin`, 3 MiB of random bytes each (from `seed`), and with `small` a

@@ -413,7 +413,7 @@ async fn upload_loop(
     });
     let repo = &shared.repo;
     let counters = &shared.counters;
-    let parts = &tokio::sync::Semaphore::new(concurrency + 1);
+    let parts = &crate::repository::storage::upload_budget(concurrency);
     let done = packs
         .map(|p| async move {
             let FinishedPack {
