@@ -40,7 +40,7 @@ impl std::error::Error for Incomplete {}
 
 /// Runs the CLI with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    limit_allocator_growth();
+    hoard_core::limit_allocator_growth();
     let cli = Cli::parse();
     output::init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -65,27 +65,6 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-    }
-}
-
-/// glibc raises its mmap threshold whenever a large block is freed (and its trim threshold to
-/// twice that), so once a multi-MiB chunk buffer is freed, later ones are carved from the
-/// per-thread arenas, which then keep megabytes each they never hand back: a backup of the
-/// 1.2 GB toolchain copy peaked 98 MiB above `init`, its restore 77 to 94. A fixed 4 MiB
-/// threshold keeps both at +3 to +13 MiB.
-///
-/// The arena count stays glibc's own: capping it at two, as this also did before, made the
-/// walk's threads queue for the allocator's locks, and an unchanged re-backup ran 12%
-/// slower. A pool of chunk buffers, tried in place of this tuning, held more, not less: the
-/// toolchain backup peaked +36 to +55 MiB with no tuning and +13 to +20 with the tuning of
-/// the time (against +3), since a pooled buffer keeps the pages of the largest chunk it ever
-/// held where freed blocks are coalesced and reused by size.
-fn limit_allocator_growth() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
-    // exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     }
 }
 

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod allocator;
 pub mod backup;
 pub mod check;
 pub mod copy;
@@ -71,6 +72,8 @@ pub mod walk;
 
 /// Times and time zones in the API (snapshot times, [`forget_in_zone`]).
 pub use chrono;
+
+pub use allocator::limit_allocator_growth;
 
 pub use backup::{
     backup, backup_stream, BackupOptions, BackupResult, CancelToken, ParentSelection, StreamOptions,
