@@ -941,3 +941,32 @@ fn a_pack_cut_short_on_s3_restores_what_lies_before_the_cut() {
     assert!(restored > 0, "{restored} bytes restored: {summary}");
     assert!(summary["files_damaged"].as_u64().unwrap() >= 1, "{summary}");
 }
+
+/// The conditional-write probe (four requests to a `locks/probe-` file) is made once per
+/// repository and cache, not by every command: `init` keeps its answer in the cache, so the
+/// lock of each later backup is written without asking again. Without the cache it is asked.
+#[test]
+fn the_conditional_write_probe_is_asked_once_and_kept_in_the_cache() {
+    let env = Env::s3_empty(S3Server::http().unwrap(), "team/repo");
+    let mut init = vec!["init"];
+    init.extend_from_slice(&common::CHEAP_KDF);
+    let server = env.server.as_ref().unwrap();
+    let probes = || {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.contains("/locks/probe-"))
+            .collect::<Vec<_>>()
+    };
+    assert_ok(&env.hoard(&init));
+    assert!(!probes().is_empty(), "init probes");
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "a").unwrap();
+    for _ in 0..2 {
+        assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+        assert_eq!(probes(), Vec::<String>::new());
+    }
+    assert_ok(&env.hoard(&["--no-cache", "backup", "-q", src.to_str().unwrap()]));
+    assert_eq!(probes().len(), 4, "PUT, PUT again, GET, DELETE");
+}

@@ -209,18 +209,24 @@ impl Connection {
             .ok_or(OpenError::MissingPassword)
     }
 
+    /// How a repository here is opened: with the metadata cache on S3 (a local repository
+    /// has nothing to gain from one).
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            cache_dir: match self.location {
+                Location::S3(_) => self.cache_dir.clone(),
+                Location::Local(_) => None,
+            },
+        }
+    }
+
     /// Opens the repository with `password`; returns it and whether it was created now.
     pub async fn open(
         &self,
         password: &[u8],
         mode: OpenMode,
     ) -> Result<(Repository, bool), OpenError> {
-        let opts = OpenOptions {
-            cache_dir: match self.location {
-                Location::S3(_) => self.cache_dir.clone(),
-                Location::Local(_) => None,
-            },
-        };
+        let opts = self.open_options();
         match mode {
             OpenMode::Existing => {
                 let op = self.operator(false).await?;

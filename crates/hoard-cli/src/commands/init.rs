@@ -15,7 +15,7 @@ pub async fn run(g: &GlobalArgs, a: InitArgs) -> Result<()> {
         compression_level: a.compression.unwrap_or(d.compression_level),
     };
     let op = settings.operator(true).await?;
-    let r = Repository::init(op, &pw.0, opts)
+    let r = Repository::init_with(op, &pw.0, opts, &settings.conn.open_options())
         .await
         .map_err(|e| settings.explain(e))?;
     if g.json {

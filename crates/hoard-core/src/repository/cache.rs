@@ -22,6 +22,9 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 /// The cache's subdirectory for packs on their way to storage ([`Cache::spool_dir`]).
 const SPOOL: &str = "spool";
 
+/// A recorded conditional-write probe is trusted this long ([`Cache::conditional_writes`]).
+pub const PROBE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Repository caches not used for this long are removed by `cache --cleanup`.
 pub const MAX_CACHE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -106,6 +109,42 @@ impl Cache {
     /// Forgets a file deleted from storage.
     pub fn remove(&self, kind: Cached, id: &Id) {
         let _ = std::fs::remove_file(self.path(kind, id));
+    }
+
+    /// Whether storage at `location` refused to replace a file on a conditional create, as
+    /// recorded by [`Cache::record_conditional_writes`] in the last [`PROBE_AGE`] (a server
+    /// upgraded since may have learnt it).
+    pub fn conditional_writes(&self, location: &str) -> Option<bool> {
+        let path = self.probe_path(location);
+        let age = std::fs::metadata(&path)
+            .ok()?
+            .modified()
+            .ok()?
+            .elapsed()
+            .ok()?;
+        if age > PROBE_AGE {
+            return None;
+        }
+        match std::fs::read(&path).ok()?.as_slice() {
+            b"yes" => Some(true),
+            b"no" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Keeps what the conditional-write probe found at `location`.
+    pub fn record_conditional_writes(&self, location: &str, works: bool) {
+        let path = self.probe_path(location);
+        let answer: &[u8] = if works { b"yes" } else { b"no" };
+        if let Err(e) = write_atomic(&self.dir, &path, answer) {
+            tracing::debug!("cannot cache {}: {e}", path.display());
+        }
+    }
+
+    /// Per location: a copy of the repository elsewhere has the same id and this cache.
+    fn probe_path(&self, location: &str) -> PathBuf {
+        let at = Id::of_file(location.as_bytes()).to_hex();
+        self.dir.join(format!("conditional-writes-{}", &at[..16]))
     }
 
     /// Where backup builds the data packs of a remote repository before it uploads them
@@ -272,6 +311,30 @@ pub fn default_base() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conditional_write_probe_is_kept_per_location_for_a_week() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = Cache::open(base.path(), &Id::random()).unwrap();
+        let (here, copy) = ("s3:bucket/repo", "s3:other/repo");
+        assert_eq!(cache.conditional_writes(here), None);
+        cache.record_conditional_writes(here, false);
+        cache.record_conditional_writes(copy, true);
+        assert_eq!(cache.conditional_writes(here), Some(false));
+        assert_eq!(cache.conditional_writes(copy), Some(true));
+        // Asked again once the answer is older than PROBE_AGE; garbage is no answer.
+        let path = cache.probe_path(here);
+        let old = SystemTime::now() - PROBE_AGE - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(cache.conditional_writes(here), None);
+        std::fs::write(cache.probe_path(copy), b"maybe").unwrap();
+        assert_eq!(cache.conditional_writes(copy), None);
+    }
 
     #[test]
     fn files_are_verified_replaced_and_retained() {

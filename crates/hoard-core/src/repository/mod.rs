@@ -144,8 +144,9 @@ impl Repository {
         Self::init_with(op, password, opts, &OpenOptions::default()).await
     }
 
-    /// [`Repository::init`] with the cache `open` asks for.
-    async fn init_with(
+    /// [`Repository::init`] with the cache `open` asks for (where, among other things, the
+    /// probe of conditional writes that init makes is kept for later commands).
+    pub async fn init_with(
         op: Operator,
         password: &[u8],
         opts: InitOptions,
@@ -171,10 +172,10 @@ impl Repository {
         // Two pods racing to initialise must not overwrite each other's config (the loser's
         // key would open nothing). Where the backend cannot refuse an existing file, the
         // check above is all there is.
-        let conditional = conditional_create_works(&op).await;
+        let probed = storage::probe_conditional_create(&op).await;
         match op
             .write_with(CONFIG_PATH, sealed)
-            .if_not_exists(conditional)
+            .if_not_exists(probed.unwrap_or(false))
             .await
         {
             Ok(_) => {}
@@ -186,6 +187,8 @@ impl Repository {
         tracing::info!(%location, "initialised repository {}", config.id.short());
         let mut storage = Storage::new(op, location, key, key_id);
         storage.set_cache(open_cache(open, &config));
+        // The first lock need not ask again.
+        storage.knows_conditional_create(probed);
         Ok(Repository::assemble(storage, config))
     }
 

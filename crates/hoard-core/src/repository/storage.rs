@@ -432,10 +432,7 @@ impl Storage {
     /// Stores bytes under their hash, refusing to replace an existing file where the backend
     /// can (see [`conditional_create_works`]).
     pub async fn create_file(&self, kind: FileKind, bytes: Vec<u8>) -> Result<Id> {
-        let conditional = *self
-            .conditional_create
-            .get_or_init(|| conditional_create_works(&self.op))
-            .await;
+        let conditional = self.conditional_create().await;
         let id = Id::of_file(&bytes);
         let path = kind.path(&id);
         self.op
@@ -444,6 +441,35 @@ impl Storage {
             .await
             .map_err(|e| Error::storage("write", path, e))?;
         Ok(id)
+    }
+
+    /// Whether creates here can refuse an existing file: known in this process, else from
+    /// the cache, else probed (four requests, and on Garage a warning) and kept in the cache,
+    /// so that a sidecar's every run does not ask again.
+    async fn conditional_create(&self) -> bool {
+        *self
+            .conditional_create
+            .get_or_init(|| async {
+                let cache = self.cache.as_ref();
+                if let Some(known) = cache.and_then(|c| c.conditional_writes(&self.location)) {
+                    return known;
+                }
+                let probed = probe_conditional_create(&self.op).await;
+                self.knows_conditional_create(probed);
+                probed.unwrap_or(false)
+            })
+            .await
+    }
+
+    /// Keeps what a probe found (nothing when it could not tell) for this process and in the
+    /// cache.
+    pub(crate) fn knows_conditional_create(&self, probed: Option<bool>) {
+        if let Some(works) = probed {
+            let _ = self.conditional_create.set(works);
+            if let Some(c) = &self.cache {
+                c.record_conditional_writes(&self.location, works);
+            }
+        }
     }
 
     /// Deletes a file; one that is already gone is not an error.
@@ -540,15 +566,21 @@ impl Storage {
 }
 
 /// Whether `write_with(..).if_not_exists(true)` really refuses to replace a file here. Backends
-/// that do not claim the capability are not asked; those that do are tested once, because some
+/// that do not claim the capability are not asked; those that do are tested, because some
 /// (Garage) accept If-None-Match and overwrite anyway.
 pub async fn conditional_create_works(op: &Operator) -> bool {
+    probe_conditional_create(op).await.unwrap_or(false)
+}
+
+/// [`conditional_create_works`], or `None` when the probe could not tell (nothing could be
+/// written): such an answer is not kept.
+pub(crate) async fn probe_conditional_create(op: &Operator) -> Option<bool> {
     if !op.info().capability().write_with_if_not_exists {
-        return false;
+        return Some(false);
     }
     let mut nonce = [0u8; 16];
     if getrandom::fill(&mut nonce).is_err() {
-        return false;
+        return None;
     }
     let path = format!("{}probe-{}", FileKind::Lock.dir(), hex::encode(nonce));
     let first = op
@@ -559,7 +591,7 @@ pub async fn conditional_create_works(op: &Operator) -> bool {
         // Nothing could be written (read-only keys): this says nothing about the backend,
         // and the caller's own write will report the cause.
         tracing::debug!("conditional-write probe not written: {e}");
-        return false;
+        return None;
     }
     let second = op
         .write_with(&path, b"2".to_vec())
@@ -580,7 +612,7 @@ pub async fn conditional_create_works(op: &Operator) -> bool {
              files are written unconditionally"
         );
     }
-    works
+    Some(works)
 }
 
 /// A repository with key files but no config lost it (a partial copy, a stray delete).
