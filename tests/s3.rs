@@ -970,3 +970,31 @@ fn the_conditional_write_probe_is_asked_once_and_kept_in_the_cache() {
     assert_ok(&env.hoard(&["--no-cache", "backup", "-q", src.to_str().unwrap()]));
     assert_eq!(probes().len(), 4, "PUT, PUT again, GET, DELETE");
 }
+
+/// `check --read-data` verifies a pack in the pieces an HTTP body arrives in (it is never
+/// copied whole): a clean one passes, and one byte flipped in the middle of a large pack
+/// names the pack and the blob, whichever piece it falls in.
+#[test]
+fn check_read_data_finds_a_flipped_byte_in_a_pack_read_over_http() {
+    let env = Env::s3_empty(S3Server::http().unwrap(), "team/repo").initialised();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), random_bytes(6 << 20, 17)).unwrap();
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+    let pack = files_below(&env.storage.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&pack, &bytes).unwrap();
+    let out = env.hoard(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    let name = pack.file_name().unwrap().to_string_lossy();
+    assert!(e.contains(&name[..8]), "{e}");
+    assert!(e.contains("does not match its name"), "{e}");
+    assert!(e.contains("data blob"), "{e}");
+}
