@@ -32,13 +32,6 @@ fn cut_in_half(path: &Path) {
     fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
 }
 
-fn flip_a_byte(path: &Path) {
-    let mut b = fs::read(path).unwrap();
-    let i = b.len() / 2;
-    b[i] ^= 0x40;
-    fs::write(path, b).unwrap();
-}
-
 #[test]
 fn unreadable_snapshots_are_skipped_named_and_removable() {
     let env = Env::new();
@@ -54,7 +47,7 @@ fn unreadable_snapshots_are_skipped_named_and_removable() {
         .unwrap()
         .to_string();
     let damaged = env.storage.join("snapshots").join(&newest);
-    flip_a_byte(&damaged);
+    flip_middle_bit(&damaged);
 
     // Listing, backups (parent search) and restores of healthy snapshots go on, with a warning
     // naming each bad file.
@@ -140,7 +133,7 @@ fn hostile_and_damaged_key_files() {
 
     // The only real key damaged: reported as damaged (exit 1), not as a wrong password.
     fs::remove_file(&hostile_path).unwrap();
-    flip_a_byte(&real_key);
+    flip_middle_bit(&real_key);
     let out = env.hoard(&["snapshots"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
@@ -160,13 +153,8 @@ fn a_file_that_cannot_be_restored_whole_does_not_look_whole() {
     let data = random_bytes(100_000, 9);
     fs::write(src.join("f"), &data).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    // The data pack is the large one (the tree pack holds a few hundred bytes).
-    let pack = files_below(&env.storage.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    writable(&pack);
-    flip_a_byte(&pack);
+    let pack = largest_pack(&env);
+    flip_middle_bit(&pack);
     let target = env.path("out");
     let summary = restore_with_errors(&env, &target);
     assert_eq!(summary["files_damaged"], 1, "{summary}");
@@ -271,7 +259,7 @@ fn a_damaged_index_is_rebuilt_from_the_pack_headers() {
     let index_files = files_below(&env.storage.join("index"));
     assert_eq!(index_files.len(), 2);
     let damaged = index_files[0].clone();
-    flip_a_byte(&damaged);
+    flip_middle_bit(&damaged);
     let short = damaged.file_name().unwrap().to_string_lossy()[..8].to_string();
     plant(&env, "index", b"a planted index file");
 
@@ -377,10 +365,7 @@ fn backup_into_one_pack(env: &Env, src: &Path, files: usize) -> PathBuf {
         .unwrap();
     }
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
-    let pack = files_below(&env.storage.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let pack = largest_pack(env);
     writable(&pack);
     pack
 }
@@ -411,7 +396,7 @@ fn a_damaged_pack_is_salvaged_blob_by_blob() {
     let src = env.path("src");
     let pack = backup_into_one_pack(&env, &src, 20);
     let id = pack.file_name().unwrap().to_string_lossy().to_string();
-    flip_a_byte(&pack);
+    flip_middle_bit(&pack);
     let out = env.hoard(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&id[..8]), "{}", stderr(&out));

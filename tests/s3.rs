@@ -982,14 +982,8 @@ fn check_read_data_finds_a_flipped_byte_in_a_pack_read_over_http() {
     fs::write(src.join("big.bin"), random_bytes(6 << 20, 17)).unwrap();
     assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
     assert_ok(&env.hoard(&["check", "--read-data"]));
-    let pack = files_below(&env.storage.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    fs::write(&pack, &bytes).unwrap();
+    let pack = largest_pack(&env);
+    flip_middle_bit(&pack);
     let out = env.hoard(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
