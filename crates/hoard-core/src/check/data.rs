@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::{damage, CheckError, CheckReport, Damaged};
 use crate::error::{Error, Result};
-use crate::format::pack::{header_range, parse_header, BlobType, PackedBlob};
+use crate::format::pack::{read_pack_from, BlobType, PackedBlob};
 use crate::format::snapshot::SnapshotEntry;
 use crate::id::Id;
 use crate::progress::{Phase, Progress};
@@ -102,22 +102,8 @@ pub(super) async fn read_packs(
                 Err(e) => return Ok((id, Err(e))),
             };
             let repo = repo.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut found = Verified {
-                    len: bytes.len() as u64,
-                    ..Verified::default()
-                };
-                verify_pack(
-                    &repo,
-                    &id,
-                    &bytes,
-                    &blobs,
-                    &mut found.errors,
-                    &mut found.bad,
-                );
-                (id, Ok(found))
-            })
-            .await
+            tokio::task::spawn_blocking(move || (id, Ok(verify_pack(&repo, &id, &bytes, &blobs))))
+                .await
         })
         .buffer_unordered(at_once);
     let mut bad_blobs: HashMap<Id, String> = HashMap::new();
@@ -144,8 +130,8 @@ pub(super) async fn read_packs(
     Ok(bad_blobs)
 }
 
-/// What [`verify_pack`] found in one pack of `len` bytes.
-#[derive(Default)]
+/// What [`verify_pack`] found in one pack of `len` bytes: its damage, and the bad blobs the
+/// index uses.
 struct Verified {
     len: u64,
     errors: Vec<CheckError>,
@@ -254,9 +240,9 @@ fn verify_pack(
     id: &Id,
     bytes: &opendal::Buffer,
     indexed: &[PackedBlob],
-    errors: &mut Vec<CheckError>,
-    bad: &mut HashMap<Id, String>,
-) {
+) -> Verified {
+    let mut errors = Vec::new();
+    let mut bad = HashMap::new();
     let what = format!("pack {}", id.short());
     let mut push = |message: String| errors.push(damage(Damaged::Pack, *id, message));
     let mut name = blake3::Hasher::new();
@@ -268,7 +254,8 @@ fn verify_pack(
             "{what}: content does not match its name (damaged on storage)"
         ));
     }
-    match read_header(repo, bytes, &what) {
+    let bytes_at = |r| std::borrow::Cow::Owned(bytes.slice(r).to_vec());
+    match read_pack_from(repo.key(), bytes.len(), bytes_at, &what) {
         Ok(header) => {
             let mut a: Vec<_> = header.iter().map(|b| (b.id, b.offset, b.length)).collect();
             let mut b: Vec<_> = indexed.iter().map(|b| (b.id, b.offset, b.length)).collect();
@@ -311,21 +298,11 @@ fn verify_pack(
             }
         }
     }
-}
-
-/// The header of a pack held in pieces (as [`crate::format::pack::read_pack`] reads it from a
-/// whole one).
-fn read_header(repo: &Repository, pack: &opendal::Buffer, what: &str) -> Result<Vec<PackedBlob>> {
-    let n = pack.len();
-    let trailer: [u8; 4] = match n.checked_sub(4) {
-        Some(at) => pack.slice(at..n).to_vec().try_into().unwrap_or_default(),
-        None => return Err(Error::corrupt(what, "shorter than its trailer")),
-    };
-    let range = header_range(n as u64, trailer)?;
-    let header = pack
-        .slice(range.start as usize..range.end as usize)
-        .to_vec();
-    parse_header(repo.key(), &header, range.start, what)
+    Verified {
+        len: bytes.len() as u64,
+        errors,
+        bad,
+    }
 }
 
 /// Files under `tree` (paths relative to it) that use a bad blob, with the reason; memoised

@@ -11,6 +11,8 @@
 //! all its bytes. Data and tree blobs go into separate packs so that tree packs stay small and
 //! cacheable. The header lets `check` and a lost index be rebuilt from the packs alone.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{MasterKey, SEAL_OVERHEAD};
@@ -333,17 +335,26 @@ pub fn parse_entries(plain: &[u8], header_offset: u64, what: &str) -> Result<Vec
 
 /// Parses a whole pack held in memory.
 pub fn read_pack(key: &MasterKey, bytes: &[u8], what: &str) -> Result<Vec<PackedBlob>> {
-    if bytes.len() < 4 {
+    read_pack_from(key, bytes.len(), |r| Cow::Borrowed(&bytes[r]), what)
+}
+
+/// [`read_pack`] for a pack of `len` bytes held some other way (in the pieces a read
+/// returned): `bytes_at` gives the bytes of a range within it, which only the trailer and the
+/// header are asked for.
+pub fn read_pack_from<'a>(
+    key: &MasterKey,
+    len: usize,
+    bytes_at: impl Fn(std::ops::Range<usize>) -> Cow<'a, [u8]>,
+    what: &str,
+) -> Result<Vec<PackedBlob>> {
+    let Some(trailer_at) = len.checked_sub(4) else {
         return Err(Error::corrupt(what, "shorter than its trailer"));
-    }
-    let n = bytes.len();
-    let range = header_range(
-        n as u64,
-        [bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]],
-    )?;
+    };
+    let trailer = bytes_at(trailer_at..len);
+    let range = header_range(len as u64, [trailer[0], trailer[1], trailer[2], trailer[3]])?;
     parse_header(
         key,
-        &bytes[range.start as usize..range.end as usize],
+        &bytes_at(range.start as usize..range.end as usize),
         range.start,
         what,
     )
