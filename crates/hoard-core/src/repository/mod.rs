@@ -22,6 +22,7 @@
 
 mod blobs;
 pub mod cache;
+mod conditional;
 pub(crate) mod index;
 mod index_files;
 pub mod keys;
@@ -172,7 +173,7 @@ impl Repository {
         // Two pods racing to initialise must not overwrite each other's config (the loser's
         // key would open nothing). Where the backend cannot refuse an existing file, the
         // check above is all there is.
-        let probed = storage::probe_conditional_create(&op).await;
+        let probed = conditional::probe_conditional_create(&op).await;
         match op
             .write_with(CONFIG_PATH, sealed)
             .if_not_exists(probed.unwrap_or(false))
