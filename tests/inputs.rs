@@ -200,3 +200,60 @@ fn runs_of_zeros_are_restored_as_holes() {
     assert_eq!(fs::read(&zeros).unwrap(), vec![0u8; 300_000]);
     assert_eq!(fs::metadata(&zeros).unwrap().blocks(), 0, "a hole");
 }
+
+/// A file listed small that has grown by the time it is read (a log being written) is read to
+/// its end in chunks no larger than the repository allows: not in one read that holds all of
+/// it in memory as one oversized chunk.
+#[test]
+fn a_small_file_that_grows_before_it_is_read_is_cut_into_chunks() {
+    use std::io::Write;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let log = src.join("grows.log");
+    fs::write(&log, b"first line\n").unwrap();
+    // Held after the open, before the read: what is appended now is what the read finds.
+    let (child, go) = hold_at(
+        &env,
+        "file-read",
+        &["backup", "--json", src.to_str().unwrap()],
+    );
+    let grown = random_bytes(20 * 1024 * 1024, 11);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(&grown)
+        .unwrap();
+    fs::write(&go, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ok(&out);
+
+    let max = env.hoard_json(&["cat", "config"])["chunker"]["max_size"]
+        .as_u64()
+        .unwrap();
+    let mut blobs = 0;
+    for file in files_below(&env.storage.join("index")) {
+        let id = file.file_name().unwrap().to_str().unwrap();
+        for pack in env.hoard_json(&["cat", "index", id])["packs"]
+            .as_array()
+            .unwrap()
+        {
+            for blob in pack["blobs"].as_array().unwrap() {
+                if blob["type"] == "data" {
+                    blobs += 1;
+                    let len = blob["raw_length"].as_u64().unwrap();
+                    assert!(len <= max, "a data blob of {len} bytes, above {max}");
+                }
+            }
+        }
+    }
+    assert!(blobs >= 3, "20 MiB in {blobs} data blobs");
+    // All of it is stored, as it was when read.
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = fs::read(target.join(log.strip_prefix("/").unwrap())).unwrap();
+    assert_eq!(restored.len(), 11 + grown.len());
+    assert!(restored.starts_with(b"first line\n") && restored.ends_with(&grown));
+    assert_ok(&env.hoard(&["check", "--read-data"]));
+}

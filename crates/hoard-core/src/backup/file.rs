@@ -1,7 +1,6 @@
 //! Reading one file: FastCDC chunks handed to the saver (FORMAT.md "Chunking").
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use super::saver::SaverHandle;
@@ -53,7 +52,7 @@ pub(super) fn read_file(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<(), ReadError> {
-    let mut file = open_regular(path).map_err(ReadError::Soft)?;
+    let file = open_regular(path).map_err(ReadError::Soft)?;
     // Where a test holds a reader as a hung network mount would.
     crate::testhook::hook_blocking("file-read");
     let mut content = Vec::new();
@@ -68,17 +67,12 @@ pub(super) fn read_file(
         content.push(id);
         Ok(())
     };
-    if node.size < params.min_size as u64 {
-        // Too small to be cut: one read, one chunk, no chunker buffer.
-        let mut data = Vec::with_capacity(node.size as usize);
-        file.read_to_end(&mut data).map_err(ReadError::Soft)?;
-        if !data.is_empty() {
-            store(data)?;
-        }
-    } else {
-        for chunk in Chunks::new(params, file, node.size) {
-            store(chunk.map_err(ReadError::Soft)?)?;
-        }
+    // Small files too go through the chunker: a file listed small may have grown since (a
+    // log being written, a large file moved over a small one), and one read to its end would
+    // hold all of it in memory as one chunk larger than any chunk may be. Read whole in one
+    // go, a small file's buffer is handed on as its only chunk, sized as it was listed.
+    for chunk in Chunks::new(params, file, node.size) {
+        store(chunk.map_err(ReadError::Soft)?)?;
     }
     node.size = size;
     node.content = Some(content);
@@ -87,6 +81,8 @@ pub(super) fn read_file(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     #[test]
