@@ -23,7 +23,7 @@ pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
     .collect()
 }
 
-/// The chunks of a reader, each an owned buffer: what backup uses for large files and streams.
+/// The chunks of a reader, each an owned buffer: what backup reads every file and stream with.
 ///
 /// FastCDC's own `StreamCDC` keeps its buffer filled to the largest chunk size and moves the
 /// rest of it to the front after every chunk: about 7 MiB moved per 1 MiB chunk, the largest
