@@ -273,11 +273,11 @@ fn verify_pack(
             blob: *b,
         };
         let range = b.offset as usize..b.offset as usize + b.length as usize;
-        let result = match range.end <= bytes.len() {
-            true => repo
-                .decode_located_blob(&loc, &bytes.slice(range).to_bytes())
-                .map(|_| ()),
-            false => Err(Error::corrupt(what.clone(), "shorter than the index says")),
+        let result = if range.end <= bytes.len() {
+            repo.decode_located_blob(&loc, &bytes.slice(range).to_bytes())
+                .map(|_| ())
+        } else {
+            Err(Error::corrupt(what.clone(), "shorter than the index says"))
         };
         if let Err(e) = result {
             let kind = match b.blob_type {
