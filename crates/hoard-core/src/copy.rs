@@ -207,7 +207,7 @@ impl Mapper {
         let data = self.src.read_blob(&id).await?;
         self.progress.advance(0, data.len() as u64);
         let saver = self.saver.clone();
-        let (new, _) = tokio::task::spawn_blocking(move || saver.save_data_blocking(data))
+        let (new, _) = tokio::task::spawn_blocking(move || saver.save_data_blocking(data.into()))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());

@@ -37,6 +37,7 @@
 
 mod allocator;
 pub mod backup;
+pub mod buffers;
 pub mod check;
 pub mod copy;
 pub mod diff;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::saver::SaverHandle;
 use super::CancelToken;
+use crate::buffers::Buffer;
 use crate::error::Error;
 use crate::format::chunker::Chunks;
 use crate::format::config::ChunkerParams;
@@ -57,7 +58,7 @@ pub(super) fn read_file(
     crate::testhook::hook_blocking("file-read");
     let mut content = Vec::new();
     let mut size = 0u64;
-    let mut store = |data: Vec<u8>| -> Result<(), ReadError> {
+    let mut store = |data: Buffer| -> Result<(), ReadError> {
         if cancel.is_cancelled() {
             return Err(ReadError::Fatal(Error::Interrupted));
         }
@@ -70,8 +71,8 @@ pub(super) fn read_file(
     // Small files too go through the chunker: a file listed small may have grown since (a
     // log being written, a large file moved over a small one), and one read to its end would
     // hold all of it in memory as one chunk larger than any chunk may be. Read whole in one
-    // go, a small file's buffer is handed on as its only chunk, sized as it was listed.
-    for chunk in Chunks::new(params, file, node.size) {
+    // go, a small file's buffer is handed on as its only chunk.
+    for chunk in Chunks::new(params, file, saver.buffers()) {
         store(chunk.map_err(ReadError::Soft)?)?;
     }
     node.size = size;

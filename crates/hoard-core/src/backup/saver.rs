@@ -24,8 +24,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::counters::{bump, Counters};
+use crate::buffers::{Buffer, BufferPool};
 use crate::error::{Error, Result};
-use crate::format::blob::{encode_blob, encode_blob_into, EncodedBlob};
+use crate::format::blob::{encode_blob, BlobEncoder, EncodedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, FinishedPack, PackBytes, PackWriter, PackedBlob};
 use crate::id::Id;
@@ -51,7 +52,7 @@ pub(crate) enum IndexMode {
 
 struct Job {
     id: Id,
-    data: Vec<u8>,
+    data: Buffer,
 }
 
 /// What the uploader receives: packs, then the end of the run. An explicit end (not the
@@ -79,6 +80,8 @@ struct Shared {
     data_packer: Mutex<PackWriter>,
     tree_packer: Mutex<PackWriter>,
     counters: Arc<Counters>,
+    /// Where chunks are read into; a worker hands each back once it is sealed.
+    buffers: Arc<BufferPool>,
     /// Set by `finish`: workers stop once no job is queued, whoever still holds a handle.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -229,6 +232,7 @@ impl BlobSaver {
             data_packer: Mutex::default(),
             tree_packer: Mutex::default(),
             counters,
+            buffers: BufferPool::new(repo.config().chunker.max_size as usize),
             closing: Default::default(),
         };
         shared.data_packer = Mutex::new(shared.new_packer(BlobType::Data));
@@ -309,13 +313,18 @@ impl BlobSaver {
 impl SaverHandle {
     /// Stores a data chunk unless the repository already has it. Blocks when the workers are
     /// busy: call from a blocking thread.
-    pub fn save_data_blocking(&self, data: Vec<u8>) -> Result<(Id, bool)> {
+    pub fn save_data_blocking(&self, data: Buffer) -> Result<(Id, bool)> {
         let id = self.shared.repo.key().blob_id(&data);
         if !self.shared.claim(id) {
             return Ok((id, false));
         }
         self.jobs.send(Job { id, data }).map_err(|_| stopped())?;
         Ok((id, true))
+    }
+
+    /// The buffers to read chunks into (see [`crate::buffers`]).
+    pub fn buffers(&self) -> &Arc<BufferPool> {
+        &self.shared.buffers
     }
 
     /// Stores a tree blob; trees are small, so they are sealed on the calling task.
@@ -363,13 +372,13 @@ fn seal_worker(
     jobs: crossbeam_channel::Receiver<Job>,
     uploads: mpsc::Sender<Upload>,
 ) {
-    // Kept from blob to blob (see encode_blob_into).
+    // Kept from blob to blob (see BlobEncoder).
     let mut e = EncodedBlob {
         sealed: Vec::new(),
         compressed: false,
         raw_length: 0,
     };
-    let mut scratch = Vec::new();
+    let mut encoder = BlobEncoder::new(shared.level, shared.buffers.capacity());
     loop {
         let job = match jobs.recv_timeout(WORKER_POLL) {
             Ok(job) => job,
@@ -382,7 +391,7 @@ fn seal_worker(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
         let key = shared.repo.key();
-        e.compressed = encode_blob_into(key, &job.data, shared.level, &mut e.sealed, &mut scratch);
+        e.compressed = encoder.encode_into(key, &job.data, &mut e.sealed);
         e.raw_length = job.data.len() as u32;
         drop(job.data);
         let full = match shared.add(BlobType::Data, job.id, &e) {

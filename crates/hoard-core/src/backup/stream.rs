@@ -155,8 +155,7 @@ fn read_stream<R: Read>(
 ) -> Result<(Vec<Id>, u64)> {
     let mut content = Vec::new();
     let mut size = 0u64;
-    // A stream's length is unknown: a buffer of the largest chunk from the start.
-    for chunk in crate::format::chunker::Chunks::new(params, reader, u64::MAX) {
+    for chunk in crate::format::chunker::Chunks::new(params, reader, saver.buffers()) {
         if cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }

