@@ -94,7 +94,7 @@ const HEX_VALUE: [u8; 256] = {
 
 /// 64 hex digits as 32 bytes, without a branch per digit: an index load parses ids by the
 /// million, and this was the hex crate's per-digit match before.
-fn parse_hex(s: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex(s: &[u8]) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
