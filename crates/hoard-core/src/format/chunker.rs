@@ -232,14 +232,23 @@ mod tests {
         // for the chunk served them all, and serve the next file too.
         assert!(n > 20);
         assert_eq!(pool.created(), 2);
+        // Chunks held are each their own buffer (the last may be the one read into).
         let held: Vec<Buffer> = Chunks::new(&p, &d[..], &pool).map(|c| c.unwrap()).collect();
-        assert_eq!(pool.created(), n + 1, "chunks held are not reused");
+        let mut at: Vec<*const u8> = held.iter().map(|c| c.as_ptr()).collect();
+        at.sort();
+        at.dedup();
+        assert_eq!(at.len(), n);
+        let created = pool.created();
+        assert!(
+            (n..=n + 1).contains(&created),
+            "{created} buffers for {n} chunks"
+        );
         drop(held);
         let small = Chunks::new(&p, &d[..1000], &pool)
             .map(|c| c.unwrap().len())
             .filter(|&l| l > 0)
             .count();
-        assert_eq!((small, pool.created()), (1, n + 1));
+        assert_eq!((small, pool.created()), (1, created));
     }
 
     #[test]
