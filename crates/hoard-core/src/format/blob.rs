@@ -41,18 +41,9 @@ pub struct EncodedBlob {
 /// Compresses (when it shrinks the data) and seals one blob.
 pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob {
     let mut sealed = Vec::new();
-    let mut compressed_bytes = Vec::new();
-    let compressed = compress_if_smaller(plaintext, &mut compressed_bytes, |data, out| {
+    let compressed = seal_compressed(key, plaintext, &mut Vec::new(), &mut sealed, |data, out| {
         compress_into(data, level, out)
     });
-    key.seal_into(
-        if compressed {
-            &compressed_bytes
-        } else {
-            plaintext
-        },
-        &mut sealed,
-    );
     EncodedBlob {
         sealed,
         compressed,
@@ -88,15 +79,13 @@ impl BlobEncoder {
     pub fn encode_into(&mut self, key: &MasterKey, plaintext: &[u8], sealed: &mut Vec<u8>) -> bool {
         let (level, max_input) = (self.level, self.max_input);
         let fixed = &mut self.compressor;
-        let compressed = compress_if_smaller(plaintext, &mut self.scratch, |data, out| {
+        seal_compressed(key, plaintext, &mut self.scratch, sealed, |data, out| {
             if fixed.is_none() {
                 *fixed = FixedCompressor::new(level, max_input);
             }
             // A context too small for this input, or none at all: the ordinary one.
             fixed.as_mut().is_some_and(|c| c.compress(data, out)) || compress_into(data, level, out)
-        });
-        key.seal_into(if compressed { &self.scratch } else { plaintext }, sealed);
-        compressed
+        })
     }
 }
 
@@ -234,6 +223,20 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
 /// Decompresses into the room `out` has beyond its length, with this thread's context.
 fn decompress_to(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     with_decompressor(|d| d.decompress_to_buffer(data, out).map(|_| ()))
+}
+
+/// Seals `data` into `sealed`, compressed by `compress` (into `scratch`) when that shrinks
+/// it; returns whether it was compressed.
+fn seal_compressed(
+    key: &MasterKey,
+    data: &[u8],
+    scratch: &mut Vec<u8>,
+    sealed: &mut Vec<u8>,
+    compress: impl FnOnce(&[u8], &mut Vec<u8>) -> bool,
+) -> bool {
+    let compressed = compress_if_smaller(data, scratch, compress);
+    key.seal_into(if compressed { scratch } else { data }, sealed);
+    compressed
 }
 
 /// Whether `data` was compressed into `out` by `compress`, smaller than it.

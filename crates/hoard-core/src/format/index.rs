@@ -592,23 +592,10 @@ mod tests {
     proptest! {
         #[test]
         fn the_reader_reads_what_the_writer_wrote(
-            packs in proptest::collection::vec(proptest::collection::vec((any::<[u8; 32]>(), any::<u32>(), any::<bool>()), 0..5), 0..5),
+            packs in packs_strategy(),
             old in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
         ) {
-            let file = IndexFile {
-                supersedes: old.into_iter().map(Id).collect(),
-                packs: packs.iter().enumerate().map(|(i, blobs)| IndexPack {
-                    id: Id::of_file(&[i as u8]),
-                    blobs: blobs.iter().map(|(id, n, tree)| PackedBlob {
-                        id: Id(*id),
-                        blob_type: if *tree { BlobType::Tree } else { BlobType::Data },
-                        offset: *n,
-                        length: n / 2,
-                        raw_length: n / 3,
-                        compressed: *tree,
-                    }).collect(),
-                }).collect(),
-            };
+            let file = file_of(&packs, &old);
             let json = serde_json::to_string(&file).unwrap();
             let back = read(&json).unwrap();
             prop_assert_eq!(back.supersedes, file.supersedes);
@@ -623,6 +610,8 @@ mod tests {
             r#"{{"id":"{}","type":"data","offset":0,"length":50,"raw_length":10,"compressed":true}}"#,
             id('b')
         );
+        let one_pack =
+            |blob: &str| format!(r#"{{"packs":[{{"id":"{}","blobs":[{blob}]}}]}}"#, id('a'));
         let cases = [
             // Keys in another order, unknown keys, no `supersedes`.
             format!(
@@ -653,31 +642,11 @@ mod tests {
             // What the byte-by-byte reader leaves to serde: numbers it does not take (a
             // leading zero, a sign, a fraction, past u32), spaces, upper-case or escaped
             // digits, a space after the document.
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}}"#,
-                id('a'),
-                blob.replace(":50", ":050")
-            ),
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}}"#,
-                id('a'),
-                blob.replace(":0", ":-0")
-            ),
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}}"#,
-                id('a'),
-                blob.replace(":50", ":5.0")
-            ),
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}}"#,
-                id('a'),
-                blob.replace(":50", ":4294967296")
-            ),
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}}"#,
-                id('a'),
-                blob.replace(":50", ":4294967295")
-            ),
+            one_pack(&blob.replace(":50", ":050")),
+            one_pack(&blob.replace(":0", ":-0")),
+            one_pack(&blob.replace(":50", ":5.0")),
+            one_pack(&blob.replace(":50", ":4294967296")),
+            one_pack(&blob.replace(":50", ":4294967295")),
             format!(
                 r#"{{ "packs" : [ {{"id":"{}","blobs":[ {} ]}} ] }}"#,
                 id('a'),
@@ -688,11 +657,7 @@ mod tests {
                 r#"{{"packs":[{{"id":"\u0061{}","blobs":[]}}]}}"#,
                 &id('a')[1..]
             ),
-            format!(
-                r#"{{"packs":[{{"id":"{}","blobs":[{}]}}]}} "#,
-                id('a'),
-                blob
-            ),
+            format!("{} ", one_pack(&blob)),
         ];
         for (i, json) in cases.iter().enumerate() {
             let derived = serde_json::from_str::<IndexFile>(json);
