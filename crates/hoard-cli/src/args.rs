@@ -562,7 +562,7 @@ pub struct InitArgs {
     /// Target pack size in MiB (default 16).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub pack_size: Option<u32>,
-    /// zstd level for blobs (default 3).
+    /// zstd level for blobs (default 2; 3 stores ~3.5% less for ~15% more backup CPU).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub compression: Option<i32>,
 }
