@@ -28,6 +28,12 @@ fn python() -> PathBuf {
             let py = venv.join("bin/python3");
             let wanted = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/requirements.txt");
             let stamp = venv.join("installed-requirements.txt");
+            // nextest runs each test in its own process: one sets the virtualenv up while the
+            // others wait (two at once clear each other's files).
+            let lock = fs::File::create(venv.with_extension("lock")).unwrap();
+            let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .unwrap();
             if fs::read(&stamp).ok() != fs::read(&wanted).ok() {
                 let run = |c: &mut Command| {
                     let out = c.output().unwrap();
