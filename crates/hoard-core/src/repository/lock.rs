@@ -270,6 +270,8 @@ pub struct LockState {
 pub struct LockGuard {
     state: LockState,
     refresher: tokio::task::JoinHandle<()>,
+    /// Asks the refresher to stop between refreshes (see [`LockGuard::release`]).
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for LockGuard {
@@ -363,7 +365,13 @@ async fn try_lock(
         last_refresh: Instant::now(),
         lost: false,
     }));
-    let refresher = tokio::spawn(refresh_loop(repo.clone(), held.clone(), timing));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let refresher = tokio::spawn(refresh_loop(
+        repo.clone(),
+        held.clone(),
+        timing,
+        stop.clone(),
+    ));
     Ok(Ok(LockGuard {
         state: LockState {
             repo: repo.clone(),
@@ -371,16 +379,28 @@ async fn try_lock(
             timing,
         },
         refresher,
+        stop,
     }))
 }
+
+/// How long [`LockGuard::release`] waits for a refresh under way.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn write_lock(repo: &Storage, info: &LockInfo) -> Result<Id> {
     repo.create_doc(FileKind::Lock, info).await
 }
 
-async fn refresh_loop(repo: Storage, held: Arc<Mutex<Held>>, timing: LockTiming) {
+async fn refresh_loop(
+    repo: Storage,
+    held: Arc<Mutex<Held>>,
+    timing: LockTiming,
+    stop: Arc<tokio::sync::Notify>,
+) {
     loop {
-        tokio::time::sleep(timing.refresh).await;
+        tokio::select! {
+            _ = tokio::time::sleep(timing.refresh) => {}
+            _ = stop.notified() => return,
+        }
         let (old, mut info) = {
             let h = held.lock().unwrap_or_else(|e| e.into_inner());
             (h.id, h.info.clone())
@@ -445,8 +465,17 @@ impl LockState {
 
 impl LockGuard {
     /// Stops refreshing and removes the lock file.
-    pub async fn release(self) -> Result<()> {
-        self.refresher.abort();
+    pub async fn release(mut self) -> Result<()> {
+        // A refresh is let finish rather than aborted: cut between writing its new file and
+        // recording it, it would leave that file behind, a lock nobody holds that blocks
+        // others until it goes stale. (A refresh stuck on storage past this wait is aborted.)
+        self.stop.notify_one();
+        if tokio::time::timeout(RELEASE_WAIT, &mut self.refresher)
+            .await
+            .is_err()
+        {
+            self.refresher.abort();
+        }
         let id = self.id();
         self.state.repo.delete_file(FileKind::Lock, &id).await?;
         tracing::debug!(lock = %id.short(), "lock released");
