@@ -257,3 +257,42 @@ fn a_small_file_that_grows_before_it_is_read_is_cut_into_chunks() {
     assert!(restored.starts_with(b"first line\n") && restored.ends_with(&grown));
     assert_ok(&env.hoard(&["check", "--read-data"]));
 }
+
+/// Run as root (as CI is), restore gives every file the owner its snapshot names, whether
+/// that is root or someone else, for files written in one piece, in several, or empty.
+#[test]
+fn restore_as_root_gives_files_their_owners() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: owners are only restored as root");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let owners = [
+        ("small.txt", 1234, 5678),
+        ("large.bin", 4321, 8765),
+        ("empty", 77, 0),
+        ("roots.txt", 0, 0),
+        ("group-only.txt", 0, 4242),
+    ];
+    for (name, uid, gid) in owners {
+        let path = src.join(name);
+        match name {
+            "large.bin" => fs::write(&path, random_bytes(5 << 20, 11)).unwrap(),
+            "empty" => fs::write(&path, b"").unwrap(),
+            _ => fs::write(&path, name.as_bytes()).unwrap(),
+        }
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    }
+    assert_ok(&env.hoard(&["backup", "-q", src.to_str().unwrap()]));
+    let target = env.path("restored");
+    assert_ok(&env.hoard(&["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    for (name, uid, gid) in owners {
+        let md = fs::symlink_metadata(restored.join(name)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (uid, gid), "{name}");
+    }
+    assert_same_tree(&src, &restored);
+}
