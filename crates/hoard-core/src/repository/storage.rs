@@ -5,8 +5,6 @@
 //! only prune deletes. This layer knows nothing of the index or of snapshots' meaning, so the
 //! lock module can build on it alone.
 
-use std::sync::{Arc, Mutex};
-
 use futures::{StreamExt, TryStreamExt};
 use opendal::{ErrorKind, Operator};
 
@@ -90,48 +88,11 @@ pub const MAX_SINGLE_UPLOAD: u64 = 2 * MAX_UPLOAD_PART;
 /// Upload budgets count bytes in units of this.
 const UPLOAD_UNIT: u64 = 1 << 20;
 
-/// What [`Storage::store_staged`] draws on for `concurrency` uploads at once.
-pub(crate) struct UploadBudget {
-    /// Room for that many files of [`MAX_SINGLE_UPLOAD`] in memory together, or for each
-    /// upload's two parts of a larger file, in [`UPLOAD_UNIT`]s.
-    permits: tokio::sync::Semaphore,
-    /// A part buffer given back by a sent part. A fresh 16 MiB buffer per pack was mapped,
-    /// faulted in page by page and unmapped again (a third of an S3 backup's page faults);
-    /// the one kept is filled by the next part as it is. One, not one per upload: uploads
-    /// mostly go one at a time, and a buffer kept stays resident, beside the permits while
-    /// idle (so the budget can be exceeded by this one buffer).
-    free: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-pub(crate) fn upload_budget(concurrency: usize) -> UploadBudget {
-    UploadBudget {
-        permits: tokio::sync::Semaphore::new(
-            concurrency.max(1) * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize,
-        ),
-        free: Arc::default(),
-    }
-}
-
-/// A part's bytes, handed to OpenDAL without a copy; the buffer goes back to its budget when
-/// OpenDAL drops them.
-struct PartBuffer {
-    buf: Vec<u8>,
-    free: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-impl AsRef<[u8]> for PartBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for PartBuffer {
-    fn drop(&mut self) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.is_none() {
-            *free = Some(std::mem::take(&mut self.buf));
-        }
-    }
+/// The budget [`Storage::store_staged`] draws on for `concurrency` uploads at once: room for
+/// that many files of [`MAX_SINGLE_UPLOAD`] in memory together, or for each upload's two
+/// parts of a larger file.
+pub(crate) fn upload_budget(concurrency: usize) -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(concurrency.max(1) * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize)
 }
 
 /// Staging files untouched for this long were left by a run that died: a live writer renames
@@ -148,7 +109,7 @@ pub struct Storage {
     key: MasterKey,
     key_id: Id,
     /// Whether the backend refuses a conditional create of an existing file (probed once).
-    conditional_create: Arc<tokio::sync::OnceCell<bool>>,
+    conditional_create: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     /// Local copies of index files, snapshots and tree packs (S3 repositories).
     cache: Option<Cache>,
 }
@@ -223,30 +184,19 @@ fn place_staged(staged: &std::path::Path, target: &std::path::Path) -> Result<()
     std::fs::rename(staged, target).map_err(|e| Error::io(target, e))
 }
 
-/// Reads `n` bytes at `at` of `file` on the blocking pool, into a buffer of `budget`; gives
-/// the file back with them.
+/// Reads `n` bytes at `at` of `file` on the blocking pool; gives the file back with them.
 async fn read_part(
     file: Option<std::fs::File>,
     at: u64,
     n: u64,
-    budget: &UploadBudget,
 ) -> std::io::Result<(std::fs::File, opendal::Buffer)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = file.ok_or_else(|| std::io::Error::other("the staging file was lost"))?;
-    let mut part = PartBuffer {
-        buf: budget
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default(),
-        free: budget.free.clone(),
-    };
     tokio::task::spawn_blocking(move || {
-        part.buf.resize(n as usize, 0);
+        let mut buf = vec![0; n as usize];
         file.seek(SeekFrom::Start(at))?;
-        file.read_exact(&mut part.buf)?;
-        Ok((file, opendal::Buffer::from(bytes::Bytes::from_owner(part))))
+        file.read_exact(&mut buf)?;
+        Ok((file, opendal::Buffer::from(buf)))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -406,7 +356,7 @@ impl Storage {
         kind: FileKind,
         id: Id,
         staged: std::path::PathBuf,
-        parts: &UploadBudget,
+        parts: &tokio::sync::Semaphore,
     ) -> Result<()> {
         if let Some(root) = self.local_root() {
             let target = root.join(kind.path(&id));
@@ -426,7 +376,7 @@ impl Storage {
         kind: FileKind,
         id: Id,
         staged: &std::path::Path,
-        parts: &UploadBudget,
+        parts: &tokio::sync::Semaphore,
     ) -> Result<()> {
         let path = kind.path(&id);
         let file = std::fs::File::open(staged).map_err(|e| Error::io(staged, e))?;
@@ -452,11 +402,10 @@ impl Storage {
                     .div_ceil(UPLOAD_UNIT)
                     .clamp(1, MAX_SINGLE_UPLOAD / UPLOAD_UNIT);
                 let permit = parts
-                    .permits
                     .acquire_many(units as u32)
                     .await
                     .map_err(|_| Error::Task("upload budget closed".into()))?;
-                let (f, part) = read_part(file.take(), at, n, parts)
+                let (f, part) = read_part(file.take(), at, n)
                     .await
                     .map_err(|e| Error::io(staged, e))?;
                 file = Some(f);
@@ -652,10 +601,10 @@ pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> 
 mod tests {
     use super::*;
 
-    /// Staged files uploaded one after another through one budget arrive whole, whatever the
-    /// part buffer held before: a larger file, then a smaller one, then one sent in parts.
+    /// Staged files uploaded one after another through one budget arrive whole, in one PUT or
+    /// in parts, are removed once stored, and give every permit back.
     #[tokio::test]
-    async fn staged_uploads_sharing_a_part_buffer_arrive_whole() {
+    async fn staged_uploads_arrive_whole_and_give_their_budget_back() {
         let op = Operator::new(opendal::services::Memory::default()).expect("memory operator");
         let storage = Storage::new(op, "memory".into(), MasterKey::random(), Id([0; 32]));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -680,7 +629,7 @@ mod tests {
             assert!(!staged.exists(), "the staged file is removed once stored");
         }
         assert_eq!(
-            budget.permits.available_permits(),
+            budget.available_permits(),
             2 * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize,
             "every permit is given back"
         );
