@@ -50,7 +50,11 @@ use saver::{BlobSaver, IndexMode};
 pub use stream::{backup_stream, StreamOptions};
 
 /// Directories walked at once besides the main walk (each a task listing one directory and
-/// starting its children).
+/// starting its children), when there is a parent snapshot. They speed up a walk that is mostly
+/// unchanged files (a re-backup of the toolchain copy: 0.31 s against 0.46). A first backup is
+/// bound by reading and compressing, not by the walk (3.10 s either way), and there they
+/// scattered each pack across four subtrees, which a restore then reads a pack at a time per
+/// batch: from Garage, 95 GETs against 35 with the one walk.
 const WALKERS: usize = 4;
 /// How long a cancelled backup waits for its file readers before it goes on without them.
 const STRAGGLER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -263,7 +267,7 @@ async fn backup_locked(
         readers: Arc::new(Semaphore::new(
             2 * opts.read_concurrency.unwrap_or(cores).max(1),
         )),
-        walkers: Arc::new(Semaphore::new(WALKERS)),
+        walkers: Arc::new(Semaphore::new(if parent.is_some() { WALKERS } else { 0 })),
         counters: counters.clone(),
         errors: Mutex::new(missing),
         progress,
