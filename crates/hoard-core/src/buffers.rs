@@ -83,6 +83,63 @@ impl BufferPool {
     }
 }
 
+/// The largest block whose free makes glibc raise its mmap threshold to the block's size (and
+/// its trim threshold to twice that): `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit targets. After
+/// one such free, blocks up to that size come from the per-thread arenas, which keep what is
+/// freed into them: restoring the toolchain copy, whose index file decodes to 19 MiB of JSON,
+/// peaked 15 to 25 MiB higher for it.
+const GLIBC_DYNAMIC_THRESHOLD_MAX: usize = 32 << 20;
+
+/// Blocks smaller than this come from the arenas in any case (glibc's initial mmap threshold),
+/// so they never move it.
+const GLIBC_MMAP_THRESHOLD: usize = 128 << 10;
+
+/// The capacity to give a buffer of `len` bytes that is freed soon after (a document being
+/// decoded, a file read whole): when it is larger than the arenas serve, it gets room above
+/// `GLIBC_DYNAMIC_THRESHOLD_MAX` (32 MiB), so it is mapped on its own and freeing it leaves glibc's
+/// thresholds where they are. Room never written costs address space, not memory. Buffers
+/// that come back again and again go round a [`BufferPool`] instead.
+pub fn transient_capacity(len: usize) -> usize {
+    if len < GLIBC_MMAP_THRESHOLD {
+        len
+    } else {
+        len.max(GLIBC_DYNAMIC_THRESHOLD_MAX + 4096)
+    }
+}
+
+/// A vector with room for `n` elements, sized as [`transient_capacity`] sizes bytes: a large
+/// directory's listing and nodes are MiBs, freed once its tree is stored.
+pub fn transient_vec<T>(n: usize) -> Vec<T> {
+    let size = std::mem::size_of::<T>().max(1);
+    Vec::with_capacity(transient_capacity(n.saturating_mul(size)) / size)
+}
+
+/// Pushes onto a vector of unknown final length, which grows as usual until it would be
+/// larger than the arenas serve, and then to room as [`transient_vec`] gives it.
+pub fn push_transient<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() {
+        let size = std::mem::size_of::<T>().max(1);
+        let next = v.len().saturating_mul(2).max(4);
+        if next.saturating_mul(size) >= GLIBC_MMAP_THRESHOLD {
+            let room = transient_capacity(next.saturating_mul(size)) / size;
+            v.reserve_exact(room.saturating_sub(v.len()));
+        }
+    }
+    v.push(item);
+}
+
+/// Shortens a buffer kept from job to job to its first `keep` bytes and gives the kernel the
+/// pages beyond them, keeping the allocation: freeing it would move glibc's thresholds (see
+/// [`transient_capacity`]), and keeping its pages would hold the largest job's memory for
+/// good.
+pub fn trim_resident(bytes: &mut Vec<u8>, keep: usize) {
+    if bytes.len() > keep {
+        let touched = bytes.len();
+        release_beyond(bytes, keep, touched);
+        bytes.truncate(keep);
+    }
+}
+
 /// Gives the kernel the pages of `bytes`' allocation from `keep` up to `touched`, the most it
 /// has held; the allocation stays whole, and those pages read as zeros if used again.
 fn release_beyond(bytes: &mut Vec<u8>, keep: usize, touched: usize) {
@@ -156,6 +213,13 @@ impl std::ops::Deref for Buffer {
     }
 }
 
+/// So that a buffer can be handed on as `bytes::Bytes` without a copy (an upload's part).
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl std::borrow::Borrow<[u8]> for Buffer {
     fn borrow(&self) -> &[u8] {
         &self.bytes
@@ -184,6 +248,51 @@ mod tests {
         assert_eq!(v[(6 << 20) - 1], 0);
         v.fill(1);
         assert!(v.iter().all(|&x| x == 1));
+    }
+
+    #[test]
+    fn large_short_lived_buffers_get_room_above_the_dynamic_threshold() {
+        assert_eq!(
+            transient_capacity(100),
+            100,
+            "small ones are left to the arenas"
+        );
+        assert!(transient_capacity(1 << 20) > GLIBC_DYNAMIC_THRESHOLD_MAX);
+        assert_eq!(transient_capacity(64 << 20), 64 << 20);
+        let v: Vec<u64> = transient_vec(200_000);
+        assert!(v.capacity() * 8 > GLIBC_DYNAMIC_THRESHOLD_MAX);
+        assert_eq!(transient_vec::<u64>(10).capacity(), 10);
+
+        let mut grown = Vec::new();
+        for i in 0..100_000u64 {
+            push_transient(&mut grown, i);
+            if grown.len() == 1_000 {
+                assert!(
+                    grown.capacity() * 8 < GLIBC_MMAP_THRESHOLD,
+                    "grows as usual first"
+                );
+            }
+        }
+        assert!(grown.capacity() * 8 > GLIBC_DYNAMIC_THRESHOLD_MAX);
+        assert!(grown.iter().copied().eq(0..100_000));
+    }
+
+    #[test]
+    fn a_trimmed_buffer_keeps_its_allocation_and_its_first_bytes() {
+        let mut v = vec![7u8; 5 << 20];
+        let (ptr, capacity) = (v.as_ptr(), v.capacity());
+        trim_resident(&mut v, KEEP);
+        assert_eq!((v.as_ptr(), v.capacity(), v.len()), (ptr, capacity, KEEP));
+        assert!(v.iter().all(|&b| b == 7));
+        // The pages given back are written again.
+        v.resize(5 << 20, 1);
+        assert!(v[KEEP..].iter().all(|&b| b == 1));
+        trim_resident(&mut v, 10 << 20);
+        assert_eq!(
+            v.len(),
+            5 << 20,
+            "a buffer shorter than the limit is left alone"
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Mapper {
                 .buffered(READS)
                 .try_collect()
                 .await?;
-            let new = self.saver.save_tree(Tree { nodes }.to_bytes()).await?;
+            let new = self.saver.save_tree(&Tree { nodes }).await?;
             let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
             if trees.len() >= MAX_REMEMBERED {
                 trees.clear();

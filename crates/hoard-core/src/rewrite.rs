@@ -177,11 +177,11 @@ impl Ctx {
             if removed.len() == before {
                 return Ok(id);
             }
-            let bytes = Tree { nodes }.to_bytes();
+            let tree = Tree { nodes };
             if self.dry_run {
-                return Ok(self.repo.key().blob_id(&bytes));
+                return Ok(self.repo.key().blob_id(&tree.to_bytes()));
             }
-            self.saver.save_tree(bytes).await
+            self.saver.save_tree(&tree).await
         }
         .boxed()
     }

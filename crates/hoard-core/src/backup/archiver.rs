@@ -20,6 +20,7 @@ use super::file::{read_file, ReadError};
 use super::layout::{Target, VirtualDir};
 use super::saver::SaverHandle;
 use super::CancelToken;
+use crate::buffers::{push_transient, transient_vec};
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeType, RawName, Tree};
 use crate::host::NameCache;
@@ -167,7 +168,7 @@ impl Archiver {
                 }
             }
             let nodes = collect(children, &self.cancel).await?;
-            self.saver.save_tree(Tree { nodes }.to_bytes()).await
+            self.saver.save_tree(&Tree { nodes }).await
         }
         .boxed()
     }
@@ -318,34 +319,36 @@ impl Archiver {
             let listing = until_cancelled(
                 &self.cancel,
                 tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Listed>> {
-                    let mut v = std::fs::read_dir(&p)?
-                        .map(|e| {
-                            e.map(|e| {
-                                let md = e.metadata();
-                                let path = e.path();
-                                let verdict = match &md {
-                                    Ok(md) => exclude.judge(&path, md),
-                                    Err(_) if exclude.by_path(&path) => Verdict::Leave,
-                                    Err(_) => Verdict::Keep,
-                                };
-                                (e.file_name(), md, path, verdict)
-                            })
-                        })
-                        .collect::<std::io::Result<Vec<_>>>()?;
+                    // A large directory's listing is MiBs, freed soon: sized as `crate::buffers`
+                    // sizes such buffers.
+                    let mut v = Vec::new();
+                    for e in std::fs::read_dir(&p)? {
+                        let e = e?;
+                        let md = e.metadata();
+                        let path = e.path();
+                        let verdict = match &md {
+                            Ok(md) => exclude.judge(&path, md),
+                            Err(_) if exclude.by_path(&path) => Verdict::Leave,
+                            Err(_) => Verdict::Keep,
+                        };
+                        push_transient(&mut v, (e.file_name(), md, path, verdict));
+                    }
                     // In the tree's order, so that the parent's entries are found in one pass.
-                    v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    // (Names in a directory are unique: an unstable sort, which allocates
+                    // nothing, gives the same order.)
+                    v.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
                     let mut in_parent = 0;
-                    Ok(v.into_iter()
-                        .map(|(name, md, path, verdict)| {
-                            let attrs = if verdict == Verdict::Leave {
-                                Vec::new()
-                            } else {
-                                let md = md.as_ref().ok();
-                                known.attrs(&path, name.as_bytes(), md, &mut in_parent)
-                            };
-                            (name, md, attrs, verdict)
-                        })
-                        .collect::<Vec<Listed>>())
+                    let mut listed: Vec<Listed> = transient_vec(v.len());
+                    listed.extend(v.into_iter().map(|(name, md, path, verdict)| {
+                        let attrs = if verdict == Verdict::Leave {
+                            Vec::new()
+                        } else {
+                            let md = md.as_ref().ok();
+                            known.attrs(&path, name.as_bytes(), md, &mut in_parent)
+                        };
+                        (name, md, attrs, verdict)
+                    }));
+                    Ok(listed)
                 }),
             )
             .await??;
@@ -356,7 +359,7 @@ impl Archiver {
                     return Ok(Pending::Skipped);
                 }
             };
-            let mut children = Vec::with_capacity(listing.len());
+            let mut children = transient_vec(listing.len());
             let mut small = SmallFiles::default();
             // The listing is in the tree's order: its names are found in the parent tree in
             // one pass.
@@ -379,11 +382,7 @@ impl Archiver {
                 self.record_atime(&mut child, &md);
                 if verdict == Verdict::KeepEmpty {
                     // A mount point with --one-file-system: the directory, not what is mounted.
-                    child.subtree = Some(
-                        self.saver
-                            .save_tree(Tree { nodes: Vec::new() }.to_bytes())
-                            .await?,
-                    );
+                    child.subtree = Some(self.saver.save_tree(&Tree { nodes: Vec::new() }).await?);
                     children.push(Pending::Ready(Box::new(child)));
                     continue;
                 }
@@ -415,7 +414,7 @@ impl Archiver {
                     // nodes: its id is this directory's without encoding and hashing the tree
                     // again (what most of an unchanged re-backup's directories cost).
                     (Some(old), Some(p)) if p.nodes == nodes && me.saver.known(&[old]) => old,
-                    _ => me.saver.save_tree(Tree { nodes }.to_bytes()).await?,
+                    _ => me.saver.save_tree(&Tree { nodes }).await?,
                 };
                 let counter = match old_subtree {
                     Some(o) if o == id => &me.counters.dirs_unmodified,
@@ -433,7 +432,7 @@ impl Archiver {
 
 /// Waits for a directory's children, in name order, dropping those that failed softly.
 async fn collect(children: Vec<Pending>, cancel: &CancelToken) -> Result<Vec<Node>> {
-    let mut nodes = Vec::with_capacity(children.len());
+    let mut nodes = transient_vec(children.len());
     for c in children {
         match c {
             Pending::Ready(n) => nodes.push(*n),

@@ -26,9 +26,10 @@ use tokio::sync::mpsc;
 use super::counters::{bump, Counters};
 use crate::buffers::{Buffer, BufferPool};
 use crate::error::{Error, Result};
-use crate::format::blob::{encode_blob, BlobEncoder, EncodedBlob};
+use crate::format::blob::{encode_blob_into, BlobEncoder, EncodedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, FinishedPack, PackBytes, PackWriter, PackedBlob};
+use crate::format::tree::Tree;
 use crate::id::Id;
 use crate::repository::cache::Cached;
 use crate::repository::{FileKind, Repository};
@@ -121,7 +122,14 @@ impl Shared {
     }
 
     /// Adds an encoded blob; returns the pack when it reached the target size.
-    fn add(&self, t: BlobType, id: Id, e: &EncodedBlob) -> Result<Option<FinishedPack>> {
+    fn add(
+        &self,
+        t: BlobType,
+        id: Id,
+        sealed: &[u8],
+        compressed: bool,
+        raw_length: u32,
+    ) -> Result<Option<FinishedPack>> {
         let c = &self.counters;
         bump(
             match t {
@@ -130,9 +138,9 @@ impl Shared {
             },
             1,
         );
-        bump(&c.data_added, u64::from(e.raw_length));
-        bump(&c.data_added_packed, e.sealed.len() as u64);
-        self.add_sealed(t, id, &e.sealed, e.compressed, e.raw_length)
+        bump(&c.data_added, u64::from(raw_length));
+        bump(&c.data_added_packed, sealed.len() as u64);
+        self.add_sealed(t, id, sealed, compressed, raw_length)
     }
 
     /// Appends sealed bytes to the pack of their type; returns the pack when it is full.
@@ -153,20 +161,23 @@ impl Shared {
         full.map(|p| self.finish_pack(p)).transpose()
     }
 
-    /// A data pack is built in a staging file when there is a staging directory; else in memory, with
-    /// room for a full pack plus one maximal blob (untouched capacity costs no memory).
-    /// Tree packs stay in memory: they are small, and cached as they are uploaded.
+    /// A pack is built in a staging file when there is a staging directory; else in memory,
+    /// with room for a full pack plus one maximal blob (untouched capacity costs no memory).
+    /// Tree packs too: one grown in memory by doubling left blocks of MiBs freed per pack, and
+    /// freeing those raised glibc's thresholds (see [`crate::buffers`]).
     fn new_packer(&self, t: BlobType) -> PackWriter {
-        match (&self.staging, t) {
-            (Some(dir), BlobType::Data) => PackWriter::staged(dir).unwrap_or_else(|e| {
+        match &self.staging {
+            Some(dir) => PackWriter::staged(dir).unwrap_or_else(|e| {
                 tracing::warn!(
                     "cannot create a pack in {}, building it in memory: {e}",
                     dir.display()
                 );
                 PackWriter::with_capacity(self.pack_size + self.max_blob)
             }),
-            (None, BlobType::Data) => PackWriter::with_capacity(self.pack_size + self.max_blob),
-            (_, BlobType::Tree) => PackWriter::new(),
+            None if t == BlobType::Data => {
+                PackWriter::with_capacity(self.pack_size + self.max_blob)
+            }
+            None => PackWriter::new(),
         }
     }
 
@@ -236,6 +247,7 @@ impl BlobSaver {
             closing: Default::default(),
         };
         shared.data_packer = Mutex::new(shared.new_packer(BlobType::Data));
+        shared.tree_packer = Mutex::new(shared.new_packer(BlobType::Tree));
         let shared = Arc::new(shared);
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
         let (up_tx, up_rx) = mpsc::channel::<Upload>(1);
@@ -327,12 +339,25 @@ impl SaverHandle {
         &self.shared.buffers
     }
 
-    /// Stores a tree blob; trees are small, so they are sealed on the calling task.
-    pub async fn save_tree(&self, bytes: Vec<u8>) -> Result<Id> {
-        let id = self.shared.repo.key().blob_id(&bytes);
-        if self.shared.claim(id) {
-            let e = encode_blob(self.shared.repo.key(), &bytes, self.shared.level);
-            if let Some(p) = self.shared.add(BlobType::Tree, id, &e)? {
+    /// Stores a tree blob; trees are small, so they are sealed on the calling task, in
+    /// buffers of the pool (a large directory's tree is MiBs).
+    pub async fn save_tree(&self, tree: &Tree) -> Result<Id> {
+        let shared = &self.shared;
+        let mut plain = shared.buffers.take();
+        tree.write_into(plain.vec_mut());
+        let id = shared.repo.key().blob_id(&plain);
+        if shared.claim(id) {
+            let (mut scratch, mut sealed) = (shared.buffers.take(), shared.buffers.take());
+            let compressed = encode_blob_into(
+                shared.repo.key(),
+                &plain,
+                shared.level,
+                scratch.vec_mut(),
+                sealed.vec_mut(),
+            );
+            let full = shared.add(BlobType::Tree, id, &sealed, compressed, plain.len() as u32)?;
+            drop((plain, scratch, sealed));
+            if let Some(p) = full {
                 self.uploads
                     .send(Upload::Pack(p))
                     .await
@@ -394,7 +419,13 @@ fn seal_worker(
         e.compressed = encoder.encode_into(key, &job.data, &mut e.sealed);
         e.raw_length = job.data.len() as u32;
         drop(job.data);
-        let full = match shared.add(BlobType::Data, job.id, &e) {
+        let full = match shared.add(
+            BlobType::Data,
+            job.id,
+            &e.sealed,
+            e.compressed,
+            e.raw_length,
+        ) {
             Ok(p) => p.map(Upload::Pack),
             Err(e) => Some(Upload::Failed(e)),
         };
@@ -439,6 +470,12 @@ async fn upload_loop(
                 }
                 PackBytes::Memory(_) if mode == IndexMode::DryRun => {}
                 PackBytes::Staged(path) => {
+                    // Tree packs are what the next backup (and ls, diff, restore) reads first.
+                    if let Some(c) = repo.cache() {
+                        if blobs.first().is_some_and(|b| b.blob_type == BlobType::Tree) {
+                            c.put_file(Cached::TreePack, &id, &path);
+                        }
+                    }
                     repo.store_staged(FileKind::Pack, id, path, parts).await?;
                 }
                 PackBytes::Memory(bytes) => {

@@ -184,14 +184,12 @@ async fn save_trees(
     node.size = size;
     node.content = Some(content);
     for dir in dirs.into_iter().rev() {
-        let subtree = saver
-            .save_tree(Tree { nodes: vec![node] }.to_bytes())
-            .await?;
+        let subtree = saver.save_tree(&Tree { nodes: vec![node] }).await?;
         bump(&counters.dirs_new, 1);
         node = made_up(dir, NodeType::Dir, 0o755);
         node.subtree = Some(subtree);
     }
-    saver.save_tree(Tree { nodes: vec![node] }.to_bytes()).await
+    saver.save_tree(&Tree { nodes: vec![node] }).await
 }
 
 /// A node for something that has no file on disk: owned by this process, dated now.

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zstd::zstd_safe::zstd_sys;
 
-use super::crypto::MasterKey;
+use super::crypto::{MasterKey, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 
 /// Format byte of a sealed document: zstd-compressed JSON.
@@ -41,14 +41,26 @@ pub struct EncodedBlob {
 /// Compresses (when it shrinks the data) and seals one blob.
 pub fn encode_blob(key: &MasterKey, plaintext: &[u8], level: i32) -> EncodedBlob {
     let mut sealed = Vec::new();
-    let compressed = seal_compressed(key, plaintext, &mut Vec::new(), &mut sealed, |data, out| {
-        compress_into(data, level, out)
-    });
+    let compressed = encode_blob_into(key, plaintext, level, &mut Vec::new(), &mut sealed);
     EncodedBlob {
         sealed,
         compressed,
         raw_length: plaintext.len() as u32,
     }
+}
+
+/// [`encode_blob`] into buffers the caller keeps (compressed bytes in `scratch`, the blob in
+/// `sealed`), through this thread's zstd context; returns whether it was compressed.
+pub fn encode_blob_into(
+    key: &MasterKey,
+    plaintext: &[u8],
+    level: i32,
+    scratch: &mut Vec<u8>,
+    sealed: &mut Vec<u8>,
+) -> bool {
+    seal_compressed(key, plaintext, scratch, sealed, |data, out| {
+        compress_into(data, level, out)
+    })
 }
 
 /// [`encode_blob`] for a thread that seals blob after blob (backup's sealing workers): the
@@ -97,6 +109,8 @@ thread_local! {
     static PROBE: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// Documents' own, at [`DOC_LEVEL`], so that blobs' context keeps its level.
+    static DOC_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Compresses into `out` with this thread's context for `level`; false if zstd failed.
@@ -315,14 +329,56 @@ fn check_raw_length(plain: &[u8], raw_length: u32, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Serialises, compresses and seals a document.
+/// Serialises, compresses and seals a document. An index document is MiBs at each step,
+/// freed once stored: each buffer is sized before it is filled (the JSON is measured first),
+/// so that a large one is mapped on its own (see [`crate::buffers::transient_capacity`]),
+/// and the zstd context is this thread's (a streaming one per document allocated and freed
+/// 3.5 MiB, a lock file's too).
 pub fn seal_doc<T: Serialize>(key: &MasterKey, doc: &T) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(doc).map_err(|e| Error::invalid_by("document", e))?;
-    let mut plain = Vec::with_capacity(json.len() / 2 + 1);
+    use crate::buffers::transient_capacity;
+    let invalid = |e| Error::invalid_by("document", e);
+    let mut measure = ByteCount(0);
+    serde_json::to_writer(&mut measure, doc).map_err(invalid)?;
+    let mut json = Vec::with_capacity(transient_capacity(measure.0));
+    serde_json::to_writer(&mut json, doc).map_err(invalid)?;
+    let bound = 1 + zstd::zstd_safe::compress_bound(json.len());
+    let mut plain = Vec::with_capacity(transient_capacity(bound));
     plain.push(DOC_JSON_ZSTD);
-    zstd::stream::copy_encode(&json[..], &mut plain, 3)
+    let mut out = std::io::Cursor::new(plain);
+    out.set_position(1);
+    DOC_COMPRESSOR
+        .with_borrow_mut(|slot| {
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Compressor::new(DOC_LEVEL)?);
+            }
+            match slot.as_mut() {
+                Some(c) => c.compress_to_buffer(&json, &mut out),
+                None => Err(std::io::Error::other("no zstd context")),
+            }
+        })
         .map_err(|e| Error::invalid_by("document", e))?;
-    Ok(key.seal(&plain))
+    drop(json);
+    let plain = out.into_inner();
+    let mut sealed = Vec::with_capacity(transient_capacity(plain.len() + SEAL_OVERHEAD));
+    key.seal_into(&plain, &mut sealed);
+    Ok(sealed)
+}
+
+/// The zstd level of documents.
+const DOC_LEVEL: i32 = 3;
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens a sealed document; `what` names the file in errors.
@@ -374,10 +430,13 @@ pub fn decode_doc_payload_into(plain: &[u8], what: &str, out: &mut Vec<u8>) -> R
             // allocate its window (MiBs) for every document. Documents do not record their
             // length, so the room is a guess that doubles until the document fits.
             let most = MAX_DOCUMENT_LEN as usize + 1;
-            let mut room = out
-                .capacity()
-                .max(rest.len().saturating_mul(8))
-                .clamp(1 << 16, most);
+            // Mapped on its own when large (see `transient_capacity`): an index file's JSON
+            // is tens of MiB, and is freed once parsed.
+            let mut room = crate::buffers::transient_capacity(
+                out.capacity()
+                    .max(rest.len().saturating_mul(8))
+                    .clamp(1 << 16, most),
+            );
             loop {
                 out.clear();
                 out.reserve_exact(room);

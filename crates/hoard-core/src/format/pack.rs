@@ -234,11 +234,11 @@ impl PackWriter {
             header.extend_from_slice(&b.id.0);
         }
         let sealed = key.seal(&header);
-        self.buf.extend_from_slice(&sealed);
-        self.buf
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let trailer = (sealed.len() as u32).to_le_bytes();
         let blobs = std::mem::take(&mut self.blobs);
         let Some(mut s) = self.spill.take() else {
+            self.buf.extend_from_slice(&sealed);
+            self.buf.extend_from_slice(&trailer);
             let bytes = std::mem::take(&mut self.buf);
             return Ok(FinishedPack {
                 id: Id::of_file(&bytes),
@@ -247,9 +247,12 @@ impl PackWriter {
                 blobs,
             });
         };
-        // On failure the staging file goes with `s`.
+        // On failure the staging file goes with `s`. The header goes to the file as it is:
+        // appended to the buffer, it grew a block of MiBs per pack, freed at once.
         s.append(&self.buf)?;
-        let len = (self.spilled + self.buf.len()) as u64;
+        s.append(&sealed)?;
+        s.append(&trailer)?;
+        let len = (self.spilled + self.buf.len() + sealed.len() + trailer.len()) as u64;
         Ok(FinishedPack {
             id: Id(*s.hasher.finalize().as_bytes()),
             bytes: PackBytes::Staged(std::mem::take(&mut s.path)),

@@ -285,8 +285,15 @@ impl Tree {
 
     /// The tree blob's plaintext (JSON).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_into(&mut out);
+        out
+    }
+
+    /// [`Tree::to_bytes`] appended to `out`, a buffer the caller reuses.
+    pub fn write_into(&self, out: &mut Vec<u8>) {
         // Serialising plain data to a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let _ = serde_json::to_writer(out, self);
     }
 
     /// Decodes a tree blob's plaintext; `what` names it in the error.

@@ -191,11 +191,11 @@ fn rewrite_tree<'a>(
             None
         };
         let Some(tree) = tree else {
-            let empty = Tree { nodes: Vec::new() }.to_bytes();
+            let empty = Tree { nodes: Vec::new() };
             let new = if dry_run {
-                repo.key().blob_id(&empty)
+                repo.key().blob_id(&empty.to_bytes())
             } else {
-                saver.save_tree(empty).await?
+                saver.save_tree(&empty).await?
             };
             done.insert(id, new);
             return Ok(new);
@@ -233,11 +233,11 @@ fn rewrite_tree<'a>(
         let new = if !changed {
             id
         } else {
-            let bytes = Tree { nodes }.to_bytes();
+            let tree = Tree { nodes };
             if dry_run {
-                repo.key().blob_id(&bytes)
+                repo.key().blob_id(&tree.to_bytes())
             } else {
-                saver.save_tree(bytes).await?
+                saver.save_tree(&tree).await?
             }
         };
         done.insert(id, new);

@@ -200,3 +200,14 @@ impl Repository {
 fn blob_what(loc: &BlobLocation) -> String {
     format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short())
 }
+
+/// Copies `range` of `bytes`, in whatever pieces they are held, into `out` (as long as the
+/// range): the `fill` of [`Repository::decode_located_blob_in`] for a blob read as part of a
+/// larger range (restore, check).
+pub(crate) fn copy_range(bytes: &opendal::Buffer, range: std::ops::Range<usize>, out: &mut [u8]) {
+    let mut at = 0;
+    for piece in bytes.slice(range) {
+        out[at..at + piece.len()].copy_from_slice(&piece);
+        at += piece.len();
+    }
+}

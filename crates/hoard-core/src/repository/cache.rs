@@ -83,7 +83,7 @@ impl Cache {
     /// The cached file, if present and intact; a damaged one is removed.
     pub fn get(&self, kind: Cached, id: &Id) -> Option<Vec<u8>> {
         let path = self.path(kind, id);
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = read_transient(&path).ok()?;
         if Id::of_file(&bytes) != *id {
             tracing::warn!(
                 "cache file {} does not match its name; removed",
@@ -102,6 +102,18 @@ impl Cache {
             return;
         }
         if let Err(e) = write_atomic(&self.dir, &path, bytes) {
+            tracing::debug!("cannot cache {}: {e}", path.display());
+        }
+    }
+
+    /// [`Cache::put`] of a file that is on disk (a staged pack), copied without reading it
+    /// into memory.
+    pub fn put_file(&self, kind: Cached, id: &Id, file: &Path) {
+        let path = self.path(kind, id);
+        if path.exists() {
+            return;
+        }
+        if let Err(e) = place_atomic(&self.dir, &path, |tmp| std::fs::copy(file, tmp).map(drop)) {
             tracing::debug!("cannot cache {}: {e}", path.display());
         }
     }
@@ -231,7 +243,29 @@ pub fn last_check(base: &Path, repo_id: &Id) -> Option<LastCheck> {
 
 /// Writes `bytes` to a temporary file in `dir` and renames it to `path`: concurrent readers
 /// and writers of the same cache see whole files only.
+/// A whole file, read into a buffer sized by [`crate::buffers::transient_capacity`]: cached
+/// index files and tree packs are MiBs, freed once decoded.
+fn read_transient(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    let mut bytes = Vec::with_capacity(crate::buffers::transient_capacity(len));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    place_atomic(dir, path, |tmp| {
+        std::fs::File::create(tmp)?.write_all(bytes)
+    })
+}
+
+/// Has `write` create a temporary file in `dir`, then renames it to `path`.
+fn place_atomic(
+    dir: &Path,
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut random = [0u8; 8];
     crate::random::fill_random(&mut random);
     let tmp = dir.join(format!(
@@ -241,11 +275,7 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -334,6 +364,23 @@ mod tests {
         assert_eq!(cache.conditional_writes(here), None);
         std::fs::write(cache.probe_path(copy), b"maybe").unwrap();
         assert_eq!(cache.conditional_writes(copy), None);
+    }
+
+    #[test]
+    fn a_file_put_from_disk_is_read_back_verified() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = Cache::open(base.path(), &Id([1; 32])).unwrap();
+        let body = vec![9u8; 200_000];
+        let id = Id::of_file(&body);
+        let src = base.path().join("staged");
+        std::fs::write(&src, &body).unwrap();
+        cache.put_file(Cached::TreePack, &id, &src);
+        assert_eq!(cache.get(Cached::TreePack, &id), Some(body));
+        assert!(src.exists(), "the file is copied, not moved");
+        // A file whose bytes are not its name is not served.
+        let wrong = Id([2; 32]);
+        cache.put_file(Cached::TreePack, &wrong, &src);
+        assert_eq!(cache.get(Cached::TreePack, &wrong), None);
     }
 
     #[test]

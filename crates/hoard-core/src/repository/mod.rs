@@ -21,6 +21,7 @@
 //! `config` is written last by `init`, so a repository exists exactly when its config does.
 
 mod blobs;
+pub(crate) use blobs::copy_range;
 pub mod cache;
 mod conditional;
 pub(crate) mod index;

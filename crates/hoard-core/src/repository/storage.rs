@@ -5,6 +5,8 @@
 //! only prune deletes. This layer knows nothing of the index or of snapshots' meaning, so the
 //! lock module can build on it alone.
 
+use std::sync::Arc;
+
 use futures::{StreamExt, TryStreamExt};
 use opendal::{ErrorKind, Operator};
 
@@ -14,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::cache::{Cache, Cached};
+use crate::buffers::BufferPool;
 use crate::error::{Error, Result};
 use crate::format::blob::{open_doc_in_place, seal_doc};
 use crate::format::crypto::MasterKey;
@@ -88,11 +91,26 @@ pub const MAX_SINGLE_UPLOAD: u64 = 2 * MAX_UPLOAD_PART;
 /// Upload budgets count bytes in units of this.
 const UPLOAD_UNIT: u64 = 1 << 20;
 
-/// The budget [`Storage::store_staged`] draws on for `concurrency` uploads at once: room for
-/// that many files of [`MAX_SINGLE_UPLOAD`] in memory together, or for each upload's two
-/// parts of a larger file.
-pub(crate) fn upload_budget(concurrency: usize) -> tokio::sync::Semaphore {
-    tokio::sync::Semaphore::new(concurrency.max(1) * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize)
+/// What [`Storage::store_staged`] draws on for `concurrency` uploads at once.
+pub(crate) struct UploadBudget {
+    /// Room for that many files of [`MAX_SINGLE_UPLOAD`] in memory together, or for each
+    /// upload's two parts of a larger file, in [`UPLOAD_UNIT`]s.
+    permits: tokio::sync::Semaphore,
+    /// The buffers parts are read into. A fresh buffer per part, freed once sent, was the
+    /// largest block a backup freed; glibc then raised its mmap threshold to that size and
+    /// every later part came from its per-thread arenas, which kept them: an S3 backup of the
+    /// toolchain copy peaked at 195 to 240 MiB without the allocator setting (85 with). Pooled,
+    /// they are never freed, and a buffer given back keeps only its first MiB resident.
+    parts: Arc<BufferPool>,
+}
+
+pub(crate) fn upload_budget(concurrency: usize) -> UploadBudget {
+    UploadBudget {
+        permits: tokio::sync::Semaphore::new(
+            concurrency.max(1) * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize,
+        ),
+        parts: BufferPool::new(MAX_SINGLE_UPLOAD as usize),
+    }
 }
 
 /// Staging files untouched for this long were left by a run that died: a live writer renames
@@ -109,7 +127,7 @@ pub struct Storage {
     key: MasterKey,
     key_id: Id,
     /// Whether the backend refuses a conditional create of an existing file (probed once).
-    conditional_create: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+    conditional_create: Arc<tokio::sync::OnceCell<bool>>,
     /// Local copies of index files, snapshots and tree packs (S3 repositories).
     cache: Option<Cache>,
 }
@@ -141,7 +159,11 @@ pub(crate) fn location_of(op: &Operator) -> String {
 /// Reads a whole file into one buffer, a piece at a time as the backend delivers it: all the
 /// pieces first and then a copy would hold the file twice.
 pub(crate) async fn read_all(op: &Operator, path: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    read_all_into(op, path, Vec::new()).await
+}
+
+/// [`read_all`] into `out`, which may have room for the file already.
+async fn read_all_into(op: &Operator, path: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
     let read = async { op.reader(path).await?.read_into(&mut out, ..).await };
     read.await.map_err(|e| Error::storage("read", path, e))?;
     Ok(out)
@@ -184,19 +206,25 @@ fn place_staged(staged: &std::path::Path, target: &std::path::Path) -> Result<()
     std::fs::rename(staged, target).map_err(|e| Error::io(target, e))
 }
 
-/// Reads `n` bytes at `at` of `file` on the blocking pool; gives the file back with them.
+/// Reads `n` bytes at `at` of `file` on the blocking pool, into a buffer of `pool` that goes
+/// back when OpenDAL drops the part; gives the file back with them.
 async fn read_part(
     file: Option<std::fs::File>,
     at: u64,
     n: u64,
+    pool: &Arc<BufferPool>,
 ) -> std::io::Result<(std::fs::File, opendal::Buffer)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = file.ok_or_else(|| std::io::Error::other("the staging file was lost"))?;
+    let mut part = pool.take();
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0; n as usize];
         file.seek(SeekFrom::Start(at))?;
-        file.read_exact(&mut buf)?;
-        Ok((file, opendal::Buffer::from(buf)))
+        // Into the buffer's spare room: a file reads there without zeroing it first.
+        let got = (&mut file).take(n).read_to_end(part.vec_mut())?;
+        if got as u64 != n {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok((file, opendal::Buffer::from(bytes::Bytes::from_owner(part))))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -275,7 +303,13 @@ impl Storage {
             return Ok(bytes);
         }
         let path = kind.path(id);
-        let bytes = read_all(&self.op, &path).await?;
+        // Index files and packs are MiBs, freed once decoded: room for them is mapped on its
+        // own (see `transient_capacity`), whatever size they turn out to be.
+        let room = match kind {
+            FileKind::Index | FileKind::Pack => crate::buffers::transient_capacity(1 << 20),
+            _ => 0,
+        };
+        let bytes = read_all_into(&self.op, &path, Vec::with_capacity(room)).await?;
         if Id::of_file(&bytes) != *id {
             return Err(Error::corrupt(path, "content does not match its name"));
         }
@@ -283,6 +317,44 @@ impl Storage {
             c.put(k, id, &bytes);
         }
         Ok(bytes)
+    }
+
+    /// Reads `range` of a file (fewer bytes where the file ends first) for a reader that
+    /// reads range after range (restore): from a local repository into a buffer of `pool`,
+    /// which goes back when the bytes are dropped; elsewhere as OpenDAL reads it, in the HTTP
+    /// client's pieces. OpenDAL's local reads allocated a buffer per range, up to 4 MiB, and
+    /// the first one freed raised glibc's thresholds (see [`crate::buffers`]).
+    pub(crate) async fn read_range_pooled(
+        &self,
+        kind: FileKind,
+        id: &Id,
+        range: std::ops::Range<u64>,
+        pool: &Arc<BufferPool>,
+    ) -> Result<opendal::Buffer> {
+        let path = kind.path(id);
+        let Some(root) = self.local_root() else {
+            return self
+                .op
+                .read_with(&path)
+                .range(range)
+                .await
+                .map_err(|e| Error::storage("read", &path, e));
+        };
+        let file = root.join(&path);
+        let mut buf = pool.take();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let read = std::fs::File::open(&file).and_then(|mut f| {
+                f.seek(SeekFrom::Start(range.start))?;
+                // Into the buffer's spare room: a file reads there without zeroing it first.
+                f.take(range.end.saturating_sub(range.start))
+                    .read_to_end(buf.vec_mut())
+            });
+            read.map_err(|e| Error::io(&file, e))?;
+            Ok(opendal::Buffer::from(bytes::Bytes::from_owner(buf)))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
     }
 
     /// Reads `range` of a file (no name check is possible on a part).
@@ -356,7 +428,7 @@ impl Storage {
         kind: FileKind,
         id: Id,
         staged: std::path::PathBuf,
-        parts: &tokio::sync::Semaphore,
+        parts: &UploadBudget,
     ) -> Result<()> {
         if let Some(root) = self.local_root() {
             let target = root.join(kind.path(&id));
@@ -376,7 +448,7 @@ impl Storage {
         kind: FileKind,
         id: Id,
         staged: &std::path::Path,
-        parts: &tokio::sync::Semaphore,
+        parts: &UploadBudget,
     ) -> Result<()> {
         let path = kind.path(&id);
         let file = std::fs::File::open(staged).map_err(|e| Error::io(staged, e))?;
@@ -402,10 +474,11 @@ impl Storage {
                     .div_ceil(UPLOAD_UNIT)
                     .clamp(1, MAX_SINGLE_UPLOAD / UPLOAD_UNIT);
                 let permit = parts
+                    .permits
                     .acquire_many(units as u32)
                     .await
                     .map_err(|_| Error::Task("upload budget closed".into()))?;
-                let (f, part) = read_part(file.take(), at, n)
+                let (f, part) = read_part(file.take(), at, n, &parts.parts)
                     .await
                     .map_err(|e| Error::io(staged, e))?;
                 file = Some(f);
@@ -601,6 +674,44 @@ pub fn local_operator(path: &std::path::Path, create: bool) -> Result<Operator> 
 mod tests {
     use super::*;
 
+    /// Ranges of a local repository's file are read into the pool's buffers, which come
+    /// back; a range past the end gives what there is.
+    #[tokio::test]
+    async fn local_ranges_are_read_into_pooled_buffers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let op = local_operator(dir.path(), true).expect("local operator");
+        let storage = Storage::new(op, "local".into(), MasterKey::random(), Id([0; 32]));
+        let id = Id([5; 32]);
+        let body: Vec<u8> = (0..300_000u32).map(|n| (n % 253) as u8).collect();
+        storage
+            .operator()
+            .write(&FileKind::Pack.path(&id), body.clone())
+            .await
+            .expect("write");
+        let pool = BufferPool::new(1 << 16);
+        for range in [
+            0..10,
+            1000..200_000,
+            299_990..300_000,
+            299_990..400_000,
+            500_000..500_001,
+        ] {
+            let got = storage
+                .read_range_pooled(FileKind::Pack, &id, range.clone(), &pool)
+                .await
+                .expect("read")
+                .to_vec();
+            let end = (range.end as usize).min(body.len());
+            let want = body.get(range.start as usize..end).unwrap_or(&[]);
+            assert!(got == want, "range {range:?}");
+        }
+        assert_eq!(pool.created(), 1, "one buffer went round");
+        let missing = storage
+            .read_range_pooled(FileKind::Pack, &Id([6; 32]), 0..10, &pool)
+            .await;
+        assert!(missing.is_err(), "a missing file is an error");
+    }
+
     /// Staged files uploaded one after another through one budget arrive whole, in one PUT or
     /// in parts, are removed once stored, and give every permit back.
     #[tokio::test]
@@ -629,7 +740,7 @@ mod tests {
             assert!(!staged.exists(), "the staged file is removed once stored");
         }
         assert_eq!(
-            budget.available_permits(),
+            budget.permits.available_permits(),
             2 * (MAX_SINGLE_UPLOAD / UPLOAD_UNIT) as usize,
             "every permit is given back"
         );

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::write::BatchFiles;
 use super::MAX_READ;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::pack::PackedBlob;
 use crate::id::Id;
 use crate::repository::FileKind;
@@ -85,21 +85,20 @@ struct PackReader {
 impl PackReader {
     /// One ranged read, decoded and written before this returns.
     async fn read_one(&self, job: ReadJob) -> Result<()> {
-        let read = self
-            .files
-            .shared
+        let shared = &self.files.shared;
+        let read = shared
             .repo
-            .operator()
-            .read_with(&self.path)
-            .range(job.start..job.end)
+            .read_range_pooled(
+                FileKind::Pack,
+                &self.pack,
+                job.start..job.end,
+                &shared.reads,
+            )
             .await;
         match read {
             Ok(bytes) => self.decode(job, bytes).await,
             Err(e) => {
-                self.files.fail(
-                    job.uses.iter().map(|u| u.1),
-                    &Error::storage("read", self.path.as_str(), e),
-                );
+                self.files.fail(job.uses.iter().map(|u| u.1), &e);
                 Ok(())
             }
         }

@@ -16,7 +16,7 @@ use crate::format::pack::PackedBlob;
 use crate::format::tree::{Node, NodeType};
 use crate::id::Id;
 use crate::progress::{FileError, Progress};
-use crate::repository::Repository;
+use crate::repository::{copy_range, Repository};
 
 /// What becomes of a file the snapshot has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +190,8 @@ pub(super) struct Shared {
     pub(super) decoders: Decoders,
     /// Whether the repository is remote (reads are requests), not a local directory.
     pub(super) remote: bool,
+    /// Where ranges of a local repository's packs are read into.
+    pub(super) reads: Arc<crate::buffers::BufferPool>,
 }
 
 impl Shared {
@@ -305,13 +307,7 @@ fn write_group(job: &DecodeJob, buffer: &mut Vec<u8>) {
         let loc = crate::repository::index::BlobLocation { pack, blob };
         let end = from + blob.length as usize;
         let decoded = if end <= bytes.len() {
-            let fill = |sealed: &mut [u8]| {
-                let mut at = 0;
-                for piece in bytes.slice(from..end) {
-                    sealed[at..at + piece.len()].copy_from_slice(&piece);
-                    at += piece.len();
-                }
-            };
+            let fill = |sealed: &mut [u8]| copy_range(bytes, from..end, sealed);
             shared.repo.decode_located_blob_in(&loc, fill, buffer)
         } else {
             Err(Error::corrupt(path, "shorter than the index says"))
@@ -325,9 +321,7 @@ fn write_group(job: &DecodeJob, buffer: &mut Vec<u8>) {
             // Every use of this blob fails; the files are reported once each.
             Err(e) => ctx.fail(uses.iter().map(|u| u.1), &e),
         }
-        if buffer.len() > KEEP_DECODE_BUFFER {
-            *buffer = Vec::new();
-        }
+        crate::buffers::trim_resident(buffer, KEEP_DECODE_BUFFER);
     }
 }
 
@@ -385,8 +379,9 @@ pub(super) struct Decoders {
     jobs: crossbeam_channel::Sender<DecodeJob>,
 }
 
-/// The largest decode buffer a thread keeps, a blob's sealed bytes and plaintext together:
-/// chunks average 1 MiB, and the few larger ones need not hold memory for the whole restore.
+/// The most of its decode buffer a thread keeps resident, a blob's sealed bytes and plaintext
+/// together: chunks average 1 MiB, and the few larger ones need not hold memory for the whole
+/// restore.
 const KEEP_DECODE_BUFFER: usize = 4 * 1024 * 1024;
 
 impl Decoders {
