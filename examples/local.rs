@@ -13,7 +13,6 @@ use hoard::{
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    hoard::limit_allocator_growth();
     let source = std::env::args()
         .nth(1)
         .map(std::path::PathBuf::from)

@@ -40,7 +40,6 @@ impl std::error::Error for Incomplete {}
 
 /// Runs the CLI with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    hoard_core::limit_allocator_growth();
     let cli = Cli::parse();
     output::init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

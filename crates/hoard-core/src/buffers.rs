@@ -1,13 +1,25 @@
-//! Chunk buffers that go round a backup instead of back to the allocator.
+//! Buffers that go round instead of back to the allocator, and room for large short-lived
+//! ones that the allocator does not keep.
 //!
 //! A backup reads every byte into a buffer that lives for a moment: read, hashed, compressed,
 //! then dropped on a compression worker. Allocated and freed per chunk, those buffers cost a
-//! toolchain backup 240,000 page faults (glibc hands each freed block's pages back), and
-//! without [`crate::limit_allocator_growth`] each freed multi-MiB block raised glibc's
-//! thresholds until its per-thread arenas kept 100 MiB. Here the same few buffers go round:
-//! each is allocated once at the largest chunk size (pages never written cost nothing), and a
-//! buffer handed back gives the pages beyond its first 1 MiB to the kernel, so a free buffer
-//! holds at most that much whatever it once held. The same backup now takes 130,000 faults.
+//! toolchain backup 240,000 page faults (glibc hands each freed block's pages back). Here the
+//! same few buffers go round ([`BufferPool`]): each is allocated once at the largest chunk
+//! size (pages never written cost nothing), and a buffer handed back gives the pages beyond
+//! its first 1 MiB to the kernel, so a free buffer holds at most that much whatever it once
+//! held. The same backup now takes 130,000 faults. S3 upload parts and restore's and check's
+//! local pack reads go round pools the same way.
+//!
+//! Why no block of MiBs may simply be freed: glibc raises its mmap threshold to the size of
+//! any mapped block freed (up to 32 MiB), and its trim threshold to twice that; blocks below
+//! it then come from per-thread arenas (up to 16 on two cores), which keep what is freed into
+//! them. One index file's JSON or one tree pack grown by doubling was enough. Until this
+//! module covered every such buffer, `hoard` set a fixed 4 MiB mmap threshold at start-up
+//! (`mallopt`); without it, and before these changes, a backup of the toolchain copy peaked
+//! 8 to 17 MiB higher (S3: 115 to 160), a restore 15 to 25, a `check --read-data` 30. Large
+//! buffers that are not reused (documents, a large directory's listing) get room above that
+//! 32 MiB ([`transient_capacity`]): mapped on their own, they go back to the kernel when
+//! freed and leave the thresholds alone; room never written costs address space only.
 
 use std::sync::{Arc, Mutex};
 

@@ -35,7 +35,6 @@
 
 #![warn(missing_docs)]
 
-mod allocator;
 pub mod backup;
 pub mod buffers;
 pub mod check;
@@ -73,8 +72,6 @@ pub mod walk;
 
 /// Times and time zones in the API (snapshot times, [`forget_in_zone`]).
 pub use chrono;
-
-pub use allocator::limit_allocator_growth;
 
 pub use backup::{
     backup, backup_stream, BackupOptions, BackupResult, CancelToken, ParentSelection, StreamOptions,
