@@ -241,8 +241,6 @@ pub fn last_check(base: &Path, repo_id: &Id) -> Option<LastCheck> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Writes `bytes` to a temporary file in `dir` and renames it to `path`: concurrent readers
-/// and writers of the same cache see whole files only.
 /// A whole file, read into a buffer sized by [`crate::buffers::transient_capacity`]: cached
 /// index files and tree packs are MiBs, freed once decoded.
 fn read_transient(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -254,6 +252,8 @@ fn read_transient(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Writes `bytes` to a temporary file in `dir` and renames it to `path`: concurrent readers
+/// and writers of the same cache see whole files only.
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     place_atomic(dir, path, |tmp| {
         std::fs::File::create(tmp)?.write_all(bytes)
