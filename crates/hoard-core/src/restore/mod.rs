@@ -178,7 +178,7 @@ async fn restore_unlocked(
         damaged: Mutex::new(Vec::new()),
         decoders: Decoders::start(cores.clamp(2, packs_at_once))?,
         remote: !local,
-        reads: crate::buffers::BufferPool::new(MAX_READ as usize),
+        reads: crate::buffers::BufferPool::keeping(MAX_READ as usize, MAX_READ as usize),
     });
     let mut batches = Batches {
         shared: shared.clone(),
