@@ -250,3 +250,68 @@ async fn s3_round_trip_from_an_in_memory_secret() {
         .unwrap_err();
     assert!(e.to_string().contains("RESTIC_PASSWORD"), "{e}");
 }
+
+/// Restore creates files with their permission bits and leaves out the chmod when the umask
+/// let them through: every bit must still come out as the snapshot has it, whether the umask
+/// hid it (o+w), the owner lacks the write the restore needs (0o444, 0o000, on a file of one
+/// blob and one of many), or it may only be set last (setuid, setgid, sticky).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_permission_bit_comes_back_as_the_snapshot_has_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let modes = [
+        0o644, 0o755, 0o777, 0o666, 0o444, 0o000, 0o200, 0o4755, 0o2750, 0o1644, 0o6711,
+    ];
+    // Pseudo-random, so that it is cut into several blobs.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..5_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for (i, mode) in modes.iter().enumerate() {
+        for (kind, body) in [("small", &b"a few bytes"[..]), ("big", &big[..])] {
+            let path = src.join(format!("{kind}-{i}-{mode:o}"));
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+    }
+    let storage = hoard::repository::local_operator(&dir.path().join("repo"), true).unwrap();
+    let init = hoard::InitOptions {
+        kdf: KdfParams::insecure_fast(),
+        ..Default::default()
+    };
+    let repo = Repository::init(storage, b"pw", init).await.unwrap();
+    let opts = BackupOptions {
+        paths: vec![src.clone()],
+        ..Default::default()
+    };
+    let progress = Arc::new(hoard::progress::NoProgress);
+    let done = backup(&repo, opts, progress.clone()).await.unwrap();
+    let out = dir.path().join("out");
+    let ropts = RestoreOptions {
+        target: out.clone(),
+        source_path: Some(src.to_string_lossy().into_owned()),
+        ..Default::default()
+    };
+    let summary = restore(&repo, &done.snapshot, &ropts, progress)
+        .await
+        .unwrap();
+    assert_eq!(summary.files_restored, 2 * modes.len() as u64);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let want = entry.metadata().unwrap().permissions().mode() & 0o7777;
+        let restored = out.join(entry.file_name());
+        let got = std::fs::metadata(&restored).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(got, want, "{restored:?}: {got:o}, not {want:o}");
+        assert_eq!(
+            std::fs::read(&restored).unwrap(),
+            std::fs::read(entry.path()).unwrap()
+        );
+    }
+}
