@@ -23,24 +23,36 @@ pub(super) enum ReadError {
 /// open does not block (a FIFO or device swapped in since the listing would block it
 /// forever) and does not follow a symlink swapped in, and the type is checked again on the
 /// open file.
+///
+/// Reading does not touch the file's access time where the kernel allows that (`O_NOATIME`:
+/// the owner or root), as restic does: a daily backup would otherwise write every inode it
+/// reads once a day (relatime), and every time on a file system mounted `strictatime`, and
+/// tools that go by access times would see every file as just used.
 pub(super) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use nix::libc::{O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK};
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_NOCTTY)
-        .open(path)?;
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | flags)
+            .open(path)
+    };
+    // EPERM: someone else's file, which only root may read without touching its atime.
+    let (file, noatime) = match open(O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => (open(0)?, 0),
+        opened => (opened?, O_NOATIME),
+    };
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
         return Err(std::io::Error::other(format!(
             "no longer a regular file ({kind:?}): skipped"
         )));
     }
-    // Regular files ignore O_NONBLOCK; clear it all the same, so reads are plain reads.
+    // Regular files ignore O_NONBLOCK; clear it all the same, so reads are plain reads. The
+    // flags F_SETFL sets are all known here (only these two were asked for), so there is no
+    // need to read them first.
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(&file, FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
-        let _ = fcntl(&file, FcntlArg::F_SETFL(flags));
-    }
+    let _ = fcntl(&file, FcntlArg::F_SETFL(OFlag::from_bits_truncate(noatime)));
     Ok(file)
 }
 
@@ -103,5 +115,34 @@ mod tests {
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         assert_eq!(s, "data");
+    }
+
+    /// Reading a file for a backup leaves its access time as it was, and what is read is
+    /// read with plain (blocking) reads.
+    #[test]
+    fn reading_leaves_the_access_time_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"data").unwrap();
+        // An access time older than the mtime: relatime would update it on the next read.
+        let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+        let now = nix::sys::time::TimeSpec::new(2_000_000_000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &file,
+            &old,
+            &now,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let mut f = open_regular(&file).unwrap();
+        let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_eq!(flags & nix::libc::O_NONBLOCK, 0, "reads block as usual");
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "data");
+        drop(f);
+        assert_eq!(std::fs::metadata(&file).unwrap().atime(), 1_000_000_000);
     }
 }
