@@ -236,7 +236,8 @@ impl std::ops::Deref for Buffer {
     }
 }
 
-/// So that a buffer can be handed on as `bytes::Bytes` without a copy (an upload's part).
+/// So that a buffer can be handed on as `bytes::Bytes` without a copy: a range of a local
+/// pack that restore or check reads, or an upload's part where its file cannot be mapped.
 impl AsRef<[u8]> for Buffer {
     fn as_ref(&self) -> &[u8] {
         &self.bytes
